@@ -1,0 +1,21 @@
+//! The audit store: where tenant telemetry becomes append-only Parquet, and the only way to read it back.
+//!
+//! It owns the on-disk contract ([`layout`]), the Arrow schemas of the tables ([`schema`]), the
+//! Parquet writer with its commit protocol ([`writer`]) and the tenant-scoped query ([`query`]).
+//! It knows nothing about OTLP, HTTP or gRPC: callers hand it Arrow record batches already tagged
+//! with a validated [`TenantId`].
+//!
+//! Invariants kept here:
+//! - a file visible under a `.parquet` name is complete (written to a hidden temporary name,
+//!   fsync'd, renamed, directory fsync'd);
+//! - every file holds rows of exactly one tenant, one table and one UTC day;
+//! - a [`query::TenantScope`] can reach only its own tenant's directory.
+
+pub mod layout;
+pub mod query;
+pub mod schema;
+pub mod tenant;
+pub mod writer;
+
+pub use schema::Table;
+pub use tenant::{TenantId, TenantIdError};

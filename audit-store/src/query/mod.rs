@@ -1,0 +1,196 @@
+//! Tenant-scoped SQL over the audit store, with DataFusion.
+//!
+//! A [`TenantScope`] is a DataFusion session built for one tenant and one time range. It
+//! registers exactly the tables `logs`, `spans` and `events`, each a view over that tenant's
+//! `date=` partitions inside the range, filtered to the range. Nothing else is registered and the
+//! session refuses DDL, DML and statements, so a query cannot reach another tenant's files:
+//! there is nothing else to read.
+//!
+//! DataFusion itself is not an authorisation boundary; this module is. It must never register a
+//! path that did not come from [`Layout`] for the scope's own tenant.
+
+pub mod format;
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use chrono::{DateTime, NaiveDate, Utc};
+use datafusion::catalog::TableProvider;
+use datafusion::common::ScalarValue;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit};
+use datafusion::sql::sqlparser::parser::ParserError;
+
+use crate::layout::{Layout, PARQUET_EXTENSION};
+use crate::{Table, TenantId};
+
+pub use datafusion::error::DataFusionError;
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The SQL is not valid or not allowed (DDL, DML, unknown table or column...).
+    #[error("{0}")]
+    Invalid(String),
+    #[error("reading the audit store failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("query execution failed: {0}")]
+    Execution(DataFusionError),
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(e: DataFusionError) -> Self {
+        match e {
+            DataFusionError::Plan(_)
+            | DataFusionError::SQL(..)
+            | DataFusionError::SchemaError(..)
+            | DataFusionError::NotImplemented(_) => QueryError::Invalid(e.strip_backtrace()),
+            DataFusionError::Context(_, ref inner)
+                if matches!(
+                    inner.as_ref(),
+                    DataFusionError::Plan(_) | DataFusionError::SQL(..)
+                ) =>
+            {
+                QueryError::Invalid(e.strip_backtrace())
+            }
+            other => QueryError::Execution(other),
+        }
+    }
+}
+
+/// A half-open time range `[from, to)` on the `timestamp` column; either end may be open.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeRange {
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+impl TimeRange {
+    /// All of time.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Whether the UTC day `date` can hold rows of this range.
+    pub fn overlaps_date(&self, date: NaiveDate) -> bool {
+        let after_from = self.from.is_none_or(|from| date >= from.date_naive());
+        let before_to = self.to.is_none_or(|to| {
+            // `to` is exclusive: a range ending at midnight does not reach that day.
+            let last = to - chrono::Duration::nanoseconds(1);
+            date <= last.date_naive()
+        });
+        after_from && before_to
+    }
+
+    fn filter(&self) -> Option<Expr> {
+        let bound = |t: DateTime<Utc>| {
+            lit(ScalarValue::TimestampNanosecond(
+                t.timestamp_nanos_opt(),
+                Some("UTC".into()),
+            ))
+        };
+        let from = self.from.map(|f| col("timestamp").gt_eq(bound(f)));
+        let to = self.to.map(|t| col("timestamp").lt(bound(t)));
+        match (from, to) {
+            (Some(a), Some(b)) => Some(a.and(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// A query session that holds one tenant's tables and nothing else.
+pub struct TenantScope {
+    tenant: TenantId,
+    ctx: SessionContext,
+}
+
+impl TenantScope {
+    /// Builds the session for `tenant` over `range`. A tenant without data gets empty tables.
+    pub async fn open(
+        layout: &Layout,
+        tenant: &TenantId,
+        range: TimeRange,
+    ) -> Result<Self, QueryError> {
+        let config = SessionConfig::new()
+            .with_information_schema(false)
+            .with_target_partitions(2);
+        let ctx = SessionContext::new_with_config(config);
+        for table in Table::ALL {
+            let provider = table_provider(layout, tenant, table, &range).await?;
+            let mut frame = ctx.read_table(provider)?;
+            if let Some(filter) = range.filter() {
+                frame = frame.filter(filter)?;
+            }
+            ctx.register_table(table.name(), frame.into_view())?;
+        }
+        Ok(Self {
+            tenant: tenant.clone(),
+            ctx,
+        })
+    }
+
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// Plans and starts `sql`. Only queries are allowed: DDL, DML and statements (`SET`,
+    /// `COPY`, `CREATE EXTERNAL TABLE`...) are refused.
+    pub async fn execute(&self, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
+        let options = datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let frame = self
+            .ctx
+            .sql_with_options(sql, options)
+            .await
+            .map_err(|e| match e {
+                DataFusionError::SQL(ref parse, _)
+                    if matches!(parse.as_ref(), ParserError::RecursionLimitExceeded) =>
+                {
+                    QueryError::Invalid("query nests too deeply".into())
+                }
+                other => QueryError::from(other),
+            })?;
+        Ok(frame.execute_stream().await?)
+    }
+}
+
+async fn table_provider(
+    layout: &Layout,
+    tenant: &TenantId,
+    table: Table,
+    range: &TimeRange,
+) -> Result<Arc<dyn TableProvider>, QueryError> {
+    let schema: SchemaRef = table.schema();
+    let urls = layout
+        .list_dates(tenant, table)?
+        .into_iter()
+        .filter(|date| range.overlaps_date(*date))
+        .map(|date| {
+            let dir = layout.partition_dir(tenant, table, date);
+            let dir = std::path::absolute(&dir)?;
+            ListingTableUrl::parse(format!("{}/", dir.display()))
+                .map_err(QueryError::Execution)
+        })
+        .collect::<Result<Vec<_>, QueryError>>()?;
+    if urls.is_empty() {
+        return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
+    }
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(PARQUET_EXTENSION)
+        // Every file is written sorted by time (see `writer`).
+        .with_file_sort_order(vec![vec![col("timestamp").sort(true, false)]]);
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema);
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+#[cfg(test)]
+mod tests;

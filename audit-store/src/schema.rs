@@ -1,0 +1,149 @@
+//! The tables of the audit store and their Arrow schemas.
+//!
+//! One schema per [`Table`]; `logs` and `events` share theirs (an event is a log record with an
+//! event name). Column names are snake_case and follow `DESIGN.md`; timestamps are nanoseconds
+//! since the Unix epoch in UTC; attribute maps are `MAP<string, string>` with non-string values as
+//! their JSON text. A golden test prints these schemas so every change to them is deliberate.
+
+use std::sync::{Arc, LazyLock};
+
+use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+
+/// A table of the audit store. Closed set: each variant is a `signal=` partition on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Logs,
+    Spans,
+    Events,
+}
+
+impl Table {
+    pub const ALL: [Table; 3] = [Table::Logs, Table::Spans, Table::Events];
+
+    /// The SQL table name, which is also the `signal=` partition value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Logs => "logs",
+            Table::Spans => "spans",
+            Table::Events => "events",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    /// The Arrow schema of this table.
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            Table::Logs | Table::Events => LOG_SCHEMA.clone(),
+            Table::Spans => SPAN_SCHEMA.clone(),
+        }
+    }
+}
+
+/// `TIMESTAMP(ns, UTC)`.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
+}
+
+/// `MAP<string, string>`, with the field names arrow's `MapBuilder` produces.
+pub fn string_map_type() -> DataType {
+    let entries = Fields::from(vec![
+        Field::new("keys", DataType::Utf8, false),
+        Field::new("values", DataType::Utf8, true),
+    ]);
+    DataType::Map(
+        Arc::new(Field::new("entries", DataType::Struct(entries), false)),
+        false,
+    )
+}
+
+fn utf8(name: &str) -> Field {
+    Field::new(name, DataType::Utf8, false)
+}
+
+fn ts(name: &str) -> Field {
+    Field::new(name, timestamp_type(), false)
+}
+
+fn u32(name: &str) -> Field {
+    Field::new(name, DataType::UInt32, false)
+}
+
+fn map(name: &str) -> Field {
+    Field::new(name, string_map_type(), false)
+}
+
+/// Columns every table starts with.
+fn head() -> Vec<Field> {
+    vec![
+        utf8("tenant_id"),
+        ts("timestamp"),
+        ts("observed_timestamp"),
+        utf8("service_name"),
+    ]
+}
+
+/// Resource and instrumentation-scope columns every table ends with.
+fn tail() -> Vec<Field> {
+    vec![
+        map("resource_attributes"),
+        utf8("resource_schema_url"),
+        u32("resource_dropped_attributes_count"),
+        utf8("scope_name"),
+        utf8("scope_version"),
+        map("scope_attributes"),
+        utf8("scope_schema_url"),
+        u32("scope_dropped_attributes_count"),
+    ]
+}
+
+static LOG_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = head();
+    fields.extend([
+        Field::new("severity_number", DataType::Int32, false),
+        utf8("severity_text"),
+        // Null when the record has no body; non-string bodies are their JSON text.
+        Field::new("body", DataType::Utf8, true),
+        utf8("event_name"),
+        map("attributes"),
+        u32("dropped_attributes_count"),
+        utf8("trace_id"),
+        utf8("span_id"),
+        u32("flags"),
+    ]);
+    fields.extend(tail());
+    Arc::new(Schema::new(fields))
+});
+
+static SPAN_SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+    let mut fields = head();
+    fields.extend([
+        utf8("trace_id"),
+        utf8("span_id"),
+        utf8("parent_span_id"),
+        utf8("trace_state"),
+        u32("flags"),
+        utf8("name"),
+        utf8("kind"),
+        ts("start_time"),
+        ts("end_time"),
+        Field::new("duration_ns", DataType::Int64, false),
+        utf8("status_code"),
+        utf8("status_message"),
+        map("attributes"),
+        u32("dropped_attributes_count"),
+        // JSON arrays: [{"time_unix_nano", "name", "attributes", "dropped_attributes_count"}].
+        utf8("events"),
+        u32("dropped_events_count"),
+        // JSON arrays: [{"trace_id", "span_id", "trace_state", "flags", "attributes", ...}].
+        utf8("links"),
+        u32("dropped_links_count"),
+    ]);
+    fields.extend(tail());
+    Arc::new(Schema::new(fields))
+});
+
+#[cfg(test)]
+mod tests;

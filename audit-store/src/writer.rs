@@ -1,0 +1,238 @@
+//! The Parquet writer and its commit protocol.
+//!
+//! [`write_partition`] writes the rows of one tenant, one table and one UTC day as one Parquet
+//! file: sorted by `timestamp`, zstd-compressed, with column statistics and a bloom filter on
+//! `trace_id`. The file is written under a hidden temporary name, fsync'd, renamed to its final
+//! `.parquet` name, and the directory is fsync'd: a reader never sees a partial file.
+//!
+//! This is blocking code (encoding, compression, fsync); async callers run it on a blocking thread.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arrow::array::{Array, BooleanArray, RecordBatch, TimestampNanosecondArray};
+use arrow::compute::{concat_batches, filter_record_batch, sort_to_indices, take_record_batch};
+use arrow::error::ArrowError;
+use chrono::NaiveDate;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+
+use crate::layout::{Layout, PARQUET_EXTENSION, temporary_name};
+use crate::{Table, TenantId};
+
+/// Why a file could not be committed.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("record batch does not match the {table} schema: {source}")]
+    Schema {
+        table: &'static str,
+        source: ArrowError,
+    },
+    #[error("encoding parquet failed: {0}")]
+    Encode(#[from] parquet::errors::ParquetError),
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A file that is committed (renamed and durable).
+#[derive(Debug, Clone)]
+pub struct CommittedFile {
+    pub path: PathBuf,
+    pub rows: usize,
+    pub bytes: u64,
+}
+
+/// Writer settings.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    pub zstd_level: i32,
+    pub max_row_group_rows: usize,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        Self {
+            zstd_level: 1,
+            max_row_group_rows: 1 << 20,
+        }
+    }
+}
+
+/// Writes `batches` (all of `table`'s schema, all for `tenant`) as one committed file per UTC
+/// day of their `timestamp` column.
+pub fn write_batches(
+    layout: &Layout,
+    tenant: &TenantId,
+    table: Table,
+    batches: &[RecordBatch],
+    options: &WriterOptions,
+) -> Result<Vec<CommittedFile>, WriteError> {
+    let schema_err = |source| WriteError::Schema {
+        table: table.name(),
+        source,
+    };
+    let batch = concat_batches(&table.schema(), batches).map_err(schema_err)?;
+    let mut committed = Vec::new();
+    for (date, rows) in split_by_date(&batch).map_err(schema_err)? {
+        if let Some(file) = write_partition(layout, tenant, table, date, &[rows], options)? {
+            committed.push(file);
+        }
+    }
+    Ok(committed)
+}
+
+/// Splits rows by the UTC date of their `timestamp`.
+fn split_by_date(batch: &RecordBatch) -> Result<Vec<(NaiveDate, RecordBatch)>, ArrowError> {
+    let ts = batch
+        .column_by_name("timestamp")
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| ArrowError::SchemaError("no timestamp(ns) column".into()))?;
+    const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+    let days: Vec<i64> = ts
+        .values()
+        .iter()
+        .map(|ns| ns.div_euclid(NANOS_PER_DAY))
+        .collect();
+    let to_date = |day: i64| {
+        chrono::DateTime::from_timestamp(day * 86_400, 0)
+            .map(|t| t.date_naive())
+            .ok_or_else(|| ArrowError::ComputeError(format!("day {day} out of range")))
+    };
+    let Some(&first) = days.first() else {
+        return Ok(vec![]);
+    };
+    if days.iter().all(|&d| d == first) {
+        return Ok(vec![(to_date(first)?, batch.clone())]);
+    }
+    let mut distinct = days.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    distinct
+        .into_iter()
+        .map(|day| {
+            let mask: BooleanArray = days.iter().map(|&d| Some(d == day)).collect();
+            Ok((to_date(day)?, filter_record_batch(batch, &mask)?))
+        })
+        .collect()
+}
+
+/// Writes `batches` (all of `table`'s schema, all for `tenant`, all dated `date`) as one
+/// committed Parquet file. Returns `None` when there are no rows.
+pub fn write_partition(
+    layout: &Layout,
+    tenant: &TenantId,
+    table: Table,
+    date: NaiveDate,
+    batches: &[RecordBatch],
+    options: &WriterOptions,
+) -> Result<Option<CommittedFile>, WriteError> {
+    let schema = table.schema();
+    let schema_err = |source| WriteError::Schema {
+        table: table.name(),
+        source,
+    };
+    let batch = concat_batches(&schema, batches).map_err(schema_err)?;
+    if batch.num_rows() == 0 {
+        return Ok(None);
+    }
+    let batch = sort_by_timestamp(&batch).map_err(schema_err)?;
+
+    let dir = layout.partition_dir(tenant, table, date);
+    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    let final_name = unique_file_name();
+    let tmp_path = dir.join(temporary_name(&final_name));
+    let final_path = dir.join(&final_name);
+
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp_path)
+        .map_err(io_err(&tmp_path))?;
+    let result = encode(file, &batch, options, &tmp_path).and_then(|bytes| {
+        std::fs::rename(&tmp_path, &final_path).map_err(io_err(&final_path))?;
+        sync_dir(&dir)?;
+        Ok(bytes)
+    });
+    match result {
+        Ok(bytes) => Ok(Some(CommittedFile {
+            path: final_path,
+            rows: batch.num_rows(),
+            bytes,
+        })),
+        Err(e) => {
+            // Best effort: a temporary file is invisible to readers either way.
+            let _ = std::fs::remove_file(&tmp_path);
+            Err(e)
+        }
+    }
+}
+
+fn encode(
+    file: File,
+    batch: &RecordBatch,
+    options: &WriterOptions,
+    path: &Path,
+) -> Result<u64, WriteError> {
+    let level = ZstdLevel::try_new(options.zstd_level)?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(options.max_row_group_rows))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_column_bloom_filter_enabled("trace_id".into(), true)
+        .build();
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+    writer.write(batch)?;
+    let file = writer.into_inner()?;
+    file.sync_all().map_err(io_err(path))?;
+    let bytes = file.metadata().map_err(io_err(path))?.len();
+    Ok(bytes)
+}
+
+fn sort_by_timestamp(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
+    let column = batch.column_by_name("timestamp").ok_or_else(|| {
+        ArrowError::SchemaError("no timestamp column".into())
+    })?;
+    let already_sorted = column
+        .as_any()
+        .downcast_ref::<TimestampNanosecondArray>()
+        .is_some_and(|ts| ts.values().windows(2).all(|w| w[0] <= w[1]));
+    if already_sorted {
+        return Ok(batch.clone());
+    }
+    let indices = sort_to_indices(column, None, None)?;
+    take_record_batch(batch, &indices)
+}
+
+/// `<nanoseconds since epoch, 20 digits>-<pid>-<sequence>.parquet`: unique within a data
+/// directory, and in write order when listed lexically.
+fn unique_file_name() -> String {
+    static SEQUENCE: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    let seq = SEQUENCE.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{nanos:020}-{}-{seq:06}{PARQUET_EXTENSION}",
+        std::process::id()
+    )
+}
+
+fn sync_dir(dir: &Path) -> Result<(), WriteError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
+    move |source| WriteError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}

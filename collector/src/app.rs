@@ -1,0 +1,183 @@
+//! The composition root: the only module that knows every context. It builds them, wires them
+//! and owns the shutdown order:
+//!
+//! 1. stop the OTLP receivers (no new requests; in-flight ones run to their answer),
+//! 2. drop the last pipeline handle so the writer drains its queue and commits it,
+//! 3. stop the metrics and API listeners (they stay up while the writer drains).
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context as _;
+use audit_store::layout::Layout;
+use audit_store::writer::WriterOptions;
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::ingest::grpc::{ExportService, Logs, Traces};
+use crate::ingest::{self, Ingest};
+use crate::pipeline::{Pipeline, PipelineOptions};
+use crate::telemetry::Catalog;
+use crate::api;
+
+/// A started daemon.
+pub struct Running {
+    /// The bound addresses (useful when the config asked for port 0).
+    pub otlp_grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    pub metrics: SocketAddr,
+    pub api: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Begins a graceful shutdown and waits for it to finish.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(true);
+        self.task.await.context("daemon task failed")?
+    }
+
+    /// Waits until `signal` completes, then shuts down gracefully.
+    pub async fn run_until(self, signal: impl Future<Output = ()>) -> anyhow::Result<()> {
+        signal.await;
+        tracing::info!("shutting down");
+        self.shutdown().await
+    }
+}
+
+/// Binds every listener and starts every context.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let layout = Layout::new(&config.storage.data_dir);
+    std::fs::create_dir_all(layout.audit_dir()).with_context(|| {
+        format!("cannot create the data directory {}", layout.audit_dir().display())
+    })?;
+    let catalog = Catalog::new();
+
+    let bind = |addr: SocketAddr, what: &'static str| async move {
+        TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} ({what})"))
+    };
+    let grpc_listener = bind(config.listen.otlp_grpc, "listen.otlp_grpc").await?;
+    let http_listener = bind(config.listen.otlp_http, "listen.otlp_http").await?;
+    let metrics_listener = bind(config.listen.metrics, "listen.metrics").await?;
+    let api_listener = bind(config.listen.api, "listen.api").await?;
+    let running_addrs = (
+        grpc_listener.local_addr()?,
+        http_listener.local_addr()?,
+        metrics_listener.local_addr()?,
+        api_listener.local_addr()?,
+    );
+
+    let (pipeline, writer) = Pipeline::spawn(
+        layout,
+        PipelineOptions {
+            flush_interval: config.storage.flush_interval,
+            max_batch_records: config.storage.max_batch_records,
+            queue_capacity: config.storage.queue_capacity,
+            writer: WriterOptions {
+                zstd_level: config.storage.zstd_level,
+                ..WriterOptions::default()
+            },
+        },
+        catalog.clone(),
+    );
+    let ingest = Ingest::new(pipeline, catalog.clone());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let max_message = usize::try_from(config.ingest.max_decompressed_body_size).unwrap_or(usize::MAX);
+    let grpc = tonic::transport::Server::builder()
+        .add_service(ExportService::<Logs>::new(ingest.clone(), max_message))
+        .add_service(ExportService::<Traces>::new(ingest.clone(), max_message))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(grpc_listener),
+            stopped(stop_rx.clone()),
+        );
+    let http_app = ingest::http::router(ingest, config.ingest.clone());
+    let http = axum::serve(http_listener, http_app).with_graceful_shutdown(stopped(stop_rx.clone()));
+
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let metrics_app = axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let catalog = catalog.clone();
+            async move {
+                (
+                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                    catalog.render(),
+                )
+            }
+        }),
+    );
+    let metrics = axum::serve(metrics_listener, metrics_app)
+        .with_graceful_shutdown(stopped(admin_stop_rx.clone()));
+    let api = axum::serve(api_listener, api::router(stop_rx.clone()))
+        .with_graceful_shutdown(stopped(admin_stop_rx));
+
+    let (grpc_addr, http_addr, metrics_addr, api_addr) = running_addrs;
+    tracing::info!(
+        otlp_grpc = %grpc_addr,
+        otlp_http = %http_addr,
+        metrics = %metrics_addr,
+        api = %api_addr,
+        data_dir = %config.storage.data_dir.display(),
+        "tenantscope started"
+    );
+
+    let task = tokio::spawn(async move {
+        let metrics = tokio::spawn(async move { metrics.await });
+        let api = tokio::spawn(async move { api.await });
+        let (grpc_result, http_result) = tokio::join!(grpc, async move { http.await });
+        // Every receiver is gone, and with it every pipeline handle: the writer drains.
+        writer.await.context("audit writer failed")?;
+        let _ = admin_stop_tx.send(true);
+        let (metrics_result, api_result) = tokio::join!(metrics, api);
+        grpc_result.context("OTLP/gRPC server failed")?;
+        http_result.context("OTLP/HTTP server failed")?;
+        metrics_result?.context("metrics server failed")?;
+        api_result?.context("API server failed")?;
+        tracing::info!("tenantscope stopped");
+        Ok(())
+    });
+    Ok(Running {
+        otlp_grpc: grpc_addr,
+        otlp_http: http_addr,
+        metrics: metrics_addr,
+        api: api_addr,
+        stop: stop_tx,
+        task,
+    })
+}
+
+/// Starts the daemon and runs it until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    start(config).await?.run_until(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

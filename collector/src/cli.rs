@@ -1,0 +1,192 @@
+//! The command line: `run` (the default), `query` and `config check`.
+//!
+//! Parsing is clap's; each command is a function that takes its arguments and an output
+//! writer, so tests drive the very code the binary runs.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use audit_store::TenantId;
+use audit_store::layout::Layout;
+use audit_store::query::format::{OutputFormat, write_stream};
+use audit_store::query::{TenantScope, TimeRange};
+use chrono::{DateTime, Utc};
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, LogFormat};
+
+/// tenantscope: multi-tenant OTLP receiver and tamper-evident Parquet audit log.
+#[derive(Debug, Parser)]
+#[command(name = "tenantscope", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// With no subcommand: run the daemon.
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (the default).
+    Run(RunArgs),
+    /// Run SQL over one tenant's audit tables (logs, spans, events).
+    Query(QueryArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file; every error is reported with its key path.
+    Check {
+        /// The YAML file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Default, Args)]
+pub struct RunArgs {
+    /// YAML config file; without it the embedded defaults apply.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// OTLP/gRPC listen address [default: 127.0.0.1:4317].
+    #[arg(long, value_name = "ADDR")]
+    pub otlp_grpc: Option<SocketAddr>,
+    /// OTLP/HTTP listen address [default: 127.0.0.1:4318].
+    #[arg(long, value_name = "ADDR")]
+    pub otlp_http: Option<SocketAddr>,
+    /// Prometheus /metrics listen address [default: 127.0.0.1:9464].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// API listen address [default: 127.0.0.1:8090].
+    #[arg(long, value_name = "ADDR")]
+    pub api: Option<SocketAddr>,
+    /// Data directory [default: ./data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Format of the daemon's log lines [default: text].
+    #[arg(long, value_name = "FORMAT", value_parser = parse_log_format)]
+    pub log_format: Option<LogFormat>,
+}
+
+impl RunArgs {
+    /// The config file (or defaults) with the flags applied on top.
+    pub fn config(&self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::default(),
+        };
+        let l = &mut config.listen;
+        l.otlp_grpc = self.otlp_grpc.unwrap_or(l.otlp_grpc);
+        l.otlp_http = self.otlp_http.unwrap_or(l.otlp_http);
+        l.metrics = self.metrics.unwrap_or(l.metrics);
+        l.api = self.api.unwrap_or(l.api);
+        if let Some(dir) = &self.data_dir {
+            config.storage.data_dir = dir.clone();
+        }
+        if let Some(format) = self.log_format {
+            config.log.format = format;
+        }
+        Ok(config)
+    }
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("expected text or json".into()),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Data directory of the daemon.
+    #[arg(long, value_name = "DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// The tenant whose tables the query sees; no other tenant's data is reachable.
+    #[arg(long, value_name = "ID")]
+    pub tenant: String,
+    /// Only rows from this long ago until now, e.g. 15m, 24h, 7d.
+    #[arg(long, value_name = "DURATION", conflicts_with_all = ["from", "to"], value_parser = humantime::parse_duration)]
+    pub since: Option<Duration>,
+    /// Only rows at or after this time (RFC 3339, e.g. 2026-11-27T00:00:00Z).
+    #[arg(long, value_name = "RFC3339")]
+    pub from: Option<DateTime<Utc>>,
+    /// Only rows before this time (RFC 3339).
+    #[arg(long, value_name = "RFC3339")]
+    pub to: Option<DateTime<Utc>>,
+    /// Output format: table, json (JSON Lines), csv or parquet.
+    #[arg(long, default_value = "table", value_parser = clap::value_parser!(OutputFormat))]
+    pub format: OutputFormat,
+    /// Write the result to this file instead of standard output.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// The SQL: a single SELECT over logs, spans and events.
+    pub sql: String,
+}
+
+impl QueryArgs {
+    pub fn time_range(&self, now: DateTime<Utc>) -> anyhow::Result<TimeRange> {
+        let range = match self.since {
+            Some(since) => TimeRange {
+                from: Some(now - chrono::Duration::from_std(since).context("--since is too long")?),
+                to: None,
+            },
+            None => TimeRange {
+                from: self.from,
+                to: self.to,
+            },
+        };
+        if let (Some(from), Some(to)) = (range.from, range.to)
+            && from >= to
+        {
+            bail!("--from must be before --to");
+        }
+        Ok(range)
+    }
+}
+
+/// Runs `tenantscope query`, writing the result to `--output` or `stdout`. Returns the row count.
+pub async fn query(args: &QueryArgs, stdout: &mut (dyn Write + Send)) -> anyhow::Result<usize> {
+    let tenant = TenantId::parse(&args.tenant)
+        .with_context(|| format!("invalid --tenant {:?}", args.tenant))?;
+    let layout = Layout::new(&args.data_dir);
+    if !layout.audit_dir().is_dir() {
+        bail!(
+            "{} holds no audit store (no audit/ directory); check --data-dir",
+            args.data_dir.display()
+        );
+    }
+    let range = args.time_range(Utc::now())?;
+    let scope = TenantScope::open(&layout, &tenant, range).await?;
+    let stream = scope.execute(&args.sql).await?;
+    let rows = match &args.output {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?;
+            write_stream(stream, args.format, std::io::BufWriter::new(file)).await?
+        }
+        None => write_stream(stream, args.format, stdout).await?,
+    };
+    Ok(rows)
+}
+
+/// Runs `tenantscope config check`: `Ok` with a summary, or the errors.
+pub fn config_check(file: &std::path::Path) -> anyhow::Result<String> {
+    let config = Config::load(file)?;
+    Ok(format!(
+        "{}: ok (otlp_grpc {}, otlp_http {}, metrics {}, api {}, data_dir {})",
+        file.display(),
+        config.listen.otlp_grpc,
+        config.listen.otlp_http,
+        config.listen.metrics,
+        config.listen.api,
+        config.storage.data_dir.display()
+    ))
+}

@@ -1,0 +1,128 @@
+//! Configuration: the typed, validated settings of the daemon, and where they come from.
+//!
+//! [`Config`] is what every other context receives; it holds only parsed values (socket
+//! addresses, byte sizes, durations). [`parse`] turns YAML text into a [`Config`] without any
+//! I/O and reports *every* problem at once, each with its key path. Command-line flags are
+//! applied on top by the CLI. Defaults live in [`Config::default`] and are documented in
+//! `config/tenantscope.example.yaml`, which a test loads.
+
+mod parse;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use parse::{ConfigError, ConfigErrors, parse};
+
+/// Format of the daemon's own log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The daemon's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub listen: Listen,
+    pub ingest: IngestLimits,
+    pub storage: Storage,
+    pub log: Log,
+}
+
+/// Listener addresses. Port 0 picks a free port (tests use it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Listen {
+    pub otlp_grpc: SocketAddr,
+    pub otlp_http: SocketAddr,
+    pub metrics: SocketAddr,
+    pub api: SocketAddr,
+}
+
+/// Size limits on what one request may carry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestLimits {
+    /// Largest request body as sent (compressed), in bytes. Larger: HTTP 413.
+    pub max_request_body_size: u64,
+    /// Largest request after decompression, in bytes; also gRPC's max decoded message size.
+    pub max_decompressed_body_size: u64,
+}
+
+/// Where and how records are stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Storage {
+    pub data_dir: PathBuf,
+    /// How long the writer gathers requests before committing them together.
+    pub flush_interval: Duration,
+    /// Commit earlier once this many records are waiting.
+    pub max_batch_records: usize,
+    /// Requests that may wait for the writer; more are refused with 503 / UNAVAILABLE.
+    pub queue_capacity: usize,
+    /// zstd level of Parquet pages (1–22).
+    pub zstd_level: i32,
+}
+
+/// The daemon's own logging.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Log {
+    pub format: LogFormat,
+    /// A `tracing` filter directive, e.g. `info` or `tenantscope=debug,info`.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: Listen {
+                otlp_grpc: ([127, 0, 0, 1], 4317).into(),
+                otlp_http: ([127, 0, 0, 1], 4318).into(),
+                metrics: ([127, 0, 0, 1], 9464).into(),
+                api: ([127, 0, 0, 1], 8090).into(),
+            },
+            ingest: IngestLimits {
+                max_request_body_size: 16 << 20,
+                max_decompressed_body_size: 64 << 20,
+            },
+            storage: Storage {
+                data_dir: PathBuf::from("./data"),
+                flush_interval: Duration::from_millis(200),
+                max_batch_records: 100_000,
+                queue_capacity: 1024,
+                zstd_level: 1,
+            },
+            log: Log {
+                format: LogFormat::Text,
+                level: "info".into(),
+            },
+        }
+    }
+}
+
+impl Config {
+    /// Reads and parses a YAML file.
+    pub fn load(path: &std::path::Path) -> Result<Config, LoadError> {
+        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        parse(&text).map_err(|errors| LoadError::Invalid {
+            path: path.to_path_buf(),
+            errors,
+        })
+    }
+}
+
+/// Why a config file could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}:\n{errors}")]
+    Invalid { path: PathBuf, errors: ConfigErrors },
+}
+
+#[cfg(test)]
+mod tests;

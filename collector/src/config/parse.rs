@@ -1,0 +1,281 @@
+//! YAML text → [`Config`], collecting every error with its key path.
+//!
+//! Hand-walked rather than derived: serde stops at the first error, and a user fixing a config
+//! wants all of them at once. Unknown keys are errors (a typo must not silently fall back to a
+//! default).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_yaml_ng::{Mapping, Value};
+
+use super::{Config, LogFormat};
+
+/// One problem in a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `storage.flush_interval`.
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found in a config file, in document order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "  {}: {}", e.path, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+/// Parses YAML config text. An empty document is the default config.
+pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    let root: Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: "<document>".into(),
+            message: format!("not valid YAML: {e}"),
+        }])
+    })?;
+    let mut w = Walker::default();
+    let mut config = Config::default();
+    let root = match root {
+        Value::Null => Mapping::new(),
+        Value::Mapping(m) => m,
+        _ => {
+            w.error("<document>", "expected a mapping of sections");
+            Mapping::new()
+        }
+    };
+    w.known_keys(&root, "", &["listen", "ingest", "storage", "log"]);
+
+    if let Some(m) = w.section(&root, "", "listen") {
+        let keys = ["otlp_grpc", "otlp_http", "metrics", "api"];
+        w.known_keys(&m, "listen", &keys);
+        let c = &mut config.listen;
+        w.field(&m, "listen", "otlp_grpc", &mut c.otlp_grpc, socket_addr);
+        w.field(&m, "listen", "otlp_http", &mut c.otlp_http, socket_addr);
+        w.field(&m, "listen", "metrics", &mut c.metrics, socket_addr);
+        w.field(&m, "listen", "api", &mut c.api, socket_addr);
+    }
+    if let Some(m) = w.section(&root, "", "ingest") {
+        let keys = ["max_request_body_size", "max_decompressed_body_size"];
+        w.known_keys(&m, "ingest", &keys);
+        let c = &mut config.ingest;
+        let p = "ingest";
+        w.field(&m, p, "max_request_body_size", &mut c.max_request_body_size, byte_size);
+        w.field(&m, p, "max_decompressed_body_size", &mut c.max_decompressed_body_size, byte_size);
+        if c.max_decompressed_body_size < c.max_request_body_size {
+            w.error(
+                "ingest.max_decompressed_body_size",
+                "must be at least ingest.max_request_body_size",
+            );
+        }
+    }
+    if let Some(m) = w.section(&root, "", "storage") {
+        let keys = ["data_dir", "flush_interval", "max_batch_records", "queue_capacity", "zstd_level"];
+        w.known_keys(&m, "storage", &keys);
+        let c = &mut config.storage;
+        let p = "storage";
+        w.field(&m, p, "data_dir", &mut c.data_dir, path);
+        w.field(&m, p, "flush_interval", &mut c.flush_interval, |v| {
+            duration(v, Duration::from_millis(1), Duration::from_secs(3600))
+        });
+        w.field(&m, p, "max_batch_records", &mut c.max_batch_records, |v| {
+            integer(v, 1, 100_000_000)
+        });
+        w.field(&m, p, "queue_capacity", &mut c.queue_capacity, |v| {
+            integer(v, 1, 1_000_000)
+        });
+        w.field(&m, p, "zstd_level", &mut c.zstd_level, |v| {
+            integer(v, 1, 22).map(|n| n as i32)
+        });
+    }
+    if let Some(m) = w.section(&root, "", "log") {
+        w.known_keys(&m, "log", &["format", "level"]);
+        w.field(&m, "log", "format", &mut config.log.format, log_format);
+        w.field(&m, "log", "level", &mut config.log.level, log_level);
+    }
+    if w.errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(w.errors))
+    }
+}
+
+#[derive(Default)]
+struct Walker {
+    errors: Vec<ConfigError>,
+}
+
+impl Walker {
+    fn error(&mut self, path: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            path: path.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    fn known_keys(&mut self, map: &Mapping, parent: &str, known: &[&str]) {
+        for key in map.keys() {
+            match key.as_str() {
+                Some(k) if known.contains(&k) => {}
+                Some(k) => self.error(
+                    &join(parent, k),
+                    format!("unknown key; expected one of: {}", known.join(", ")),
+                ),
+                None => self.error(parent, format!("keys must be strings, found {key:?}")),
+            }
+        }
+    }
+
+    fn section(&mut self, map: &Mapping, parent: &str, key: &str) -> Option<Mapping> {
+        match map.get(key)? {
+            Value::Mapping(m) => Some(m.clone()),
+            Value::Null => None,
+            _ => {
+                self.error(&join(parent, key), "expected a mapping");
+                None
+            }
+        }
+    }
+
+    /// Parses `map[key]` into `slot` when present; records an error otherwise left default.
+    fn field<T>(
+        &mut self,
+        map: &Mapping,
+        parent: &str,
+        key: &str,
+        slot: &mut T,
+        parse: impl FnOnce(&Value) -> Result<T, String>,
+    ) {
+        let Some(value) = map.get(key) else { return };
+        match parse(value) {
+            Ok(v) => *slot = v,
+            Err(message) => self.error(&join(parent, key), message),
+        }
+    }
+}
+
+fn join(parent: &str, key: &str) -> String {
+    if parent.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+fn string(value: &Value) -> Result<&str, String> {
+    value
+        .as_str()
+        .ok_or_else(|| format!("expected a string, found {}", describe(value)))
+}
+
+fn describe(value: &Value) -> String {
+    match value {
+        Value::Null => "null".into(),
+        Value::Bool(b) => format!("boolean {b}"),
+        Value::Number(n) => format!("number {n}"),
+        Value::String(s) => format!("string {s:?}"),
+        Value::Sequence(_) => "a list".into(),
+        Value::Mapping(_) => "a mapping".into(),
+        Value::Tagged(_) => "a tagged value".into(),
+    }
+}
+
+fn socket_addr(value: &Value) -> Result<SocketAddr, String> {
+    let s = string(value)?;
+    s.parse()
+        .map_err(|_| format!("{s:?} is not an address like 127.0.0.1:4317 or [::1]:4317"))
+}
+
+fn path(value: &Value) -> Result<PathBuf, String> {
+    let s = string(value)?;
+    if s.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(PathBuf::from(s))
+}
+
+fn integer(value: &Value, min: u64, max: u64) -> Result<usize, String> {
+    let n = value
+        .as_u64()
+        .ok_or_else(|| format!("expected a whole number, found {}", describe(value)))?;
+    if n < min || n > max {
+        return Err(format!("{n} is out of range {min}..={max}"));
+    }
+    usize::try_from(n).map_err(|_| format!("{n} is too large for this machine"))
+}
+
+fn duration(value: &Value, min: Duration, max: Duration) -> Result<Duration, String> {
+    let s = string(value)?;
+    let d = humantime::parse_duration(s)
+        .map_err(|e| format!("{s:?} is not a duration like 200ms or 5s: {e}"))?;
+    if d < min || d > max {
+        return Err(format!(
+            "{s} is out of range {}..={}",
+            humantime::format_duration(min),
+            humantime::format_duration(max)
+        ));
+    }
+    Ok(d)
+}
+
+/// A byte size: a whole number of bytes, or a string with a unit (`512KiB`, `16MiB`, `1GB`).
+pub(crate) fn byte_size(value: &Value) -> Result<u64, String> {
+    if let Some(n) = value.as_u64() {
+        return if n == 0 {
+            Err("must be greater than 0".into())
+        } else {
+            Ok(n)
+        };
+    }
+    let s = string(value)?;
+    parse_byte_size(s).ok_or_else(|| {
+        format!("{s:?} is not a size like 1048576, 512KiB, 16MiB or 1GB (and must be > 0)")
+    })
+}
+
+pub(crate) fn parse_byte_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let multiplier: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(multiplier).filter(|&b| b > 0)
+}
+
+fn log_format(value: &Value) -> Result<LogFormat, String> {
+    match string(value)? {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("{other:?} is not a log format; expected text or json")),
+    }
+}
+
+fn log_level(value: &Value) -> Result<String, String> {
+    let s = string(value)?;
+    tracing_subscriber::EnvFilter::builder()
+        .parse(s)
+        .map(|_| s.to_owned())
+        .map_err(|e| format!("{s:?} is not a log filter: {e}"))
+}

@@ -1,0 +1,192 @@
+//! The OTLP/gRPC receiver: `LogsService/Export` and `TraceService/Export`.
+//!
+//! Hand-written tonic services rather than the generated ones, for one reason: tonic reports a
+//! request it cannot decode as INTERNAL and an oversized one as OUT_OF_RANGE, but the OTLP spec
+//! wants INVALID_ARGUMENT for malformed payloads, and OUT_OF_RANGE is *retryable* there, so a
+//! client would resend a message that can never fit. [`fix_status`] rewrites those two codes;
+//! everything else (gzip/zstd request compression, size limits, framing) is tonic's.
+//! `MetricsService` is not served yet: tonic answers UNIMPLEMENTED for it.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use tonic::codec::CompressionEncoding;
+use tonic::server::{Grpc, NamedService, UnaryService};
+use tonic::{Code, Request, Response, Status};
+
+use super::{Ingest, IngestError};
+use crate::telemetry::catalog::Transport;
+use crate::tenancy::TENANT_HEADER;
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// One OTLP export service.
+pub trait Export: Send + Sync + 'static {
+    const SERVICE: &'static str;
+    const PATH: &'static str;
+    type Request: prost::Message + Default + Send + 'static;
+    type Response: prost::Message + Default + Send + 'static;
+
+    fn export(
+        ingest: Ingest,
+        tenant_header: Option<Vec<u8>>,
+        request: Self::Request,
+    ) -> BoxFuture<Result<(), IngestError>>;
+}
+
+/// `opentelemetry.proto.collector.logs.v1.LogsService`.
+pub struct Logs;
+
+impl Export for Logs {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    type Request = ExportLogsServiceRequest;
+    type Response = ExportLogsServiceResponse;
+
+    fn export(
+        ingest: Ingest,
+        header: Option<Vec<u8>>,
+        request: Self::Request,
+    ) -> BoxFuture<Result<(), IngestError>> {
+        Box::pin(async move { ingest.logs(Transport::Grpc, header.as_deref(), request).await })
+    }
+}
+
+/// `opentelemetry.proto.collector.trace.v1.TraceService`.
+pub struct Traces;
+
+impl Export for Traces {
+    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    type Request = ExportTraceServiceRequest;
+    type Response = ExportTraceServiceResponse;
+
+    fn export(
+        ingest: Ingest,
+        header: Option<Vec<u8>>,
+        request: Self::Request,
+    ) -> BoxFuture<Result<(), IngestError>> {
+        Box::pin(async move { ingest.traces(Transport::Grpc, header.as_deref(), request).await })
+    }
+}
+
+/// A tonic service for one [`Export`].
+pub struct ExportService<E> {
+    ingest: Ingest,
+    max_message_size: usize,
+    _export: PhantomData<fn() -> E>,
+}
+
+impl<E> Clone for ExportService<E> {
+    fn clone(&self) -> Self {
+        Self {
+            ingest: self.ingest.clone(),
+            max_message_size: self.max_message_size,
+            _export: PhantomData,
+        }
+    }
+}
+
+impl<E: Export> ExportService<E> {
+    /// `max_message_size`: the largest decoded (decompressed) message accepted.
+    pub fn new(ingest: Ingest, max_message_size: usize) -> Self {
+        Self {
+            ingest,
+            max_message_size,
+            _export: PhantomData,
+        }
+    }
+}
+
+impl<E: Export> NamedService for ExportService<E> {
+    const NAME: &'static str = E::SERVICE;
+}
+
+struct Unary<E>(Ingest, PhantomData<fn() -> E>);
+
+impl<E: Export> UnaryService<E::Request> for Unary<E> {
+    type Response = E::Response;
+    type Future = BoxFuture<Result<Response<E::Response>, Status>>;
+
+    fn call(&mut self, request: Request<E::Request>) -> Self::Future {
+        let ingest = self.0.clone();
+        let header = request
+            .metadata()
+            .get(TENANT_HEADER)
+            .map(|v| v.as_bytes().to_vec());
+        Box::pin(async move {
+            match E::export(ingest, header, request.into_inner()).await {
+                Ok(()) => Ok(Response::new(E::Response::default())),
+                Err(error) => Err(to_status(&error)),
+            }
+        })
+    }
+}
+
+/// The gRPC status of an ingest error (the table is [`IngestError::grpc_code`]).
+pub fn to_status(error: &IngestError) -> Status {
+    Status::new(error.grpc_code(), error.to_string())
+}
+
+impl<E, B> tower_service::Service<http::Request<B>> for ExportService<E>
+where
+    E: Export,
+    B: http_body::Body + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        if request.uri().path() != E::PATH {
+            return Box::pin(async {
+                Ok(Status::unimplemented("unknown method").into_http())
+            });
+        }
+        let ingest = self.ingest.clone();
+        let max = self.max_message_size;
+        Box::pin(async move {
+            let codec = tonic_prost::ProstCodec::<E::Response, E::Request>::default();
+            let mut grpc = Grpc::new(codec)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Zstd)
+                .send_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Zstd)
+                .max_decoding_message_size(max);
+            let mut response = grpc.unary(Unary::<E>(ingest, PhantomData), request).await;
+            fix_status(&mut response);
+            Ok(response)
+        })
+    }
+}
+
+/// Rewrites the codes tonic gives undecodable (INTERNAL) and oversized (OUT_OF_RANGE) requests
+/// to the ones the OTLP spec prescribes. Our own handlers never answer with either code.
+fn fix_status<B>(response: &mut http::Response<B>) {
+    let headers = response.headers_mut();
+    let code = headers
+        .get(Status::GRPC_STATUS)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+        .map(Code::from_i32);
+    let replacement = match code {
+        Some(Code::Internal) => Code::InvalidArgument,
+        Some(Code::OutOfRange) => Code::ResourceExhausted,
+        _ => return,
+    };
+    headers.insert(Status::GRPC_STATUS, (replacement as i32).into());
+}

@@ -1,0 +1,328 @@
+//! The OTLP/HTTP receiver: `POST /v1/logs` and `POST /v1/traces`.
+//!
+//! Accepts `application/x-protobuf` and `application/json` (media-type parameters such as
+//! `charset` are allowed), request bodies compressed with gzip, zstd or deflate, and answers in
+//! the request's content type. Bounds: the body as sent is limited to `max_request_body_size`,
+//! and after decompression to `max_decompressed_body_size` (both 413). Errors carry a
+//! `google.rpc.Status` body, as the OTLP spec requires; retryable ones (503) a `Retry-After`.
+//! `/v1/metrics` answers 404 until metrics ingestion exists.
+
+use std::io::Read;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use serde::de::DeserializeOwned;
+
+use super::{Ingest, IngestError, json};
+use crate::config::IngestLimits;
+use crate::telemetry::catalog::{Signal, Transport};
+use crate::tenancy::TENANT_HEADER;
+
+/// The two OTLP encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    /// Parses a `Content-Type` header: the media type, case-insensitively, ignoring parameters.
+    pub fn from_content_type(value: Option<&HeaderValue>) -> Result<Self, IngestError> {
+        let raw = value.and_then(|v| v.to_str().ok()).unwrap_or("");
+        let media_type = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match media_type.as_str() {
+            "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
+            "application/json" => Ok(Encoding::Json),
+            _ => Err(IngestError::UnsupportedMediaType(format!(
+                "unsupported content type {raw:?}; use application/x-protobuf or application/json"
+            ))),
+        }
+    }
+
+    fn content_type(self) -> HeaderValue {
+        HeaderValue::from_static(match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        })
+    }
+}
+
+/// `google.rpc.Status`, the body of OTLP/HTTP error responses (`details` is never set).
+#[derive(Clone, PartialEq, Message, serde::Serialize)]
+pub struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+#[derive(Clone)]
+struct HttpState {
+    ingest: Ingest,
+    limits: IngestLimits,
+}
+
+/// The OTLP/HTTP routes.
+pub fn router(ingest: Ingest, limits: IngestLimits) -> Router {
+    Router::new()
+        .route("/v1/logs", post(logs))
+        .route("/v1/traces", post(traces))
+        .route("/v1/metrics", post(metrics_not_implemented))
+        .with_state(HttpState { ingest, limits })
+}
+
+async fn logs(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
+    handle::<ExportLogsServiceRequest, _, _>(
+        state,
+        Signal::Logs,
+        headers,
+        body,
+        |ingest, header, request| async move {
+            ingest
+                .logs(Transport::Http, header.as_deref(), request)
+                .await
+        },
+        ExportLogsServiceResponse::default().encode_to_vec(),
+    )
+    .await
+}
+
+async fn traces(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
+    handle::<ExportTraceServiceRequest, _, _>(
+        state,
+        Signal::Traces,
+        headers,
+        body,
+        |ingest, header, request| async move {
+            ingest
+                .traces(Transport::Http, header.as_deref(), request)
+                .await
+        },
+        ExportTraceServiceResponse::default().encode_to_vec(),
+    )
+    .await
+}
+
+async fn metrics_not_implemented(headers: HeaderMap) -> Response {
+    let encoding = Encoding::from_content_type(headers.get(CONTENT_TYPE)).unwrap_or(Encoding::Json);
+    status_response(
+        StatusCode::NOT_FOUND,
+        tonic::Code::Unimplemented,
+        "OTLP metrics ingestion is not implemented yet".into(),
+        encoding,
+    )
+}
+
+async fn handle<R, F, Fut>(
+    state: HttpState,
+    signal: Signal,
+    headers: HeaderMap,
+    body: Body,
+    export: F,
+    success_protobuf: Vec<u8>,
+) -> Response
+where
+    R: Message + DeserializeOwned + Default + Send + 'static,
+    F: FnOnce(Ingest, Option<Vec<u8>>, R) -> Fut,
+    Fut: std::future::Future<Output = Result<(), IngestError>>,
+{
+    let encoding = match Encoding::from_content_type(headers.get(CONTENT_TYPE)) {
+        Ok(e) => e,
+        Err(error) => return reject(&state.ingest, signal, error, Encoding::Json),
+    };
+    let request = match read_request::<R>(&state.limits, &headers, body, encoding).await {
+        Ok(r) => r,
+        Err(error) => return reject(&state.ingest, signal, error, encoding),
+    };
+    let header = headers.get(TENANT_HEADER).map(|v| v.as_bytes().to_vec());
+    match export(state.ingest.clone(), header, request).await {
+        Ok(()) => {
+            let body = match encoding {
+                Encoding::Protobuf => Bytes::from(success_protobuf),
+                // An empty response message; `partialSuccess` is absent, not null.
+                Encoding::Json => Bytes::from_static(b"{}"),
+            };
+            ([(CONTENT_TYPE, encoding.content_type())], body).into_response()
+        }
+        Err(error) => error_response(&error, encoding),
+    }
+}
+
+/// Reads, bounds, decompresses and decodes a request body.
+async fn read_request<R>(
+    limits: &IngestLimits,
+    headers: &HeaderMap,
+    body: Body,
+    encoding: Encoding,
+) -> Result<R, IngestError>
+where
+    R: Message + DeserializeOwned + Default + Send + 'static,
+{
+    let compression = headers
+        .get(CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    let compression = match compression.as_deref() {
+        None | Some("") | Some("identity") => None,
+        Some(c @ ("gzip" | "x-gzip" | "zstd" | "deflate")) => Some(c.to_owned()),
+        Some(other) => {
+            return Err(IngestError::UnsupportedMediaType(format!(
+                "unsupported content encoding {other:?}; use gzip, zstd, deflate or none"
+            )));
+        }
+    };
+    let sent_limit = limits.max_request_body_size;
+    let too_large_sent = IngestError::TooLarge {
+        what: "request body",
+        limit: sent_limit,
+        key: "ingest.max_request_body_size",
+    };
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > sent_limit) {
+        return Err(too_large_sent);
+    }
+    let limit = usize::try_from(sent_limit).unwrap_or(usize::MAX);
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large_sent),
+        Err(e) => {
+            return Err(IngestError::Malformed(format!(
+                "reading the request body failed: {e}"
+            )));
+        }
+    };
+    let max_decompressed = limits.max_decompressed_body_size;
+    tokio::task::spawn_blocking(move || {
+        let raw = decompress(compression.as_deref(), bytes, max_decompressed)?;
+        match encoding {
+            Encoding::Protobuf => R::decode(raw)
+                .map_err(|e| IngestError::Malformed(format!("invalid OTLP protobuf: {e}"))),
+            Encoding::Json => json::decode::<R>(&raw).map_err(IngestError::Malformed),
+        }
+    })
+    .await
+    .map_err(|e| IngestError::Malformed(format!("decoding failed: {e}")))?
+}
+
+fn decompress(encoding: Option<&str>, body: Bytes, limit: u64) -> Result<Bytes, IngestError> {
+    let reader: Box<dyn Read + '_> = match encoding {
+        None => return Ok(body),
+        Some("gzip" | "x-gzip") => Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
+        Some("deflate") => Box::new(flate2::read::ZlibDecoder::new(&body[..])),
+        Some("zstd") => Box::new(
+            zstd::stream::read::Decoder::new(&body[..])
+                .map_err(|e| IngestError::Malformed(format!("invalid zstd body: {e}")))?,
+        ),
+        Some(other) => {
+            return Err(IngestError::UnsupportedMediaType(format!(
+                "unsupported content encoding {other:?}"
+            )));
+        }
+    };
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit as usize));
+    reader
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            IngestError::Malformed(format!(
+                "cannot decompress the {} request body: {e}",
+                encoding.unwrap_or_default()
+            ))
+        })?;
+    if out.len() as u64 > limit {
+        return Err(IngestError::TooLarge {
+            what: "decompressed request body",
+            limit,
+            key: "ingest.max_decompressed_body_size",
+        });
+    }
+    Ok(Bytes::from(out))
+}
+
+fn reject(ingest: &Ingest, signal: Signal, error: IngestError, encoding: Encoding) -> Response {
+    ingest.reject_undecoded(Transport::Http, signal, &error);
+    error_response(&error, encoding)
+}
+
+fn error_response(error: &IngestError, encoding: Encoding) -> Response {
+    let mut response = status_response(
+        error.http_status(),
+        error.grpc_code(),
+        error.to_string(),
+        encoding,
+    );
+    if let Some(secs) = error.retry_after_secs() {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+fn status_response(
+    status: StatusCode,
+    code: tonic::Code,
+    message: String,
+    encoding: Encoding,
+) -> Response {
+    let rpc = RpcStatus {
+        code: code as i32,
+        message,
+    };
+    let body = match encoding {
+        Encoding::Protobuf => rpc.encode_to_vec(),
+        Encoding::Json => serde_json::to_vec(&rpc).unwrap_or_default(),
+    };
+    (status, [(CONTENT_TYPE, encoding.content_type())], body).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_types() {
+        let check = |raw: &str| Encoding::from_content_type(Some(&HeaderValue::from_str(raw).unwrap())).ok();
+        assert_eq!(check("application/x-protobuf"), Some(Encoding::Protobuf));
+        assert_eq!(check("application/json"), Some(Encoding::Json));
+        assert_eq!(check("application/json; charset=utf-8"), Some(Encoding::Json));
+        assert_eq!(check("Application/JSON;charset=UTF-8"), Some(Encoding::Json));
+        assert_eq!(check("text/plain"), None);
+        assert_eq!(check("application/jsonx"), None);
+        assert_eq!(Encoding::from_content_type(None).ok(), None);
+    }
+
+    #[test]
+    fn decompression_is_bounded() {
+        let raw = vec![b'a'; 10_000];
+        let gz = {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut enc, &raw).unwrap();
+            enc.finish().unwrap()
+        };
+        let ok = decompress(Some("gzip"), Bytes::from(gz.clone()), 10_000).unwrap();
+        assert_eq!(ok.len(), 10_000);
+        let err = decompress(Some("gzip"), Bytes::from(gz), 9_999).unwrap_err();
+        assert_eq!(err.http_status(), StatusCode::PAYLOAD_TOO_LARGE);
+        let zst = zstd::encode_all(&raw[..], 1).unwrap();
+        assert_eq!(decompress(Some("zstd"), Bytes::from(zst), 10_000).unwrap().len(), 10_000);
+        let err = decompress(Some("gzip"), Bytes::from_static(b"not gzip"), 100).unwrap_err();
+        assert_eq!(err.http_status(), StatusCode::BAD_REQUEST);
+    }
+}

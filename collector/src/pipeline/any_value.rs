@@ -1,0 +1,102 @@
+//! OTLP `AnyValue` → the text stored in attribute maps and the `body` column.
+//!
+//! A string is stored as itself; every other type as its JSON text: `true`, `42`, `1.5`,
+//! `"NaN"` / `"Infinity"` for non-finite doubles (JSON has no literal for them), bytes as a
+//! base64 JSON string (`"aGk="`, as OTLP/JSON writes them), arrays and key-value lists as JSON
+//! arrays and objects whose nested strings are JSON strings. An empty `AnyValue` is `null`.
+
+use base64::Engine;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
+use serde_json::Value as Json;
+
+/// The stored text of a value; `None` for an absent or empty value.
+pub fn to_text(value: Option<&AnyValue>) -> Option<String> {
+    match value?.value.as_ref()? {
+        Value::StringValue(s) => Some(s.clone()),
+        other => Some(to_json(Some(other)).to_string()),
+    }
+}
+
+/// The JSON form of a value.
+pub fn to_json(value: Option<&Value>) -> Json {
+    match value {
+        None => Json::Null,
+        Some(Value::StringValue(s)) => Json::String(s.clone()),
+        Some(Value::BoolValue(b)) => Json::Bool(*b),
+        Some(Value::IntValue(i)) => Json::from(*i),
+        Some(Value::DoubleValue(d)) => match serde_json::Number::from_f64(*d) {
+            Some(n) => Json::Number(n),
+            None if d.is_nan() => Json::String("NaN".into()),
+            None if *d > 0.0 => Json::String("Infinity".into()),
+            None => Json::String("-Infinity".into()),
+        },
+        Some(Value::BytesValue(b)) => {
+            Json::String(base64::engine::general_purpose::STANDARD.encode(b))
+        }
+        Some(Value::ArrayValue(a)) => Json::Array(
+            a.values
+                .iter()
+                .map(|v| to_json(v.value.as_ref()))
+                .collect(),
+        ),
+        Some(Value::KvlistValue(kv)) => Json::Object(
+            kv.values
+                .iter()
+                .map(|kv| {
+                    let v = kv.value.as_ref().and_then(|v| v.value.as_ref());
+                    (kv.key.clone(), to_json(v))
+                })
+                .collect(),
+        ),
+        // An index into a profile's string table: meaningless outside profiles, kept as given.
+        Some(Value::StringValueStrindex(i)) => serde_json::json!({ "stringValueStrindex": i }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValue, KeyValueList};
+
+    fn any(v: Value) -> AnyValue {
+        AnyValue { value: Some(v) }
+    }
+
+    fn check(value: Option<AnyValue>, expected: Option<&str>) {
+        assert_eq!(to_text(value.as_ref()).as_deref(), expected);
+    }
+
+    #[test]
+    fn every_any_value_type_is_kept() {
+        check(None, None);
+        check(Some(AnyValue { value: None }), None);
+        check(Some(any(Value::StringValue("plain".into()))), Some("plain"));
+        check(Some(any(Value::BoolValue(true))), Some("true"));
+        check(Some(any(Value::IntValue(-9_007_199_254_740_993))), Some("-9007199254740993"));
+        check(Some(any(Value::DoubleValue(1.5))), Some("1.5"));
+        check(Some(any(Value::DoubleValue(f64::NAN))), Some(r#""NaN""#));
+        check(Some(any(Value::DoubleValue(f64::NEG_INFINITY))), Some(r#""-Infinity""#));
+        check(Some(any(Value::BytesValue(b"hi".to_vec()))), Some(r#""aGk=""#));
+        let array = Value::ArrayValue(ArrayValue {
+            values: vec![
+                any(Value::StringValue("a".into())),
+                any(Value::IntValue(1)),
+                AnyValue { value: None },
+            ],
+        });
+        check(Some(any(array)), Some(r#"["a",1,null]"#));
+        let kvlist = Value::KvlistValue(KeyValueList {
+            values: vec![
+                KeyValue {
+                    key: "k".into(),
+                    value: Some(any(Value::BoolValue(false))),
+                },
+                KeyValue {
+                    key: "nested".into(),
+                    value: Some(any(Value::KvlistValue(KeyValueList { values: vec![] }))),
+                },
+            ],
+        });
+        check(Some(any(kvlist)), Some(r#"{"k":false,"nested":{}}"#));
+    }
+}

@@ -1,0 +1,468 @@
+//! OTLP → Arrow: one [`RecordBatch`] per tenant and table, in the audit store's schemas.
+//!
+//! The converter is pure: it takes decoded OTLP and the tenant of each resource (resolved by the
+//! tenancy context before it gets here) and appends rows to per-(tenant, table) builders. A log
+//! record with a non-empty `event_name`, or else an `event.name` string attribute, goes to the
+//! `events` table with `event_name` filled in; every other log record goes to `logs`.
+//!
+//! Timestamps: a log record without `time_unix_nano` takes its observed time, and without that
+//! the time it was received; `observed_timestamp` is the record's, or the receive time. Spans
+//! are timed by their start; their `observed_timestamp` is the receive time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{
+    ArrayRef, Int32Builder, Int64Builder, MapBuilder, RecordBatch, StringBuilder,
+    TimestampNanosecondBuilder, UInt32Builder,
+};
+use audit_store::{Table, TenantId};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
+use serde_json::json;
+
+use super::any_value;
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
+
+/// The attribute that marks a log record as a domain event when `event_name` is empty.
+pub const EVENT_NAME_ATTRIBUTE: &str = "event.name";
+
+/// Rows for one tenant and one table.
+#[derive(Debug, Clone)]
+pub struct TenantBatch {
+    pub tenant: TenantId,
+    pub table: Table,
+    pub batch: RecordBatch,
+}
+
+/// Accumulates rows of several tenants and tables.
+#[derive(Default)]
+pub struct Converter {
+    received_at: i64,
+    logs: BTreeMap<(TenantId, Table), LogColumns>,
+    spans: BTreeMap<TenantId, SpanColumns>,
+}
+
+/// Resource and scope of a group of records.
+pub struct Origin<'a> {
+    pub resource: Option<&'a Resource>,
+    pub resource_schema_url: &'a str,
+    pub scope: Option<&'a InstrumentationScope>,
+    pub scope_schema_url: &'a str,
+}
+
+impl Converter {
+    /// `received_at`: nanoseconds since the epoch, the fallback for missing timestamps.
+    pub fn new(received_at: i64) -> Self {
+        Self {
+            received_at,
+            ..Self::default()
+        }
+    }
+
+    pub fn push_log(&mut self, tenant: &TenantId, origin: &Origin<'_>, record: &LogRecord) {
+        let event_name = event_name(record);
+        let table = if event_name.is_some() {
+            Table::Events
+        } else {
+            Table::Logs
+        };
+        let columns = self
+            .logs
+            .entry((tenant.clone(), table))
+            .or_insert_with(LogColumns::default);
+        let observed = nonzero(record.observed_time_unix_nano).unwrap_or(self.received_at);
+        let timestamp = nonzero(record.time_unix_nano).unwrap_or(observed);
+        columns.common.push_head(tenant, timestamp, observed, origin);
+        columns.severity_number.append_value(record.severity_number);
+        columns.severity_text.append_value(&record.severity_text);
+        match any_value::to_text(record.body.as_ref()) {
+            Some(body) => columns.body.append_value(body),
+            None => columns.body.append_null(),
+        }
+        columns.event_name.append_value(event_name.unwrap_or(""));
+        append_map(&mut columns.attributes, &record.attributes);
+        columns
+            .dropped_attributes_count
+            .append_value(record.dropped_attributes_count);
+        columns.trace_id.append_value(hex::encode(&record.trace_id));
+        columns.span_id.append_value(hex::encode(&record.span_id));
+        columns.flags.append_value(record.flags);
+        columns.common.push_tail(origin);
+    }
+
+    pub fn push_span(&mut self, tenant: &TenantId, origin: &Origin<'_>, span: &Span) {
+        let received_at = self.received_at;
+        let c = self.spans.entry(tenant.clone()).or_default();
+        let start = nonzero(span.start_time_unix_nano).unwrap_or(received_at);
+        let end = nonzero(span.end_time_unix_nano).unwrap_or(start);
+        c.common.push_head(tenant, start, received_at, origin);
+        c.trace_id.append_value(hex::encode(&span.trace_id));
+        c.span_id.append_value(hex::encode(&span.span_id));
+        c.parent_span_id
+            .append_value(hex::encode(&span.parent_span_id));
+        c.trace_state.append_value(&span.trace_state);
+        c.flags.append_value(span.flags);
+        c.name.append_value(&span.name);
+        c.kind.append_value(span_kind(span.kind));
+        c.start_time.append_value(start);
+        c.end_time.append_value(end);
+        c.duration_ns.append_value(end.saturating_sub(start));
+        let (code, message) = match &span.status {
+            Some(s) => (status_code(s.code), s.message.as_str()),
+            None => (status_code(0), ""),
+        };
+        c.status_code.append_value(code);
+        c.status_message.append_value(message);
+        append_map(&mut c.attributes, &span.attributes);
+        c.dropped_attributes_count
+            .append_value(span.dropped_attributes_count);
+        c.events.append_value(span_events_json(&span.events));
+        c.dropped_events_count
+            .append_value(span.dropped_events_count);
+        c.links.append_value(span_links_json(&span.links));
+        c.dropped_links_count.append_value(span.dropped_links_count);
+        c.common.push_tail(origin);
+    }
+
+    /// The record batches, one per tenant and table.
+    pub fn finish(self) -> Result<Vec<TenantBatch>, arrow::error::ArrowError> {
+        let mut out = Vec::with_capacity(self.logs.len() + self.spans.len());
+        for ((tenant, table), columns) in self.logs {
+            let batch = columns.finish(table)?;
+            out.push(TenantBatch {
+                tenant,
+                table,
+                batch,
+            });
+        }
+        for (tenant, columns) in self.spans {
+            let batch = columns.finish()?;
+            out.push(TenantBatch {
+                tenant,
+                table: Table::Spans,
+                batch,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The event name of a log record: the `event_name` field, else an `event.name` string attribute.
+pub fn event_name(record: &LogRecord) -> Option<&str> {
+    if !record.event_name.is_empty() {
+        return Some(&record.event_name);
+    }
+    record
+        .attributes
+        .iter()
+        .find(|kv| kv.key == EVENT_NAME_ATTRIBUTE)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            AnyValueKind::StringValue(s) if !s.is_empty() => Some(s.as_str()),
+            _ => None,
+        })
+}
+
+fn nonzero(nanos: u64) -> Option<i64> {
+    // Validation refuses times past i64::MAX (year 2262) before conversion.
+    (nanos != 0).then(|| i64::try_from(nanos).unwrap_or(i64::MAX))
+}
+
+fn span_kind(kind: i32) -> &'static str {
+    span::SpanKind::try_from(kind)
+        .map(|k| k.as_str_name())
+        .unwrap_or("SPAN_KIND_UNSPECIFIED")
+}
+
+fn status_code(code: i32) -> &'static str {
+    status::StatusCode::try_from(code)
+        .map(|c| c.as_str_name())
+        .unwrap_or("STATUS_CODE_UNSET")
+}
+
+fn attributes_json(attributes: &[KeyValue]) -> serde_json::Value {
+    serde_json::Value::Object(
+        attributes
+            .iter()
+            .map(|kv| {
+                let value = kv.value.as_ref().and_then(|v| v.value.as_ref());
+                (kv.key.clone(), any_value::to_json(value))
+            })
+            .collect(),
+    )
+}
+
+fn span_events_json(events: &[span::Event]) -> String {
+    let events: Vec<_> = events
+        .iter()
+        .map(|e| {
+            json!({
+                "time_unix_nano": e.time_unix_nano.to_string(),
+                "name": e.name,
+                "attributes": attributes_json(&e.attributes),
+                "dropped_attributes_count": e.dropped_attributes_count,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(events).to_string()
+}
+
+fn span_links_json(links: &[span::Link]) -> String {
+    let links: Vec<_> = links
+        .iter()
+        .map(|l| {
+            json!({
+                "trace_id": hex::encode(&l.trace_id),
+                "span_id": hex::encode(&l.span_id),
+                "trace_state": l.trace_state,
+                "flags": l.flags,
+                "attributes": attributes_json(&l.attributes),
+                "dropped_attributes_count": l.dropped_attributes_count,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(links).to_string()
+}
+
+type StringMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
+
+fn append_map(builder: &mut StringMapBuilder, attributes: &[KeyValue]) {
+    for kv in attributes {
+        builder.keys().append_value(&kv.key);
+        match any_value::to_text(kv.value.as_ref()) {
+            Some(text) => builder.values().append_value(text),
+            None => builder.values().append_null(),
+        }
+    }
+    // Cannot fail: every key above got exactly one value.
+    builder.append(true).expect("map keys and values match");
+}
+
+fn new_map() -> StringMapBuilder {
+    MapBuilder::new(None, StringBuilder::new(), StringBuilder::new())
+}
+
+fn new_ts() -> TimestampNanosecondBuilder {
+    TimestampNanosecondBuilder::new().with_timezone("UTC")
+}
+
+/// The head and tail columns every table shares.
+struct CommonColumns {
+    tenant_id: StringBuilder,
+    timestamp: TimestampNanosecondBuilder,
+    observed_timestamp: TimestampNanosecondBuilder,
+    service_name: StringBuilder,
+    resource_attributes: StringMapBuilder,
+    resource_schema_url: StringBuilder,
+    resource_dropped_attributes_count: UInt32Builder,
+    scope_name: StringBuilder,
+    scope_version: StringBuilder,
+    scope_attributes: StringMapBuilder,
+    scope_schema_url: StringBuilder,
+    scope_dropped_attributes_count: UInt32Builder,
+}
+
+impl Default for CommonColumns {
+    fn default() -> Self {
+        Self {
+            tenant_id: StringBuilder::new(),
+            timestamp: new_ts(),
+            observed_timestamp: new_ts(),
+            service_name: StringBuilder::new(),
+            resource_attributes: new_map(),
+            resource_schema_url: StringBuilder::new(),
+            resource_dropped_attributes_count: UInt32Builder::new(),
+            scope_name: StringBuilder::new(),
+            scope_version: StringBuilder::new(),
+            scope_attributes: new_map(),
+            scope_schema_url: StringBuilder::new(),
+            scope_dropped_attributes_count: UInt32Builder::new(),
+        }
+    }
+}
+
+impl CommonColumns {
+    fn push_head(&mut self, tenant: &TenantId, timestamp: i64, observed: i64, o: &Origin<'_>) {
+        self.tenant_id.append_value(tenant.as_str());
+        self.timestamp.append_value(timestamp);
+        self.observed_timestamp.append_value(observed);
+        let service = o
+            .resource
+            .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+            .and_then(|kv| any_value::to_text(kv.value.as_ref()))
+            .unwrap_or_default();
+        self.service_name.append_value(service);
+    }
+
+    fn push_tail(&mut self, o: &Origin<'_>) {
+        let resource_attrs = o.resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+        append_map(&mut self.resource_attributes, resource_attrs);
+        self.resource_schema_url.append_value(o.resource_schema_url);
+        self.resource_dropped_attributes_count
+            .append_value(o.resource.map_or(0, |r| r.dropped_attributes_count));
+        let scope = o.scope;
+        self.scope_name
+            .append_value(scope.map_or("", |s| s.name.as_str()));
+        self.scope_version
+            .append_value(scope.map_or("", |s| s.version.as_str()));
+        append_map(
+            &mut self.scope_attributes,
+            scope.map(|s| s.attributes.as_slice()).unwrap_or(&[]),
+        );
+        self.scope_schema_url.append_value(o.scope_schema_url);
+        self.scope_dropped_attributes_count
+            .append_value(scope.map_or(0, |s| s.dropped_attributes_count));
+    }
+
+    fn head(&mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.tenant_id.finish()),
+            Arc::new(self.timestamp.finish()),
+            Arc::new(self.observed_timestamp.finish()),
+            Arc::new(self.service_name.finish()),
+        ]
+    }
+
+    fn tail(&mut self) -> Vec<ArrayRef> {
+        vec![
+            Arc::new(self.resource_attributes.finish()),
+            Arc::new(self.resource_schema_url.finish()),
+            Arc::new(self.resource_dropped_attributes_count.finish()),
+            Arc::new(self.scope_name.finish()),
+            Arc::new(self.scope_version.finish()),
+            Arc::new(self.scope_attributes.finish()),
+            Arc::new(self.scope_schema_url.finish()),
+            Arc::new(self.scope_dropped_attributes_count.finish()),
+        ]
+    }
+}
+
+struct LogColumns {
+    common: CommonColumns,
+    severity_number: Int32Builder,
+    severity_text: StringBuilder,
+    body: StringBuilder,
+    event_name: StringBuilder,
+    attributes: StringMapBuilder,
+    dropped_attributes_count: UInt32Builder,
+    trace_id: StringBuilder,
+    span_id: StringBuilder,
+    flags: UInt32Builder,
+}
+
+impl Default for LogColumns {
+    fn default() -> Self {
+        Self {
+            common: CommonColumns::default(),
+            severity_number: Int32Builder::new(),
+            severity_text: StringBuilder::new(),
+            body: StringBuilder::new(),
+            event_name: StringBuilder::new(),
+            attributes: new_map(),
+            dropped_attributes_count: UInt32Builder::new(),
+            trace_id: StringBuilder::new(),
+            span_id: StringBuilder::new(),
+            flags: UInt32Builder::new(),
+        }
+    }
+}
+
+impl LogColumns {
+    fn finish(mut self, table: Table) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let mut columns = self.common.head();
+        columns.extend([
+            Arc::new(self.severity_number.finish()) as ArrayRef,
+            Arc::new(self.severity_text.finish()),
+            Arc::new(self.body.finish()),
+            Arc::new(self.event_name.finish()),
+            Arc::new(self.attributes.finish()),
+            Arc::new(self.dropped_attributes_count.finish()),
+            Arc::new(self.trace_id.finish()),
+            Arc::new(self.span_id.finish()),
+            Arc::new(self.flags.finish()),
+        ]);
+        columns.extend(self.common.tail());
+        RecordBatch::try_new(table.schema(), columns)
+    }
+}
+
+struct SpanColumns {
+    common: CommonColumns,
+    trace_id: StringBuilder,
+    span_id: StringBuilder,
+    parent_span_id: StringBuilder,
+    trace_state: StringBuilder,
+    flags: UInt32Builder,
+    name: StringBuilder,
+    kind: StringBuilder,
+    start_time: TimestampNanosecondBuilder,
+    end_time: TimestampNanosecondBuilder,
+    duration_ns: Int64Builder,
+    status_code: StringBuilder,
+    status_message: StringBuilder,
+    attributes: StringMapBuilder,
+    dropped_attributes_count: UInt32Builder,
+    events: StringBuilder,
+    dropped_events_count: UInt32Builder,
+    links: StringBuilder,
+    dropped_links_count: UInt32Builder,
+}
+
+impl Default for SpanColumns {
+    fn default() -> Self {
+        Self {
+            common: CommonColumns::default(),
+            trace_id: StringBuilder::new(),
+            span_id: StringBuilder::new(),
+            parent_span_id: StringBuilder::new(),
+            trace_state: StringBuilder::new(),
+            flags: UInt32Builder::new(),
+            name: StringBuilder::new(),
+            kind: StringBuilder::new(),
+            start_time: new_ts(),
+            end_time: new_ts(),
+            duration_ns: Int64Builder::new(),
+            status_code: StringBuilder::new(),
+            status_message: StringBuilder::new(),
+            attributes: new_map(),
+            dropped_attributes_count: UInt32Builder::new(),
+            events: StringBuilder::new(),
+            dropped_events_count: UInt32Builder::new(),
+            links: StringBuilder::new(),
+            dropped_links_count: UInt32Builder::new(),
+        }
+    }
+}
+
+impl SpanColumns {
+    fn finish(mut self) -> Result<RecordBatch, arrow::error::ArrowError> {
+        let mut columns = self.common.head();
+        columns.extend([
+            Arc::new(self.trace_id.finish()) as ArrayRef,
+            Arc::new(self.span_id.finish()),
+            Arc::new(self.parent_span_id.finish()),
+            Arc::new(self.trace_state.finish()),
+            Arc::new(self.flags.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.start_time.finish()),
+            Arc::new(self.end_time.finish()),
+            Arc::new(self.duration_ns.finish()),
+            Arc::new(self.status_code.finish()),
+            Arc::new(self.status_message.finish()),
+            Arc::new(self.attributes.finish()),
+            Arc::new(self.dropped_attributes_count.finish()),
+            Arc::new(self.events.finish()),
+            Arc::new(self.dropped_events_count.finish()),
+            Arc::new(self.links.finish()),
+            Arc::new(self.dropped_links_count.finish()),
+        ]);
+        columns.extend(self.common.tail());
+        RecordBatch::try_new(Table::Spans.schema(), columns)
+    }
+}
+
+#[cfg(test)]
+mod tests;
