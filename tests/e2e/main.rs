@@ -1,1 +1,5 @@
-fn main() {}
+//! End-to-end tests: the real daemon (started in-process on port 0 with a temp dir), real OTLP
+//! clients, and the query path the CLI uses.
+
+mod harness;
+mod otlp_clients;

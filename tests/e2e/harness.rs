@@ -1,0 +1,154 @@
+//! Starting the real daemon on port 0 in a temp dir, and talking to it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tenantscope::app::{self, Running};
+use tenantscope::cli::QueryArgs;
+use tenantscope::config::Config;
+
+pub struct Daemon {
+    running: Option<Running>,
+    pub dir: tempfile::TempDir,
+    pub grpc: SocketAddr,
+    pub http: SocketAddr,
+    pub metrics: SocketAddr,
+    pub api: SocketAddr,
+}
+
+impl Daemon {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config::default();
+        let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        config.listen.otlp_grpc = any;
+        config.listen.otlp_http = any;
+        config.listen.metrics = any;
+        config.listen.api = any;
+        config.storage.data_dir = dir.path().to_path_buf();
+        config.storage.flush_interval = Duration::from_millis(20);
+        adjust(&mut config);
+        let running = app::start(config).await.unwrap();
+        Self {
+            grpc: running.otlp_grpc,
+            http: running.otlp_http,
+            metrics: running.metrics,
+            api: running.api,
+            running: Some(running),
+            dir,
+        }
+    }
+
+    pub async fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await.unwrap();
+        }
+    }
+
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.grpc)
+    }
+
+    /// Runs `tenantscope query --format json` for `tenant` and parses the JSON Lines.
+    pub async fn query(&self, tenant: &str, sql: &str) -> Vec<serde_json::Value> {
+        query_dir(self.dir.path(), tenant, sql).await
+    }
+
+    pub async fn count(&self, tenant: &str, table: &str) -> u64 {
+        let rows = self
+            .query(tenant, &format!("SELECT count(*) AS n FROM {table}"))
+            .await;
+        rows[0]["n"].as_u64().unwrap()
+    }
+
+    /// The value of one metric series on /metrics (0 when absent).
+    pub async fn metric(&self, series: &str) -> f64 {
+        let (status, _, body) = get(self.metrics, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0.0)
+    }
+}
+
+pub fn query_args(data_dir: &std::path::Path, tenant: &str, sql: &str, extra: &[&str]) -> QueryArgs {
+    use clap::Parser;
+    let mut argv = vec![
+        "tenantscope".to_owned(),
+        "query".into(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--tenant".into(),
+        tenant.into(),
+    ];
+    argv.extend(extra.iter().map(|s| s.to_string()));
+    argv.push(sql.into());
+    match tenantscope::cli::Cli::try_parse_from(argv).unwrap().command {
+        Some(tenantscope::cli::Command::Query(args)) => args,
+        other => panic!("not a query: {other:?}"),
+    }
+}
+
+pub async fn query_dir(data_dir: &std::path::Path, tenant: &str, sql: &str) -> Vec<serde_json::Value> {
+    let args = query_args(data_dir, tenant, sql, &["--format", "json"]);
+    let mut out = Vec::new();
+    tenantscope::cli::query(&args, &mut out).await.unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+pub async fn post(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let mut request = http::Request::post(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    send(request.body(Full::new(Bytes::from(body))).unwrap()).await
+}
+
+pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, HeaderMap, Bytes) {
+    let request = http::Request::get(format!("http://{addr}{path}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    send(request).await
+}
+
+async fn send(request: http::Request<Full<Bytes>>) -> (StatusCode, HeaderMap, Bytes) {
+    let client = Client::builder(TokioExecutor::new()).build_http();
+    let response = client.request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (parts.status, parts.headers, body)
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/otlp")
+        .join(name);
+    std::fs::read(path).unwrap()
+}
