@@ -3,3 +3,5 @@
 
 mod harness;
 mod otlp_clients;
+mod http_json;
+mod bad_input;

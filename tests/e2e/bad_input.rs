@@ -1,0 +1,347 @@
+//! Bad input on both transports: each gets its documented status, nothing of it is stored, it
+//! is counted, and the daemon keeps serving.
+
+use http::StatusCode;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use prost::Message;
+use tonic::Code;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+
+use crate::harness::{Daemon, gzip, post};
+
+/// `google.rpc.Status`, as a client decodes it.
+#[derive(Clone, PartialEq, Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+fn logs_json(tenant_attr: Option<&str>, extra_record_fields: &str) -> Vec<u8> {
+    let resource = match tenant_attr {
+        Some(t) => format!(
+            r#""resource":{{"attributes":[{{"key":"tenant.id","value":{{"stringValue":{}}}}}]}},"#,
+            serde_json::Value::String(t.into())
+        ),
+        None => String::new(),
+    };
+    format!(
+        r#"{{"resourceLogs":[{{{resource}"scopeLogs":[{{"logRecords":[{{"body":{{"stringValue":"x"}}{extra_record_fields}}}]}}]}}]}}"#
+    )
+    .into_bytes()
+}
+
+fn logs_protobuf(tenant_attr: Option<&str>) -> Vec<u8> {
+    let request: ExportLogsServiceRequest =
+        serde_json::from_slice(&logs_json(tenant_attr, "")).unwrap();
+    request.encode_to_vec()
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+const PROTOBUF: (&str, &str) = ("content-type", "application/x-protobuf");
+
+struct HttpCase {
+    name: &'static str,
+    headers: Vec<(&'static str, &'static str)>,
+    body: Vec<u8>,
+    status: StatusCode,
+    message: &'static str,
+}
+
+#[tokio::test]
+async fn http_bad_input_gets_its_documented_status() {
+    let mut d = Daemon::start_with(|c| {
+        c.ingest.max_request_body_size = 4096;
+        c.ingest.max_decompressed_body_size = 8192;
+    })
+    .await;
+    let acme = ("x-scope-orgid", "acme");
+    let cases = vec![
+        HttpCase {
+            name: "malformed protobuf",
+            headers: vec![PROTOBUF, acme],
+            body: vec![0xff, 0xff, 0xff, 0xff],
+            status: StatusCode::BAD_REQUEST,
+            message: "invalid OTLP protobuf",
+        },
+        HttpCase {
+            name: "malformed JSON",
+            headers: vec![JSON, acme],
+            body: b"{\"resourceLogs\": [".to_vec(),
+            status: StatusCode::BAD_REQUEST,
+            message: "invalid JSON",
+        },
+        HttpCase {
+            name: "JSON of the wrong shape",
+            headers: vec![JSON, acme],
+            body: br#"{"resourceLogs": {"a": 1}}"#.to_vec(),
+            status: StatusCode::BAD_REQUEST,
+            message: "invalid OTLP/JSON",
+        },
+        HttpCase {
+            name: "wrong content type",
+            headers: vec![("content-type", "text/plain"), acme],
+            body: logs_json(None, ""),
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message: "unsupported content type",
+        },
+        HttpCase {
+            name: "no content type",
+            headers: vec![acme],
+            body: logs_json(None, ""),
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message: "unsupported content type",
+        },
+        HttpCase {
+            name: "unsupported content encoding",
+            headers: vec![JSON, acme, ("content-encoding", "br")],
+            body: logs_json(None, ""),
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            message: "unsupported content encoding",
+        },
+        HttpCase {
+            name: "corrupt gzip",
+            headers: vec![JSON, acme, ("content-encoding", "gzip")],
+            body: b"definitely not gzip".to_vec(),
+            status: StatusCode::BAD_REQUEST,
+            message: "cannot decompress",
+        },
+        HttpCase {
+            name: "missing tenant",
+            headers: vec![JSON],
+            body: logs_json(None, ""),
+            status: StatusCode::BAD_REQUEST,
+            message: "set the X-Scope-OrgID header",
+        },
+        HttpCase {
+            name: "header and attribute disagree",
+            headers: vec![JSON, acme],
+            body: logs_json(Some("globex"), ""),
+            status: StatusCode::FORBIDDEN,
+            message: "contradicts the X-Scope-OrgID header",
+        },
+        HttpCase {
+            name: "path traversal in the header",
+            headers: vec![JSON, ("x-scope-orgid", "../x")],
+            body: logs_json(None, ""),
+            status: StatusCode::BAD_REQUEST,
+            message: "invalid tenant id",
+        },
+        HttpCase {
+            name: "empty header",
+            headers: vec![JSON, ("x-scope-orgid", "")],
+            body: logs_json(None, ""),
+            status: StatusCode::BAD_REQUEST,
+            message: "tenant id is empty",
+        },
+        HttpCase {
+            name: "over-long tenant",
+            headers: vec![JSON, ("x-scope-orgid", "tttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt")],
+            body: logs_json(None, ""),
+            status: StatusCode::BAD_REQUEST,
+            message: "at most 64 are allowed",
+        },
+        HttpCase {
+            name: "non-ASCII tenant attribute",
+            headers: vec![JSON],
+            body: logs_json(Some("acmé"), ""),
+            status: StatusCode::BAD_REQUEST,
+            message: "invalid tenant id",
+        },
+        HttpCase {
+            name: "slash in tenant attribute",
+            headers: vec![JSON],
+            body: logs_json(Some("a/b"), ""),
+            status: StatusCode::BAD_REQUEST,
+            message: "contains '/'",
+        },
+        HttpCase {
+            name: "NUL in tenant attribute",
+            headers: vec![JSON],
+            body: logs_json(Some("a\u{0}b"), ""),
+            status: StatusCode::BAD_REQUEST,
+            message: "invalid tenant id",
+        },
+        HttpCase {
+            name: "trace id of the wrong length",
+            headers: vec![JSON, acme],
+            body: logs_json(None, r#","traceId":"5b8efff798038103d269b633813fc6""#),
+            status: StatusCode::BAD_REQUEST,
+            message: "traceId is 15 bytes long",
+        },
+        HttpCase {
+            name: "body over max_request_body_size",
+            headers: vec![JSON, acme],
+            body: vec![b' '; 5000],
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: "ingest.max_request_body_size",
+        },
+        HttpCase {
+            name: "decompression bomb",
+            headers: vec![JSON, acme, ("content-encoding", "gzip")],
+            body: gzip(&vec![b' '; 100_000]),
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: "ingest.max_decompressed_body_size",
+        },
+    ];
+    for case in cases {
+        let json = !case.headers.contains(&PROTOBUF);
+        let (status, headers, body) = post(d.http, "/v1/logs", &case.headers, case.body).await;
+        assert_eq!(status, case.status, "{}: {body:?}", case.name);
+        let rpc = if json {
+            assert_eq!(headers["content-type"], "application/json", "{}", case.name);
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            RpcStatus {
+                code: v["code"].as_i64().unwrap() as i32,
+                message: v["message"].as_str().unwrap().to_owned(),
+            }
+        } else {
+            assert_eq!(headers["content-type"], "application/x-protobuf", "{}", case.name);
+            RpcStatus::decode(body).unwrap()
+        };
+        assert!(
+            rpc.message.contains(case.message),
+            "{}: message {:?} lacks {:?}",
+            case.name,
+            rpc.message,
+            case.message
+        );
+        assert_ne!(rpc.code, 0, "{}", case.name);
+    }
+
+    // Still serving, and nothing of the refused requests was stored.
+    let (status, _, _) = post(d.http, "/v1/logs", &[JSON, acme], logs_json(None, "")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(d.count("acme", "logs").await, 1);
+    assert_eq!(d.count("globex", "logs").await, 0);
+
+    let (status, _, _) = post(d.http, "/v1/metrics", &[PROTOBUF, acme], vec![]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = crate::harness::get(d.http, "/v1/logs").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+
+    let rejected = |reason: &str| {
+        format!(
+            "tenantscope_ingest_requests_rejected_total{{transport=\"http\",signal=\"logs\",reason=\"{reason}\"}}"
+        )
+    };
+    assert_eq!(d.metric(&rejected("malformed")).await, 5.0);
+    assert_eq!(d.metric(&rejected("unsupported_media_type")).await, 3.0);
+    assert_eq!(d.metric(&rejected("missing_tenant")).await, 1.0);
+    assert_eq!(d.metric(&rejected("tenant_mismatch")).await, 1.0);
+    assert_eq!(d.metric(&rejected("invalid_tenant")).await, 6.0);
+    assert_eq!(d.metric(&rejected("too_large")).await, 2.0);
+    let records_rejected = "tenantscope_ingest_records_rejected_total{transport=\"http\",signal=\"logs\",reason=\"tenant_mismatch\"}";
+    assert_eq!(d.metric(records_rejected).await, 1.0);
+    d.stop().await;
+}
+
+/// Sends pre-encoded protobuf bytes, so a test can send what a real client never would.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n).to_vec()))
+    }
+}
+
+const LOGS_EXPORT: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+async fn grpc_call(
+    d: &Daemon,
+    path: &'static str,
+    tenant: Option<&str>,
+    body: Vec<u8>,
+    gzip: bool,
+) -> Result<Vec<u8>, tonic::Status> {
+    let channel = tonic::transport::Channel::from_shared(d.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = tonic::client::Grpc::new(channel);
+    if gzip {
+        client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    }
+    client.ready().await.unwrap();
+    let mut request = tonic::Request::new(body);
+    if let Some(t) = tenant {
+        request.metadata_mut().insert("x-scope-orgid", t.parse().unwrap());
+    }
+    client
+        .unary(request, http::uri::PathAndQuery::from_static(path), RawCodec)
+        .await
+        .map(|r| r.into_inner())
+}
+
+#[tokio::test]
+async fn grpc_bad_input_gets_its_documented_code() {
+    let mut d = Daemon::start_with(|c| {
+        c.ingest.max_request_body_size = 4096;
+        c.ingest.max_decompressed_body_size = 8192;
+    })
+    .await;
+    let cases: Vec<(&str, Option<&str>, Vec<u8>, Code, &str)> = vec![
+        ("malformed protobuf", Some("acme"), vec![0xff, 0xff, 0xff], Code::InvalidArgument, ""),
+        ("missing tenant", None, logs_protobuf(None), Code::InvalidArgument, "x-scope-orgid"),
+        ("mismatch", Some("acme"), logs_protobuf(Some("globex")), Code::PermissionDenied, "contradicts"),
+        ("invalid header tenant", Some(".."), logs_protobuf(None), Code::InvalidArgument, "invalid tenant id"),
+        ("invalid attribute tenant", None, logs_protobuf(Some("../etc")), Code::InvalidArgument, "invalid tenant id"),
+        ("oversized message", Some("acme"), vec![0; 10_000], Code::ResourceExhausted, ""),
+    ];
+    for (name, tenant, body, code, message) in cases {
+        let status = grpc_call(&d, LOGS_EXPORT, tenant, body, false).await.unwrap_err();
+        assert_eq!(status.code(), code, "{name}: {status:?}");
+        assert!(status.message().contains(message), "{name}: {status:?}");
+    }
+    let status = grpc_call(
+        &d,
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        Some("acme"),
+        vec![],
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+
+    // Still serving; gzip-compressed requests work; nothing refused was stored.
+    grpc_call(&d, LOGS_EXPORT, Some("acme"), logs_protobuf(None), true)
+        .await
+        .unwrap();
+    grpc_call(&d, LOGS_EXPORT, None, logs_protobuf(Some("globex")), false)
+        .await
+        .unwrap();
+    assert_eq!(d.count("acme", "logs").await, 1);
+    assert_eq!(d.count("globex", "logs").await, 1);
+    let mismatch = "tenantscope_ingest_requests_rejected_total{transport=\"grpc\",signal=\"logs\",reason=\"tenant_mismatch\"}";
+    assert_eq!(d.metric(mismatch).await, 1.0);
+    d.stop().await;
+}
