@@ -23,9 +23,7 @@ pub enum TenantIdError {
     TooLong(usize),
     #[error("tenant id must start with an ASCII letter or digit")]
     BadFirst,
-    #[error(
-        "tenant id contains {0:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"
-    )]
+    #[error("tenant id contains {0:?}; only ASCII letters, digits, '.', '_' and '-' are allowed")]
     BadChar(char),
 }
 
@@ -70,9 +68,10 @@ mod tests {
     use super::*;
 
     fn check(raw: &str, expected: Result<&str, TenantIdError>) {
+        let got = TenantId::parse(raw);
         assert_eq!(
-            TenantId::parse(raw).as_ref().map(TenantId::as_str),
-            expected.as_ref().map(|s| *s).map_err(Clone::clone),
+            got.as_ref().map(TenantId::as_str).map_err(Clone::clone),
+            expected,
             "input {raw:?}"
         );
     }

@@ -195,9 +195,9 @@ fn encode(
 }
 
 fn sort_by_timestamp(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let column = batch.column_by_name("timestamp").ok_or_else(|| {
-        ArrowError::SchemaError("no timestamp column".into())
-    })?;
+    let column = batch
+        .column_by_name("timestamp")
+        .ok_or_else(|| ArrowError::SchemaError("no timestamp column".into()))?;
     let already_sorted = column
         .as_any()
         .downcast_ref::<TimestampNanosecondArray>()

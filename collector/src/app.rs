@@ -16,12 +16,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::api;
 use crate::config::Config;
 use crate::ingest::grpc::{ExportService, Logs, Traces};
 use crate::ingest::{self, Ingest};
 use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::telemetry::Catalog;
-use crate::api;
 
 /// A started daemon.
 pub struct Running {
@@ -53,7 +53,10 @@ impl Running {
 pub async fn start(config: Config) -> anyhow::Result<Running> {
     let layout = Layout::new(&config.storage.data_dir);
     std::fs::create_dir_all(layout.audit_dir()).with_context(|| {
-        format!("cannot create the data directory {}", layout.audit_dir().display())
+        format!(
+            "cannot create the data directory {}",
+            layout.audit_dir().display()
+        )
     })?;
     let catalog = Catalog::new();
 
@@ -92,7 +95,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         let _ = rx.wait_for(|stop| *stop).await;
     };
 
-    let max_message = usize::try_from(config.ingest.max_decompressed_body_size).unwrap_or(usize::MAX);
+    let max_message =
+        usize::try_from(config.ingest.max_decompressed_body_size).unwrap_or(usize::MAX);
     let grpc = tonic::transport::Server::builder()
         .add_service(ExportService::<Logs>::new(ingest.clone(), max_message))
         .add_service(ExportService::<Traces>::new(ingest.clone(), max_message))
@@ -101,7 +105,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             stopped(stop_rx.clone()),
         );
     let http_app = ingest::http::router(ingest, config.ingest.clone());
-    let http = axum::serve(http_listener, http_app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let http =
+        axum::serve(http_listener, http_app).with_graceful_shutdown(stopped(stop_rx.clone()));
 
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let metrics_app = axum::Router::new().route(
@@ -110,7 +115,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             let catalog = catalog.clone();
             async move {
                 (
-                    [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                    [(
+                        http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
                     catalog.render(),
                 )
             }

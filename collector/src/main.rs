@@ -16,7 +16,10 @@ fn main() -> ExitCode {
         Some(Command::Query(args)) => {
             let _ = telemetry::init_tracing(LogFormat::Text, "warn");
             let result = runtime().and_then(|rt| {
-                rt.block_on(cli::query(&args, &mut std::io::BufWriter::new(std::io::stdout())))
+                rt.block_on(cli::query(
+                    &args,
+                    &mut std::io::BufWriter::new(std::io::stdout()),
+                ))
             });
             match result {
                 Ok(_) => ExitCode::SUCCESS,
@@ -58,7 +61,9 @@ fn run(args: &RunArgs) -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn fail(e: &anyhow::Error) -> ExitCode {

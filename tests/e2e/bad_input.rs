@@ -137,7 +137,13 @@ async fn http_bad_input_gets_its_documented_status() {
         },
         HttpCase {
             name: "over-long tenant",
-            headers: vec![JSON, ("x-scope-orgid", "tttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt")],
+            headers: vec![
+                JSON,
+                (
+                    "x-scope-orgid",
+                    "tttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttttt",
+                ),
+            ],
             body: logs_json(None, ""),
             status: StatusCode::BAD_REQUEST,
             message: "at most 64 are allowed",
@@ -197,7 +203,11 @@ async fn http_bad_input_gets_its_documented_status() {
                 message: v["message"].as_str().unwrap().to_owned(),
             }
         } else {
-            assert_eq!(headers["content-type"], "application/x-protobuf", "{}", case.name);
+            assert_eq!(
+                headers["content-type"], "application/x-protobuf",
+                "{}",
+                case.name
+            );
             RpcStatus::decode(body).unwrap()
         };
         assert!(
@@ -293,10 +303,16 @@ async fn grpc_call(
     client.ready().await.unwrap();
     let mut request = tonic::Request::new(body);
     if let Some(t) = tenant {
-        request.metadata_mut().insert("x-scope-orgid", t.parse().unwrap());
+        request
+            .metadata_mut()
+            .insert("x-scope-orgid", t.parse().unwrap());
     }
     client
-        .unary(request, http::uri::PathAndQuery::from_static(path), RawCodec)
+        .unary(
+            request,
+            http::uri::PathAndQuery::from_static(path),
+            RawCodec,
+        )
         .await
         .map(|r| r.into_inner())
 }
@@ -309,15 +325,53 @@ async fn grpc_bad_input_gets_its_documented_code() {
     })
     .await;
     let cases: Vec<(&str, Option<&str>, Vec<u8>, Code, &str)> = vec![
-        ("malformed protobuf", Some("acme"), vec![0xff, 0xff, 0xff], Code::InvalidArgument, ""),
-        ("missing tenant", None, logs_protobuf(None), Code::InvalidArgument, "x-scope-orgid"),
-        ("mismatch", Some("acme"), logs_protobuf(Some("globex")), Code::PermissionDenied, "contradicts"),
-        ("invalid header tenant", Some(".."), logs_protobuf(None), Code::InvalidArgument, "invalid tenant id"),
-        ("invalid attribute tenant", None, logs_protobuf(Some("../etc")), Code::InvalidArgument, "invalid tenant id"),
-        ("oversized message", Some("acme"), vec![0; 10_000], Code::ResourceExhausted, ""),
+        (
+            "malformed protobuf",
+            Some("acme"),
+            vec![0xff, 0xff, 0xff],
+            Code::InvalidArgument,
+            "",
+        ),
+        (
+            "missing tenant",
+            None,
+            logs_protobuf(None),
+            Code::InvalidArgument,
+            "x-scope-orgid",
+        ),
+        (
+            "mismatch",
+            Some("acme"),
+            logs_protobuf(Some("globex")),
+            Code::PermissionDenied,
+            "contradicts",
+        ),
+        (
+            "invalid header tenant",
+            Some(".."),
+            logs_protobuf(None),
+            Code::InvalidArgument,
+            "invalid tenant id",
+        ),
+        (
+            "invalid attribute tenant",
+            None,
+            logs_protobuf(Some("../etc")),
+            Code::InvalidArgument,
+            "invalid tenant id",
+        ),
+        (
+            "oversized message",
+            Some("acme"),
+            vec![0; 10_000],
+            Code::ResourceExhausted,
+            "",
+        ),
     ];
     for (name, tenant, body, code, message) in cases {
-        let status = grpc_call(&d, LOGS_EXPORT, tenant, body, false).await.unwrap_err();
+        let status = grpc_call(&d, LOGS_EXPORT, tenant, body, false)
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), code, "{name}: {status:?}");
         assert!(status.message().contains(message), "{name}: {status:?}");
     }

@@ -82,7 +82,12 @@ impl Daemon {
     }
 }
 
-pub fn query_args(data_dir: &std::path::Path, tenant: &str, sql: &str, extra: &[&str]) -> QueryArgs {
+pub fn query_args(
+    data_dir: &std::path::Path,
+    tenant: &str,
+    sql: &str,
+    extra: &[&str],
+) -> QueryArgs {
     use clap::Parser;
     let mut argv = vec![
         "tenantscope".to_owned(),
@@ -100,7 +105,11 @@ pub fn query_args(data_dir: &std::path::Path, tenant: &str, sql: &str, extra: &[
     }
 }
 
-pub async fn query_dir(data_dir: &std::path::Path, tenant: &str, sql: &str) -> Vec<serde_json::Value> {
+pub async fn query_dir(
+    data_dir: &std::path::Path,
+    tenant: &str,
+    sql: &str,
+) -> Vec<serde_json::Value> {
     let args = query_args(data_dir, tenant, sql, &["--format", "json"]);
     let mut out = Vec::new();
     tenantscope::cli::query(&args, &mut out).await.unwrap();

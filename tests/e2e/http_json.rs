@@ -14,7 +14,11 @@ async fn spec_json_examples_in_every_encoding() {
     let cases: Vec<(&str, Option<&str>, Vec<u8>)> = vec![
         ("application/json", None, logs.clone()),
         ("application/json; charset=utf-8", Some("gzip"), gzip(&logs)),
-        ("application/json", Some("zstd"), zstd::encode_all(&logs[..], 3).unwrap()),
+        (
+            "application/json",
+            Some("zstd"),
+            zstd::encode_all(&logs[..], 3).unwrap(),
+        ),
     ];
     for (content_type, encoding, body) in cases {
         let mut headers = vec![("content-type", content_type), ("x-scope-orgid", "acme")];
@@ -22,23 +26,28 @@ async fn spec_json_examples_in_every_encoding() {
             headers.push(("content-encoding", e));
         }
         let (status, response_headers, response) = post(d.http, "/v1/logs", &headers, body).await;
-        assert_eq!(status, StatusCode::OK, "{content_type} {encoding:?}: {response:?}");
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "{content_type} {encoding:?}: {response:?}"
+        );
         assert_eq!(response_headers["content-type"], "application/json");
         assert_eq!(&response[..], b"{}");
     }
     let (status, _, _) = post(
         d.http,
         "/v1/traces",
-        &[("content-type", "application/json"), ("x-scope-orgid", "acme")],
+        &[
+            ("content-type", "application/json"),
+            ("x-scope-orgid", "acme"),
+        ],
         trace,
     )
     .await;
     assert_eq!(status, StatusCode::OK);
 
     assert_eq!(d.count("acme", "logs").await, 3);
-    let rows = d
-        .query("acme", "SELECT * FROM logs LIMIT 1")
-        .await;
+    let rows = d.query("acme", "SELECT * FROM logs LIMIT 1").await;
     let row = &rows[0];
     assert_eq!(row["timestamp"], "2018-12-13T14:51:00.300Z");
     assert_eq!(row["service_name"], "my.service");
@@ -49,7 +58,10 @@ async fn spec_json_examples_in_every_encoding() {
     assert_eq!(row["span_id"], "eee19b7ec3c1b174");
     assert_eq!(row["scope_name"], "my.library");
     assert_eq!(row["scope_version"], "1.0.0");
-    assert_eq!(row["scope_attributes"]["my.scope.attribute"], "some scope attribute");
+    assert_eq!(
+        row["scope_attributes"]["my.scope.attribute"],
+        "some scope attribute"
+    );
     let attrs = &row["attributes"];
     assert_eq!(attrs["string.attribute"], "some string");
     assert_eq!(attrs["boolean.attribute"], "true");
@@ -76,7 +88,9 @@ async fn protobuf_is_answered_in_protobuf_and_events_keep_their_name() {
         serde_json::from_slice(&fixture("logs.json")).unwrap();
     let mut event = request.resource_logs[0].scope_logs[0].log_records[0].clone();
     event.event_name = "order.completed".into();
-    request.resource_logs[0].scope_logs[0].log_records.push(event);
+    request.resource_logs[0].scope_logs[0]
+        .log_records
+        .push(event);
     let body = request.encode_to_vec();
     let (status, headers, response) = post(
         d.http,
@@ -124,7 +138,13 @@ async fn one_request_may_carry_several_tenants_by_attribute() {
     assert_eq!(status, StatusCode::OK);
     let acme = d.query("acme", "SELECT body FROM logs ORDER BY body").await;
     let globex = d.query("globex", "SELECT body FROM logs").await;
-    assert_eq!(acme, vec![serde_json::json!({"body": "a1"}), serde_json::json!({"body": "a2"})]);
+    assert_eq!(
+        acme,
+        vec![
+            serde_json::json!({"body": "a1"}),
+            serde_json::json!({"body": "a2"})
+        ]
+    );
     assert_eq!(globex, vec![serde_json::json!({"body": "g1"})]);
     d.stop().await;
 }

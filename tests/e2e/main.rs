@@ -1,7 +1,8 @@
 //! End-to-end tests: the real daemon (started in-process on port 0 with a temp dir), real OTLP
 //! clients, and the query path the CLI uses.
 
-mod harness;
-mod otlp_clients;
-mod http_json;
 mod bad_input;
+mod cli;
+mod harness;
+mod http_json;
+mod otlp_clients;

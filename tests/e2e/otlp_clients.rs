@@ -3,10 +3,12 @@
 
 use std::collections::HashMap;
 
+use opentelemetry::KeyValue;
 use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider, Severity};
 use opentelemetry::trace::{Span, SpanKind, Status, Tracer, TracerProvider};
-use opentelemetry::KeyValue;
-use opentelemetry_otlp::{LogExporter, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_otlp::{
+    LogExporter, SpanExporter, WithExportConfig, WithHttpConfig, WithTonicConfig,
+};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -27,7 +29,8 @@ enum TenantBy {
 }
 
 fn resource(service: &str, tenant: &str, by: TenantBy) -> Resource {
-    let mut builder = Resource::builder_empty().with_attribute(KeyValue::new("service.name", service.to_owned()));
+    let mut builder =
+        Resource::builder_empty().with_attribute(KeyValue::new("service.name", service.to_owned()));
     if let TenantBy::Attribute = by {
         builder = builder.with_attribute(KeyValue::new("tenant.id", tenant.to_owned()));
     }
@@ -97,7 +100,13 @@ fn span_exporter(d: &Daemon, transport: Transport, tenant: &str, by: TenantBy) -
 
 /// Emits `logs` plain records and two events (one by `event_name`, one by attribute) for one
 /// tenant, through the SDK's simple processor (each emit is one export, answered before the next).
-async fn send_logs(d: &Daemon, transport: Transport, tenant: &'static str, by: TenantBy, logs: usize) {
+async fn send_logs(
+    d: &Daemon,
+    transport: Transport,
+    tenant: &'static str,
+    by: TenantBy,
+    logs: usize,
+) {
     let exporter = log_exporter(d, transport, tenant, by);
     let res = resource(&format!("{tenant}-svc"), tenant, by);
     tokio::task::spawn_blocking(move || {
@@ -130,7 +139,13 @@ async fn send_logs(d: &Daemon, transport: Transport, tenant: &'static str, by: T
     .unwrap();
 }
 
-async fn send_spans(d: &Daemon, transport: Transport, tenant: &'static str, by: TenantBy, spans: usize) {
+async fn send_spans(
+    d: &Daemon,
+    transport: Transport,
+    tenant: &'static str,
+    by: TenantBy,
+    spans: usize,
+) {
     let exporter = span_exporter(d, transport, tenant, by);
     let res = resource(&format!("{tenant}-svc"), tenant, by);
     tokio::task::spawn_blocking(move || {
@@ -175,7 +190,10 @@ async fn two_tenants(transport: Transport) {
             let other = d
                 .query(tenant, &format!("SELECT count(*) AS n FROM {table} WHERE tenant_id <> '{tenant}' OR service_name <> '{tenant}-svc'"))
                 .await;
-            assert_eq!(other[0]["n"], 0, "{tenant}.{table} holds another tenant's rows");
+            assert_eq!(
+                other[0]["n"], 0,
+                "{tenant}.{table} holds another tenant's rows"
+            );
         }
     }
 
@@ -190,14 +208,20 @@ async fn two_tenants(transport: Transport) {
     assert_eq!(logs[0]["event_name"], "");
 
     let events = d
-        .query("globex", "SELECT event_name, body, attributes FROM events ORDER BY event_name")
+        .query(
+            "globex",
+            "SELECT event_name, body, attributes FROM events ORDER BY event_name",
+        )
         .await;
     assert_eq!(events[0]["event_name"], "order.completed");
     assert_eq!(events[0]["body"], "globex order");
     assert_eq!(events[0]["attributes"]["order.id"], "o-1");
     assert_eq!(events[1]["event_name"], "subscription.upgraded");
     assert_eq!(events[1]["attributes"]["plan"], "pro");
-    assert_eq!(events[1]["attributes"]["event.name"], "subscription.upgraded");
+    assert_eq!(
+        events[1]["attributes"]["event.name"],
+        "subscription.upgraded"
+    );
 
     let spans = d
         .query("acme", "SELECT name, kind, status_code, status_message, duration_ns, trace_id, span_id, events, attributes FROM spans ORDER BY name")

@@ -120,7 +120,12 @@ fn arrow_err(e: arrow::error::ArrowError) -> QueryError {
 /// CSV holds only flat values: maps become JSON objects, other nested values their display text.
 fn flatten_for_csv(batch: &RecordBatch) -> Result<RecordBatch, QueryError> {
     let nested = |t: &DataType| t.is_nested();
-    if !batch.schema().fields().iter().any(|f| nested(f.data_type())) {
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| nested(f.data_type()))
+    {
         return Ok(batch.clone());
     }
     let mut fields = Vec::new();

@@ -24,7 +24,6 @@ use datafusion::datasource::listing::{
 };
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit};
-use datafusion::sql::sqlparser::parser::ParserError;
 
 use crate::layout::{Layout, PARQUET_EXTENSION};
 use crate::{Table, TenantId};
@@ -35,7 +34,7 @@ pub use datafusion::error::DataFusionError;
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     /// The SQL is not valid or not allowed (DDL, DML, unknown table or column...).
-    #[error("{0}")]
+    #[error("invalid query: {0}")]
     Invalid(String),
     #[error("reading the audit store failed: {0}")]
     Io(#[from] std::io::Error),
@@ -45,21 +44,7 @@ pub enum QueryError {
 
 impl From<DataFusionError> for QueryError {
     fn from(e: DataFusionError) -> Self {
-        match e {
-            DataFusionError::Plan(_)
-            | DataFusionError::SQL(..)
-            | DataFusionError::SchemaError(..)
-            | DataFusionError::NotImplemented(_) => QueryError::Invalid(e.strip_backtrace()),
-            DataFusionError::Context(_, ref inner)
-                if matches!(
-                    inner.as_ref(),
-                    DataFusionError::Plan(_) | DataFusionError::SQL(..)
-                ) =>
-            {
-                QueryError::Invalid(e.strip_backtrace())
-            }
-            other => QueryError::Execution(other),
-        }
+        QueryError::Execution(e)
     }
 }
 
@@ -149,14 +134,8 @@ impl TenantScope {
             .ctx
             .sql_with_options(sql, options)
             .await
-            .map_err(|e| match e {
-                DataFusionError::SQL(ref parse, _)
-                    if matches!(parse.as_ref(), ParserError::RecursionLimitExceeded) =>
-                {
-                    QueryError::Invalid("query nests too deeply".into())
-                }
-                other => QueryError::from(other),
-            })?;
+            // Everything that fails before execution is the query's fault.
+            .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
         Ok(frame.execute_stream().await?)
     }
 }
@@ -175,8 +154,7 @@ async fn table_provider(
         .map(|date| {
             let dir = layout.partition_dir(tenant, table, date);
             let dir = std::path::absolute(&dir)?;
-            ListingTableUrl::parse(format!("{}/", dir.display()))
-                .map_err(QueryError::Execution)
+            ListingTableUrl::parse(format!("{}/", dir.display())).map_err(QueryError::Execution)
         })
         .collect::<Result<Vec<_>, QueryError>>()?;
     if urls.is_empty() {

@@ -6,7 +6,12 @@ fn render(table: Table) -> String {
     let mut out = format!("table {}\n", table.name());
     for field in schema.fields() {
         let null = if field.is_nullable() { "" } else { " not null" };
-        out.push_str(&format!("  {}: {}{}\n", field.name(), field.data_type(), null));
+        out.push_str(&format!(
+            "  {}: {}{}\n",
+            field.name(),
+            field.data_type(),
+            null
+        ));
     }
     out
 }

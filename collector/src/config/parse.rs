@@ -73,8 +73,20 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         w.known_keys(&m, "ingest", &keys);
         let c = &mut config.ingest;
         let p = "ingest";
-        w.field(&m, p, "max_request_body_size", &mut c.max_request_body_size, byte_size);
-        w.field(&m, p, "max_decompressed_body_size", &mut c.max_decompressed_body_size, byte_size);
+        w.field(
+            &m,
+            p,
+            "max_request_body_size",
+            &mut c.max_request_body_size,
+            byte_size,
+        );
+        w.field(
+            &m,
+            p,
+            "max_decompressed_body_size",
+            &mut c.max_decompressed_body_size,
+            byte_size,
+        );
         if c.max_decompressed_body_size < c.max_request_body_size {
             w.error(
                 "ingest.max_decompressed_body_size",
@@ -83,7 +95,13 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         }
     }
     if let Some(m) = w.section(&root, "", "storage") {
-        let keys = ["data_dir", "flush_interval", "max_batch_records", "queue_capacity", "zstd_level"];
+        let keys = [
+            "data_dir",
+            "flush_interval",
+            "max_batch_records",
+            "queue_capacity",
+            "zstd_level",
+        ];
         w.known_keys(&m, "storage", &keys);
         let c = &mut config.storage;
         let p = "storage";
@@ -268,7 +286,9 @@ fn log_format(value: &Value) -> Result<LogFormat, String> {
     match string(value)? {
         "text" => Ok(LogFormat::Text),
         "json" => Ok(LogFormat::Json),
-        other => Err(format!("{other:?} is not a log format; expected text or json")),
+        other => Err(format!(
+            "{other:?} is not a log format; expected text or json"
+        )),
     }
 }
 

@@ -15,8 +15,8 @@ fn empty_document_is_the_default() {
 
 #[test]
 fn example_file_loads_and_states_the_defaults() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../config/tenantscope.example.yaml");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/tenantscope.example.yaml");
     let config = Config::load(&path).unwrap();
     assert_eq!(config, Config::default());
 }
@@ -43,7 +43,10 @@ log:
     assert_eq!(config.listen.otlp_grpc, "[::1]:14317".parse().unwrap());
     assert_eq!(config.ingest.max_request_body_size, 1 << 20);
     assert_eq!(config.ingest.max_decompressed_body_size, 2 << 20);
-    assert_eq!(config.storage.data_dir, PathBuf::from("/var/lib/tenantscope"));
+    assert_eq!(
+        config.storage.data_dir,
+        PathBuf::from("/var/lib/tenantscope")
+    );
     assert_eq!(config.storage.flush_interval, Duration::from_secs(1));
     assert_eq!(config.storage.queue_capacity, 8);
     assert_eq!(config.log.format, LogFormat::Json);
@@ -71,8 +74,8 @@ extra: 1
         .iter()
         .map(|(path, message)| format!("{path}: {message}\n"))
         .collect::<String>();
-    let expected = r#"listen.otlp_htp: unknown key; expected one of: otlp_grpc, otlp_http, metrics, api
-extra: unknown key; expected one of: listen, ingest, storage, log
+    let expected = r#"extra: unknown key; expected one of: listen, ingest, storage, log
+listen.otlp_htp: unknown key; expected one of: otlp_grpc, otlp_http, metrics, api
 listen.otlp_grpc: "localhost" is not an address like 127.0.0.1:4317 or [::1]:4317
 ingest.max_request_body_size: must be greater than 0
 storage.flush_interval: "soon" is not a duration like 200ms or 5s: expected number at 0

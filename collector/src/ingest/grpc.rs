@@ -57,7 +57,11 @@ impl Export for Logs {
         header: Option<Vec<u8>>,
         request: Self::Request,
     ) -> BoxFuture<Result<(), IngestError>> {
-        Box::pin(async move { ingest.logs(Transport::Grpc, header.as_deref(), request).await })
+        Box::pin(async move {
+            ingest
+                .logs(Transport::Grpc, header.as_deref(), request)
+                .await
+        })
     }
 }
 
@@ -75,7 +79,11 @@ impl Export for Traces {
         header: Option<Vec<u8>>,
         request: Self::Request,
     ) -> BoxFuture<Result<(), IngestError>> {
-        Box::pin(async move { ingest.traces(Transport::Grpc, header.as_deref(), request).await })
+        Box::pin(async move {
+            ingest
+                .traces(Transport::Grpc, header.as_deref(), request)
+                .await
+        })
     }
 }
 
@@ -153,9 +161,7 @@ where
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         if request.uri().path() != E::PATH {
-            return Box::pin(async {
-                Ok(Status::unimplemented("unknown method").into_http())
-            });
+            return Box::pin(async { Ok(Status::unimplemented("unknown method").into_http()) });
         }
         let ingest = self.ingest.clone();
         let max = self.max_message_size;

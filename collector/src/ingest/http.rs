@@ -43,7 +43,12 @@ impl Encoding {
     /// Parses a `Content-Type` header: the media type, case-insensitively, ignoring parameters.
     pub fn from_content_type(value: Option<&HeaderValue>) -> Result<Self, IngestError> {
         let raw = value.and_then(|v| v.to_str().ok()).unwrap_or("");
-        let media_type = raw.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let media_type = raw
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match media_type.as_str() {
             "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
             "application/json" => Ok(Encoding::Json),
@@ -298,11 +303,19 @@ mod tests {
 
     #[test]
     fn content_types() {
-        let check = |raw: &str| Encoding::from_content_type(Some(&HeaderValue::from_str(raw).unwrap())).ok();
+        let check = |raw: &str| {
+            Encoding::from_content_type(Some(&HeaderValue::from_str(raw).unwrap())).ok()
+        };
         assert_eq!(check("application/x-protobuf"), Some(Encoding::Protobuf));
         assert_eq!(check("application/json"), Some(Encoding::Json));
-        assert_eq!(check("application/json; charset=utf-8"), Some(Encoding::Json));
-        assert_eq!(check("Application/JSON;charset=UTF-8"), Some(Encoding::Json));
+        assert_eq!(
+            check("application/json; charset=utf-8"),
+            Some(Encoding::Json)
+        );
+        assert_eq!(
+            check("Application/JSON;charset=UTF-8"),
+            Some(Encoding::Json)
+        );
         assert_eq!(check("text/plain"), None);
         assert_eq!(check("application/jsonx"), None);
         assert_eq!(Encoding::from_content_type(None).ok(), None);
@@ -321,7 +334,12 @@ mod tests {
         let err = decompress(Some("gzip"), Bytes::from(gz), 9_999).unwrap_err();
         assert_eq!(err.http_status(), StatusCode::PAYLOAD_TOO_LARGE);
         let zst = zstd::encode_all(&raw[..], 1).unwrap();
-        assert_eq!(decompress(Some("zstd"), Bytes::from(zst), 10_000).unwrap().len(), 10_000);
+        assert_eq!(
+            decompress(Some("zstd"), Bytes::from(zst), 10_000)
+                .unwrap()
+                .len(),
+            10_000
+        );
         let err = decompress(Some("gzip"), Bytes::from_static(b"not gzip"), 100).unwrap_err();
         assert_eq!(err.http_status(), StatusCode::BAD_REQUEST);
     }

@@ -33,12 +33,9 @@ pub fn to_json(value: Option<&Value>) -> Json {
         Some(Value::BytesValue(b)) => {
             Json::String(base64::engine::general_purpose::STANDARD.encode(b))
         }
-        Some(Value::ArrayValue(a)) => Json::Array(
-            a.values
-                .iter()
-                .map(|v| to_json(v.value.as_ref()))
-                .collect(),
-        ),
+        Some(Value::ArrayValue(a)) => {
+            Json::Array(a.values.iter().map(|v| to_json(v.value.as_ref())).collect())
+        }
         Some(Value::KvlistValue(kv)) => Json::Object(
             kv.values
                 .iter()
@@ -72,11 +69,20 @@ mod tests {
         check(Some(AnyValue { value: None }), None);
         check(Some(any(Value::StringValue("plain".into()))), Some("plain"));
         check(Some(any(Value::BoolValue(true))), Some("true"));
-        check(Some(any(Value::IntValue(-9_007_199_254_740_993))), Some("-9007199254740993"));
+        check(
+            Some(any(Value::IntValue(-9_007_199_254_740_993))),
+            Some("-9007199254740993"),
+        );
         check(Some(any(Value::DoubleValue(1.5))), Some("1.5"));
         check(Some(any(Value::DoubleValue(f64::NAN))), Some(r#""NaN""#));
-        check(Some(any(Value::DoubleValue(f64::NEG_INFINITY))), Some(r#""-Infinity""#));
-        check(Some(any(Value::BytesValue(b"hi".to_vec()))), Some(r#""aGk=""#));
+        check(
+            Some(any(Value::DoubleValue(f64::NEG_INFINITY))),
+            Some(r#""-Infinity""#),
+        );
+        check(
+            Some(any(Value::BytesValue(b"hi".to_vec()))),
+            Some(r#""aGk=""#),
+        );
         let array = Value::ArrayValue(ArrayValue {
             values: vec![
                 any(Value::StringValue("a".into())),
@@ -89,10 +95,12 @@ mod tests {
             values: vec![
                 KeyValue {
                     key: "k".into(),
+                    key_strindex: 0,
                     value: Some(any(Value::BoolValue(false))),
                 },
                 KeyValue {
                     key: "nested".into(),
+                    key_strindex: 0,
                     value: Some(any(Value::KvlistValue(KeyValueList { values: vec![] }))),
                 },
             ],

@@ -75,7 +75,9 @@ impl Converter {
             .or_insert_with(LogColumns::default);
         let observed = nonzero(record.observed_time_unix_nano).unwrap_or(self.received_at);
         let timestamp = nonzero(record.time_unix_nano).unwrap_or(observed);
-        columns.common.push_head(tenant, timestamp, observed, origin);
+        columns
+            .common
+            .push_head(tenant, timestamp, observed, origin);
         columns.severity_number.append_value(record.severity_number);
         columns.severity_text.append_value(&record.severity_text);
         match any_value::to_text(record.body.as_ref()) {

@@ -64,7 +64,11 @@ struct Submission {
 
 impl Pipeline {
     /// Starts the writer task.
-    pub fn spawn(layout: Layout, options: PipelineOptions, catalog: Catalog) -> (Self, JoinHandle<()>) {
+    pub fn spawn(
+        layout: Layout,
+        options: PipelineOptions,
+        catalog: Catalog,
+    ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(options.queue_capacity);
         let writer = Writer {
             layout,

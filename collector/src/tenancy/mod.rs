@@ -32,7 +32,9 @@ pub enum TenancyError {
     },
     #[error("the resource attribute tenant.id must be a string value")]
     NotAString,
-    #[error("resource attribute tenant.id {attribute:?} contradicts the X-Scope-OrgID header {header:?}")]
+    #[error(
+        "resource attribute tenant.id {attribute:?} contradicts the X-Scope-OrgID header {header:?}"
+    )]
     Mismatch { header: String, attribute: String },
 }
 
@@ -69,13 +71,11 @@ impl RequestTenant {
                 header: header.to_string(),
                 attribute: attr.to_owned(),
             }),
-            (None, Some(attr)) => {
-                TenantId::parse(attr).map_err(|error| TenancyError::Invalid {
-                    origin: "the resource attribute tenant.id",
-                    value: attr.to_owned(),
-                    error,
-                })
-            }
+            (None, Some(attr)) => TenantId::parse(attr).map_err(|error| TenancyError::Invalid {
+                origin: "the resource attribute tenant.id",
+                value: attr.to_owned(),
+                error,
+            }),
             (None, None) => Err(TenancyError::Missing),
         }
     }

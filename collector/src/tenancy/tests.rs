@@ -3,6 +3,7 @@ use super::*;
 fn attrs(tenant: Option<&str>) -> Vec<KeyValue> {
     let mut attrs = vec![KeyValue {
         key: "service.name".into(),
+        key_strindex: 0,
         value: Some(AnyValue {
             value: Some(any_value::Value::StringValue("checkout".into())),
         }),
@@ -10,6 +11,7 @@ fn attrs(tenant: Option<&str>) -> Vec<KeyValue> {
     if let Some(t) = tenant {
         attrs.push(KeyValue {
             key: TENANT_ATTRIBUTE.into(),
+            key_strindex: 0,
             value: Some(AnyValue {
                 value: Some(any_value::Value::StringValue(t.into())),
             }),
@@ -42,18 +44,24 @@ fn resolution_table() {
     check(
         None,
         None,
-        Err("no tenant: set the X-Scope-OrgID header (gRPC metadata x-scope-orgid) or the \
-             resource attribute tenant.id on every resource"),
+        Err(
+            "no tenant: set the X-Scope-OrgID header (gRPC metadata x-scope-orgid) or the \
+             resource attribute tenant.id on every resource",
+        ),
     );
     check(
         Some("../x"),
         None,
-        Err(r#"invalid tenant id "../x" in the X-Scope-OrgID header: tenant id must start with an ASCII letter or digit"#),
+        Err(
+            r#"invalid tenant id "../x" in the X-Scope-OrgID header: tenant id must start with an ASCII letter or digit"#,
+        ),
     );
     check(
         None,
         Some("a/b"),
-        Err(r#"invalid tenant id "a/b" in the resource attribute tenant.id: tenant id contains '/'; only ASCII letters, digits, '.', '_' and '-' are allowed"#),
+        Err(
+            r#"invalid tenant id "a/b" in the resource attribute tenant.id: tenant id contains '/'; only ASCII letters, digits, '.', '_' and '-' are allowed"#,
+        ),
     );
     check(
         Some(""),
@@ -66,6 +74,7 @@ fn resolution_table() {
 fn non_string_tenant_attribute_is_refused() {
     let attrs = vec![KeyValue {
         key: TENANT_ATTRIBUTE.into(),
+        key_strindex: 0,
         value: Some(AnyValue {
             value: Some(any_value::Value::IntValue(7)),
         }),

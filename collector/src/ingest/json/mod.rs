@@ -20,6 +20,10 @@ use serde_json::Value;
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     let mut value: Value =
         serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+    if !value.is_object() {
+        // serde would read a struct from an array, positionally.
+        return Err("invalid OTLP/JSON: the request must be a JSON object".into());
+    }
     normalize(&mut value, None);
     serde_json::from_value(value).map_err(|e| format!("invalid OTLP/JSON: {e}"))
 }

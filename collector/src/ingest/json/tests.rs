@@ -32,7 +32,10 @@ fn spec_logs_example_decodes_completely() {
     let record = &rl.scope_logs[0].log_records[0];
     assert_eq!(record.time_unix_nano, 1_544_712_660_300_000_000);
     assert_eq!(record.severity_number, 10);
-    assert_eq!(hex::encode(&record.trace_id), "5b8efff798038103d269b633813fc60c");
+    assert_eq!(
+        hex::encode(&record.trace_id),
+        "5b8efff798038103d269b633813fc60c"
+    );
     assert_eq!(hex::encode(&record.span_id), "eee19b7ec3c1b174");
     assert_eq!(record.attributes.len(), 6);
     let int = record.attributes[2].value.as_ref().unwrap().value.as_ref();
@@ -46,7 +49,10 @@ fn spec_trace_example_decodes_completely() {
     let span = &request.resource_spans[0].scope_spans[0].spans[0];
     assert_eq!(span.kind, 2);
     assert_eq!(hex::encode(&span.parent_span_id), "eee19b7ec3c1b173");
-    assert_eq!(span.end_time_unix_nano - span.start_time_unix_nano, 1_000_000_000);
+    assert_eq!(
+        span.end_time_unix_nano - span.start_time_unix_nano,
+        1_000_000_000
+    );
 }
 
 #[test]
