@@ -324,7 +324,15 @@ async fn grpc_bad_input_gets_its_documented_code() {
         c.ingest.max_decompressed_body_size = 8192;
     })
     .await;
-    let cases: Vec<(&str, Option<&str>, Vec<u8>, Code, &str)> = vec![
+    // (name, x-scope-orgid, body, expected code, expected message part)
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Vec<u8>,
+        Code,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "malformed protobuf",
             Some("acme"),

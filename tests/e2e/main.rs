@@ -5,4 +5,5 @@ mod bad_input;
 mod cli;
 mod harness;
 mod http_json;
+mod lifecycle;
 mod otlp_clients;

@@ -69,10 +69,7 @@ impl Converter {
         } else {
             Table::Logs
         };
-        let columns = self
-            .logs
-            .entry((tenant.clone(), table))
-            .or_insert_with(LogColumns::default);
+        let columns = self.logs.entry((tenant.clone(), table)).or_default();
         let observed = nonzero(record.observed_time_unix_nano).unwrap_or(self.received_at);
         let timestamp = nonzero(record.time_unix_nano).unwrap_or(observed);
         columns

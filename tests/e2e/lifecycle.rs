@@ -1,0 +1,57 @@
+//! Health endpoints and graceful shutdown: requests in flight when shutdown begins are answered,
+//! and every acknowledged record is committed before the daemon exits.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::harness::{Daemon, get, post, query_dir};
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let mut d = Daemon::start().await;
+    let (status, _, body) = get(d.api, "/healthz").await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok\n"[..]));
+    let (status, _, _) = get(d.api, "/readyz").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = get(d.api, "/api/v1/query").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "the query API is not built yet"
+    );
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_answers_in_flight_requests_and_commits_them() {
+    // A long flush window, so requests are still waiting for their commit when shutdown begins.
+    let mut d = Daemon::start_with(|c| c.storage.flush_interval = Duration::from_millis(700)).await;
+    let addr = d.http;
+    let mut requests = Vec::new();
+    for i in 0..20 {
+        requests.push(tokio::spawn(async move {
+            let body = format!(
+                r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"body":{{"stringValue":"r{i}"}}}}]}}]}}]}}"#
+            );
+            post(addr, "/v1/logs", &[("content-type", "application/json"), ("x-scope-orgid", "acme")], body.into_bytes())
+                .await
+                .0
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let dir = d.dir.path().to_path_buf();
+    d.stop().await;
+    for r in requests {
+        let status = r.await.unwrap();
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "a request in flight at shutdown was not acknowledged"
+        );
+    }
+    let rows = query_dir(&dir, "acme", "SELECT count(*) AS n FROM logs").await;
+    assert_eq!(rows[0]["n"], 20);
+    // The listeners are closed.
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
