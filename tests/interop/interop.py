@@ -1,0 +1,232 @@
+"""Interop suite: the Python OpenTelemetry SDK's OTLP exporters (gRPC and HTTP) send to the real
+tenantscope binary; DuckDB and pyarrow read the Parquet it wrote, with Hive partitioning and
+without the daemon.
+
+Usage: python interop.py PATH/TO/tenantscope
+Prints "N passed, M failed" and exits non-zero on any failure.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import duckdb
+import grpc
+import pyarrow.dataset as ds
+from opentelemetry._logs import LogRecord, SeverityNumber
+from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
+from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
+from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+PASSED = 0
+FAILED = 0
+
+
+def check(name, got, want):
+    global PASSED, FAILED
+    if got == want:
+        PASSED += 1
+        print(f"ok   {name}")
+    else:
+        FAILED += 1
+        print(f"FAIL {name}: got {got!r}, want {want!r}")
+
+
+class Recording:
+    """Wraps an exporter and records every export result, so a refused export is a failure."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.results = []
+
+    def export(self, batch):
+        result = self.inner.export(batch)
+        self.results.append(result.name)
+        return result
+
+    def shutdown(self):
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis=30000):
+        return True
+
+
+def start_daemon(binary, data_dir):
+    proc = subprocess.Popen(
+        [
+            binary, "run",
+            "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0",
+            "--metrics", "127.0.0.1:0", "--api", "127.0.0.1:0",
+            "--data-dir", data_dir, "--log-format", "json",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        event = json.loads(line)
+        if event.get("message") == "tenantscope started":
+            return proc, event
+    proc.kill()
+    raise SystemExit("the daemon did not start")
+
+
+def resource(tenant, by_attribute):
+    attrs = {"service.name": f"{tenant}-py"}
+    if by_attribute:
+        attrs["tenant.id"] = tenant
+    return Resource.create(attrs)
+
+
+def send_logs(exporter, tenant, by_attribute, plain, events):
+    recording = Recording(exporter)
+    provider = LoggerProvider(resource=resource(tenant, by_attribute))
+    provider.add_log_record_processor(SimpleLogRecordProcessor(recording))
+    logger = provider.get_logger("interop")
+    for i in range(plain):
+        logger.emit(LogRecord(
+            body=f"{tenant} log {i}", severity_number=SeverityNumber.INFO, severity_text="INFO",
+            attributes={"seq": i, "ratio": 0.5, "tags": ["a", "b"]},
+        ))
+    for i in range(events):
+        logger.emit(LogRecord(
+            event_name="order.completed", body=f"{tenant} order {i}",
+            attributes={"order.id": f"o-{i}"},
+        ))
+    # One event named the older way, by attribute.
+    logger.emit(LogRecord(attributes={"event.name": "subscription.upgraded"}))
+    provider.shutdown()
+    return recording.results
+
+
+def send_spans(exporter, tenant, by_attribute, count):
+    recording = Recording(exporter)
+    provider = TracerProvider(resource=resource(tenant, by_attribute))
+    provider.add_span_processor(SimpleSpanProcessor(recording))
+    tracer = provider.get_tracer("interop")
+    for i in range(count):
+        with tracer.start_as_current_span(f"op-{i}", kind=SpanKind.CLIENT) as span:
+            span.set_attribute("peer.service", "db")
+            span.set_status(Status(StatusCode.OK))
+    provider.shutdown()
+    return recording.results
+
+
+def main():
+    binary = os.path.abspath(sys.argv[1])
+    with tempfile.TemporaryDirectory() as data_dir:
+        proc, started = start_daemon(binary, data_dir)
+        grpc_addr, http_addr = started["otlp_grpc"], started["otlp_http"]
+        try:
+            # acme over gRPC (tenant in metadata, gzip), globex over HTTP/protobuf (tenant as a
+            # resource attribute), and initech over HTTP with the header.
+            results = send_logs(
+                GrpcLogExporter(endpoint=grpc_addr, insecure=True, headers={"x-scope-orgid": "acme"},
+                                compression=grpc.Compression.Gzip),
+                "acme", False, plain=7, events=3)
+            check("grpc log exports all succeeded", set(results), {"SUCCESS"})
+            results = send_logs(
+                HttpLogExporter(endpoint=f"http://{http_addr}/v1/logs", compression=HttpCompression.Gzip),
+                "globex", True, plain=4, events=2)
+            check("http log exports all succeeded", set(results), {"SUCCESS"})
+            results = send_spans(
+                GrpcSpanExporter(endpoint=grpc_addr, insecure=True, headers={"x-scope-orgid": "acme"}),
+                "acme", False, 5)
+            check("grpc span exports all succeeded", set(results), {"SUCCESS"})
+            results = send_spans(
+                HttpSpanExporter(endpoint=f"http://{http_addr}/v1/traces", headers={"X-Scope-OrgID": "initech"}),
+                "initech", False, 6)
+            check("http span exports all succeeded", set(results), {"SUCCESS"})
+            # A mismatch is refused (403) and not stored.
+            results = send_logs(
+                HttpLogExporter(endpoint=f"http://{http_addr}/v1/logs", headers={"X-Scope-OrgID": "acme"}),
+                "globex", True, plain=1, events=0)
+            check("tenant mismatch is refused", set(results), {"FAILURE"})
+            # The exposition is valid for Prometheus and counts what was received.
+            exposition = urllib.request.urlopen(f"http://{started['metrics']}/metrics").read()
+            lint = subprocess.run(["promtool", "check", "metrics"], input=exposition, capture_output=True)
+            check("promtool check metrics", (lint.returncode, lint.stdout + lint.stderr), (0, b""))
+            received = [
+                line for line in exposition.decode().splitlines()
+                if line.startswith('tenantscope_ingest_records_received_total{transport="grpc",signal="logs"}')
+            ]
+            check("records received on /metrics", received,
+                  ['tenantscope_ingest_records_received_total{transport="grpc",signal="logs"} 11'])
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+        check("daemon exits 0 on SIGTERM", code, 0)
+
+        glob = os.path.join(data_dir, "audit", "**", "*.parquet")
+        con = duckdb.connect()
+        rows = con.execute(
+            f"SELECT tenant, signal, count(*) FROM read_parquet('{glob}', hive_partitioning=true) "
+            "GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        check("duckdb counts per tenant and signal", rows, [
+            ("acme", "events", 4), ("acme", "logs", 7), ("acme", "spans", 5),
+            ("globex", "events", 3), ("globex", "logs", 4), ("initech", "spans", 6),
+        ])
+        events = con.execute(
+            f"SELECT tenant_id, event_name, count(*) FROM read_parquet('{glob}', hive_partitioning=true) "
+            "WHERE signal = 'events' GROUP BY ALL ORDER BY ALL"
+        ).fetchall()
+        check("event_name survived", events, [
+            ("acme", "order.completed", 3), ("acme", "subscription.upgraded", 1),
+            ("globex", "order.completed", 2), ("globex", "subscription.upgraded", 1),
+        ])
+        leaked = con.execute(
+            f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning=true) WHERE tenant <> tenant_id"
+        ).fetchone()[0]
+        check("every file holds only its partition's tenant", leaked, 0)
+        attrs = con.execute(
+            f"SELECT attributes['seq'], attributes['ratio'], attributes['tags'], service_name, "
+            f"length(trace_id), typeof(timestamp) FROM read_parquet('{glob}', hive_partitioning=true) "
+            "WHERE tenant = 'acme' AND signal = 'logs' AND body = 'acme log 3'"
+        ).fetchall()
+        check("attribute values and columns as DuckDB sees them", attrs,
+              [("3", "0.5", '["a","b"]', "acme-py", 0, "TIMESTAMPTZ_NS")])
+        spans = con.execute(
+            f"SELECT kind, status_code, count(*), min(duration_ns) >= 0, min(length(trace_id)) "
+            f"FROM read_parquet('{glob}', hive_partitioning=true, union_by_name=true) "
+            "WHERE signal = 'spans' AND tenant = 'initech' GROUP BY ALL"
+        ).fetchall()
+        check("spans as DuckDB sees them", spans, [("SPAN_KIND_CLIENT", "STATUS_CODE_OK", 6, True, 32)])
+
+        dataset = ds.dataset(os.path.join(data_dir, "audit"), format="parquet", partitioning="hive")
+        table = dataset.to_table(filter=(ds.field("tenant") == "globex") & (ds.field("signal") == "logs"))
+        check("pyarrow reads the hive dataset", table.num_rows, 4)
+        check("pyarrow sees the partition columns",
+              {"tenant", "signal", "date"} <= set(dataset.schema.names), True)
+
+        out = subprocess.run(
+            [binary, "query", "--data-dir", data_dir, "--tenant", "acme", "--format", "json",
+             "SELECT event_name, count(*) AS n FROM events GROUP BY event_name ORDER BY event_name"],
+            capture_output=True, text=True, check=True,
+        ).stdout
+        check("tenantscope query agrees with DuckDB",
+              [json.loads(line) for line in out.splitlines()],
+              [{"event_name": "order.completed", "n": 3}, {"event_name": "subscription.upgraded", "n": 1}])
+
+    print(f"{PASSED} passed, {FAILED} failed")
+    sys.exit(1 if FAILED else 0)
+
+
+if __name__ == "__main__":
+    main()
