@@ -12,13 +12,15 @@ use anyhow::Context as _;
 use audit_store::layout::Layout;
 use audit_store::writer::WriterOptions;
 use axum::routing::get;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::config::Config;
-use crate::ingest::grpc::{ExportService, Logs, Traces};
+use crate::ingest::grpc::ExportService;
 use crate::ingest::{self, Ingest};
 use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::telemetry::Catalog;
@@ -98,8 +100,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let max_message =
         usize::try_from(config.ingest.max_decompressed_body_size).unwrap_or(usize::MAX);
     let grpc = tonic::transport::Server::builder()
-        .add_service(ExportService::<Logs>::new(ingest.clone(), max_message))
-        .add_service(ExportService::<Traces>::new(ingest.clone(), max_message))
+        .add_service(ExportService::<ExportLogsServiceRequest>::new(
+            ingest.clone(),
+            max_message,
+        ))
+        .add_service(ExportService::<ExportTraceServiceRequest>::new(
+            ingest.clone(),
+            max_message,
+        ))
         .serve_with_incoming_shutdown(
             tonic::transport::server::TcpIncoming::from(grpc_listener),
             stopped(stop_rx.clone()),

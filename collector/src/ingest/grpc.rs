@@ -13,81 +13,17 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
 use tonic::codec::CompressionEncoding;
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Code, Request, Response, Status};
 
-use super::{Ingest, IngestError};
+use super::{ExportRequest, Ingest, IngestError};
 use crate::telemetry::catalog::Transport;
 use crate::tenancy::TENANT_HEADER;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
-/// One OTLP export service.
-pub trait Export: Send + Sync + 'static {
-    const SERVICE: &'static str;
-    const PATH: &'static str;
-    type Request: prost::Message + Default + Send + 'static;
-    type Response: prost::Message + Default + Send + 'static;
-
-    fn export(
-        ingest: Ingest,
-        tenant_header: Option<Vec<u8>>,
-        request: Self::Request,
-    ) -> BoxFuture<Result<(), IngestError>>;
-}
-
-/// `opentelemetry.proto.collector.logs.v1.LogsService`.
-pub struct Logs;
-
-impl Export for Logs {
-    const SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
-    const PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
-    type Request = ExportLogsServiceRequest;
-    type Response = ExportLogsServiceResponse;
-
-    fn export(
-        ingest: Ingest,
-        header: Option<Vec<u8>>,
-        request: Self::Request,
-    ) -> BoxFuture<Result<(), IngestError>> {
-        Box::pin(async move {
-            ingest
-                .logs(Transport::Grpc, header.as_deref(), request)
-                .await
-        })
-    }
-}
-
-/// `opentelemetry.proto.collector.trace.v1.TraceService`.
-pub struct Traces;
-
-impl Export for Traces {
-    const SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
-    const PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-    type Request = ExportTraceServiceRequest;
-    type Response = ExportTraceServiceResponse;
-
-    fn export(
-        ingest: Ingest,
-        header: Option<Vec<u8>>,
-        request: Self::Request,
-    ) -> BoxFuture<Result<(), IngestError>> {
-        Box::pin(async move {
-            ingest
-                .traces(Transport::Grpc, header.as_deref(), request)
-                .await
-        })
-    }
-}
-
-/// A tonic service for one [`Export`].
+/// A tonic service for one OTLP export request type.
 pub struct ExportService<E> {
     ingest: Ingest,
     max_message_size: usize,
@@ -104,7 +40,7 @@ impl<E> Clone for ExportService<E> {
     }
 }
 
-impl<E: Export> ExportService<E> {
+impl<E: ExportRequest> ExportService<E> {
     /// `max_message_size`: the largest decoded (decompressed) message accepted.
     pub fn new(ingest: Ingest, max_message_size: usize) -> Self {
         Self {
@@ -115,24 +51,27 @@ impl<E: Export> ExportService<E> {
     }
 }
 
-impl<E: Export> NamedService for ExportService<E> {
-    const NAME: &'static str = E::SERVICE;
+impl<E: ExportRequest> NamedService for ExportService<E> {
+    const NAME: &'static str = E::GRPC_SERVICE;
 }
 
 struct Unary<E>(Ingest, PhantomData<fn() -> E>);
 
-impl<E: Export> UnaryService<E::Request> for Unary<E> {
+impl<E: ExportRequest> UnaryService<E> for Unary<E> {
     type Response = E::Response;
     type Future = BoxFuture<Result<Response<E::Response>, Status>>;
 
-    fn call(&mut self, request: Request<E::Request>) -> Self::Future {
+    fn call(&mut self, request: Request<E>) -> Self::Future {
         let ingest = self.0.clone();
         let header = request
             .metadata()
             .get(TENANT_HEADER)
             .map(|v| v.as_bytes().to_vec());
         Box::pin(async move {
-            match E::export(ingest, header, request.into_inner()).await {
+            match ingest
+                .export(Transport::Grpc, header.as_deref(), request.into_inner())
+                .await
+            {
                 Ok(()) => Ok(Response::new(E::Response::default())),
                 Err(error) => Err(to_status(&error)),
             }
@@ -147,7 +86,7 @@ pub fn to_status(error: &IngestError) -> Status {
 
 impl<E, B> tower_service::Service<http::Request<B>> for ExportService<E>
 where
-    E: Export,
+    E: ExportRequest,
     B: http_body::Body + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send + 'static,
 {
@@ -160,13 +99,13 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        if request.uri().path() != E::PATH {
+        if request.uri().path() != E::GRPC_PATH {
             return Box::pin(async { Ok(Status::unimplemented("unknown method").into_http()) });
         }
         let ingest = self.ingest.clone();
         let max = self.max_message_size;
         Box::pin(async move {
-            let codec = tonic_prost::ProstCodec::<E::Response, E::Request>::default();
+            let codec = tonic_prost::ProstCodec::<E::Response, E>::default();
             let mut grpc = Grpc::new(codec)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)

@@ -18,16 +18,11 @@ use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use serde::de::DeserializeOwned;
 
-use super::{Ingest, IngestError, json};
+use super::{ExportRequest, Ingest, IngestError, json};
 use crate::config::IngestLimits;
 use crate::telemetry::catalog::{Signal, Transport};
 use crate::tenancy::TENANT_HEADER;
@@ -84,42 +79,18 @@ struct HttpState {
 /// The OTLP/HTTP routes.
 pub fn router(ingest: Ingest, limits: IngestLimits) -> Router {
     Router::new()
-        .route("/v1/logs", post(logs))
-        .route("/v1/traces", post(traces))
+        .route("/v1/logs", post(export::<ExportLogsServiceRequest>))
+        .route("/v1/traces", post(export::<ExportTraceServiceRequest>))
         .route("/v1/metrics", post(metrics_not_implemented))
         .with_state(HttpState { ingest, limits })
 }
 
-async fn logs(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
-    handle::<ExportLogsServiceRequest, _, _>(
-        state,
-        Signal::Logs,
-        headers,
-        body,
-        |ingest, header, request| async move {
-            ingest
-                .logs(Transport::Http, header.as_deref(), request)
-                .await
-        },
-        ExportLogsServiceResponse::default().encode_to_vec(),
-    )
-    .await
-}
-
-async fn traces(State(state): State<HttpState>, headers: HeaderMap, body: Body) -> Response {
-    handle::<ExportTraceServiceRequest, _, _>(
-        state,
-        Signal::Traces,
-        headers,
-        body,
-        |ingest, header, request| async move {
-            ingest
-                .traces(Transport::Http, header.as_deref(), request)
-                .await
-        },
-        ExportTraceServiceResponse::default().encode_to_vec(),
-    )
-    .await
+async fn export<R: ExportRequest>(
+    State(state): State<HttpState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle::<R>(state, headers, body).await
 }
 
 async fn metrics_not_implemented(headers: HeaderMap) -> Response {
@@ -132,32 +103,20 @@ async fn metrics_not_implemented(headers: HeaderMap) -> Response {
     )
 }
 
-async fn handle<R, F, Fut>(
-    state: HttpState,
-    signal: Signal,
-    headers: HeaderMap,
-    body: Body,
-    export: F,
-    success_protobuf: Vec<u8>,
-) -> Response
-where
-    R: Message + DeserializeOwned + Default + Send + 'static,
-    F: FnOnce(Ingest, Option<Vec<u8>>, R) -> Fut,
-    Fut: std::future::Future<Output = Result<(), IngestError>>,
-{
+async fn handle<R: ExportRequest>(state: HttpState, headers: HeaderMap, body: Body) -> Response {
     let encoding = match Encoding::from_content_type(headers.get(CONTENT_TYPE)) {
         Ok(e) => e,
-        Err(error) => return reject(&state.ingest, signal, error, Encoding::Json),
+        Err(error) => return reject(&state.ingest, R::SIGNAL, error, Encoding::Json),
     };
     let request = match read_request::<R>(&state.limits, &headers, body, encoding).await {
         Ok(r) => r,
-        Err(error) => return reject(&state.ingest, signal, error, encoding),
+        Err(error) => return reject(&state.ingest, R::SIGNAL, error, encoding),
     };
-    let header = headers.get(TENANT_HEADER).map(|v| v.as_bytes().to_vec());
-    match export(state.ingest.clone(), header, request).await {
+    let header = headers.get(TENANT_HEADER).map(|v| v.as_bytes());
+    match state.ingest.export(Transport::Http, header, request).await {
         Ok(()) => {
             let body = match encoding {
-                Encoding::Protobuf => Bytes::from(success_protobuf),
+                Encoding::Protobuf => Bytes::from(R::Response::default().encode_to_vec()),
                 // An empty response message; `partialSuccess` is absent, not null.
                 Encoding::Json => Bytes::from_static(b"{}"),
             };
@@ -168,15 +127,12 @@ where
 }
 
 /// Reads, bounds, decompresses and decodes a request body.
-async fn read_request<R>(
+async fn read_request<R: ExportRequest>(
     limits: &IngestLimits,
     headers: &HeaderMap,
     body: Body,
     encoding: Encoding,
-) -> Result<R, IngestError>
-where
-    R: Message + DeserializeOwned + Default + Send + 'static,
-{
+) -> Result<R, IngestError> {
     let compression = headers
         .get(CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());

@@ -16,8 +16,13 @@ pub mod validate;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use serde::de::DeserializeOwned;
 
 use crate::pipeline::convert::{Converter, Origin};
 use crate::pipeline::{Pipeline, PipelineError};
@@ -132,42 +137,89 @@ impl Ingest {
         );
     }
 
-    pub async fn logs(
+    /// Validates, resolves tenants, converts and commits one decoded request.
+    pub async fn export<R: ExportRequest>(
         &self,
         transport: Transport,
         tenant_header: Option<&[u8]>,
-        request: ExportLogsServiceRequest,
+        request: R,
     ) -> Result<(), IngestError> {
-        let records: usize = request
-            .resource_logs
-            .iter()
-            .flat_map(|r| &r.scope_logs)
-            .map(|s| s.log_records.len())
-            .sum();
-        let counters = self.catalog.ingest(transport, Signal::Logs);
-        counters.records_received.increment(records as u64);
-        let result = self.logs_inner(tenant_header, &request).await;
+        let records = request.record_count() as u64;
+        let counters = self.catalog.ingest(transport, R::SIGNAL);
+        counters.records_received.increment(records);
+        let result = self.export_inner(tenant_header, &request).await;
         if let Err(error) = &result {
-            self.log_rejection(transport, Signal::Logs, error, header_text(tenant_header));
-            counters.rejected(error.reason(), records as u64);
+            self.log_rejection(transport, R::SIGNAL, error, header_text(tenant_header));
+            counters.rejected(error.reason(), records);
         }
         result
     }
 
-    async fn logs_inner(
+    async fn export_inner<R: ExportRequest>(
         &self,
         tenant_header: Option<&[u8]>,
-        request: &ExportLogsServiceRequest,
+        request: &R,
     ) -> Result<(), IngestError> {
-        validate::logs(request)?;
+        request.validate()?;
         let tenancy = RequestTenant::from_header(tenant_header)?;
         let mut converter = Converter::new(now_nanos());
-        for rl in &request.resource_logs {
-            let attributes = rl.resource.as_ref().map_or(&[][..], |r| &r.attributes);
+        request.convert(&tenancy, &mut converter)?;
+        let batches = converter
+            .finish()
+            .map_err(|e| IngestError::Malformed(format!("cannot convert records: {e}")))?;
+        self.pipeline.submit(batches).await?;
+        Ok(())
+    }
+}
+
+/// An OTLP export request: what the receivers need to know about each signal.
+pub trait ExportRequest: prost::Message + DeserializeOwned + Default + Send + 'static {
+    type Response: prost::Message + Default + Send + 'static;
+    const SIGNAL: Signal;
+    /// The gRPC service name and method path.
+    const GRPC_SERVICE: &'static str;
+    const GRPC_PATH: &'static str;
+
+    fn record_count(&self) -> usize;
+    /// Checks what decoding does not (see [`validate`]).
+    fn validate(&self) -> Result<(), IngestError>;
+    /// Resolves each resource's tenant and appends its records to `converter`.
+    fn convert(
+        &self,
+        tenancy: &RequestTenant,
+        converter: &mut Converter,
+    ) -> Result<(), TenancyError>;
+}
+
+impl ExportRequest for ExportLogsServiceRequest {
+    type Response = ExportLogsServiceResponse;
+    const SIGNAL: Signal = Signal::Logs;
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+    fn record_count(&self) -> usize {
+        self.resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum()
+    }
+
+    fn validate(&self) -> Result<(), IngestError> {
+        validate::logs(self)
+    }
+
+    fn convert(
+        &self,
+        tenancy: &RequestTenant,
+        converter: &mut Converter,
+    ) -> Result<(), TenancyError> {
+        for rl in &self.resource_logs {
             if rl.scope_logs.iter().all(|s| s.log_records.is_empty()) {
                 continue;
             }
-            let tenant = tenancy.resolve(attributes)?;
+            let tenant =
+                tenancy.resolve(rl.resource.as_ref().map_or(&[][..], |r| &r.attributes))?;
             for sl in &rl.scope_logs {
                 let origin = Origin {
                     resource: rl.resource.as_ref(),
@@ -180,49 +232,39 @@ impl Ingest {
                 }
             }
         }
-        let batches = converter
-            .finish()
-            .map_err(|e| IngestError::Malformed(format!("cannot convert records: {e}")))?;
-        self.pipeline.submit(batches).await?;
         Ok(())
     }
+}
 
-    pub async fn traces(
-        &self,
-        transport: Transport,
-        tenant_header: Option<&[u8]>,
-        request: ExportTraceServiceRequest,
-    ) -> Result<(), IngestError> {
-        let records: usize = request
-            .resource_spans
+impl ExportRequest for ExportTraceServiceRequest {
+    type Response = ExportTraceServiceResponse;
+    const SIGNAL: Signal = Signal::Traces;
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+    fn record_count(&self) -> usize {
+        self.resource_spans
             .iter()
             .flat_map(|r| &r.scope_spans)
             .map(|s| s.spans.len())
-            .sum();
-        let counters = self.catalog.ingest(transport, Signal::Traces);
-        counters.records_received.increment(records as u64);
-        let result = self.traces_inner(tenant_header, &request).await;
-        if let Err(error) = &result {
-            self.log_rejection(transport, Signal::Traces, error, header_text(tenant_header));
-            counters.rejected(error.reason(), records as u64);
-        }
-        result
+            .sum()
     }
 
-    async fn traces_inner(
+    fn validate(&self) -> Result<(), IngestError> {
+        validate::traces(self)
+    }
+
+    fn convert(
         &self,
-        tenant_header: Option<&[u8]>,
-        request: &ExportTraceServiceRequest,
-    ) -> Result<(), IngestError> {
-        validate::traces(request)?;
-        let tenancy = RequestTenant::from_header(tenant_header)?;
-        let mut converter = Converter::new(now_nanos());
-        for rs in &request.resource_spans {
-            let attributes = rs.resource.as_ref().map_or(&[][..], |r| &r.attributes);
+        tenancy: &RequestTenant,
+        converter: &mut Converter,
+    ) -> Result<(), TenancyError> {
+        for rs in &self.resource_spans {
             if rs.scope_spans.iter().all(|s| s.spans.is_empty()) {
                 continue;
             }
-            let tenant = tenancy.resolve(attributes)?;
+            let tenant =
+                tenancy.resolve(rs.resource.as_ref().map_or(&[][..], |r| &r.attributes))?;
             for ss in &rs.scope_spans {
                 let origin = Origin {
                     resource: rs.resource.as_ref(),
@@ -235,10 +277,6 @@ impl Ingest {
                 }
             }
         }
-        let batches = converter
-            .finish()
-            .map_err(|e| IngestError::Malformed(format!("cannot convert spans: {e}")))?;
-        self.pipeline.submit(batches).await?;
         Ok(())
     }
 }
