@@ -52,6 +52,12 @@ async fn shutdown_answers_in_flight_requests_and_commits_them() {
     }
     let rows = query_dir(&dir, "acme", "SELECT count(*) AS n FROM logs").await;
     assert_eq!(rows[0]["n"], 20);
+    // Requests were committed together, not one file per request.
+    let files = std::fs::read_dir(dir.join("audit/tenant=acme/signal=logs"))
+        .unwrap()
+        .map(|date| std::fs::read_dir(date.unwrap().path()).unwrap().count())
+        .sum::<usize>();
+    assert!(files <= 3, "{files} files for 20 concurrent requests");
     // The listeners are closed.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
