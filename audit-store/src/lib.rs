@@ -15,6 +15,7 @@ pub mod layout;
 pub mod query;
 pub mod schema;
 pub mod tenant;
+pub mod wal;
 pub mod writer;
 
 pub use schema::Table;

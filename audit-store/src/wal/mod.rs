@@ -1,0 +1,317 @@
+//! The write-ahead log: what makes an acknowledgement durable before any Parquet exists.
+//!
+//! Records live in segment files `DIR/wal/<first lsn, 20 digits>.wal`. Each record is framed as
+//!
+//! ```text
+//! [u32 LE body length][u32 LE CRC32C of body][body]
+//! body = [u8 version = 1][u64 LE lsn][u8 table][u8 durability][u8 tenant length][tenant][payload]
+//! ```
+//!
+//! so the tenant, the table and the durability class survive a restart with the payload (an
+//! Arrow IPC stream of one record batch). Log sequence numbers (LSNs) increase by one per record
+//! across segments and are never reused, even for records whose write failed.
+//!
+//! [`WalWriter::append`] writes a whole group of records with one `write` and one `fdatasync`
+//! (group commit is the caller batching requests). A failed write or sync is never retried on the
+//! same file descriptor (after a failed fsync the kernel may have dropped the dirty pages and
+//! report success next time): the segment is truncated back to its last good length, closed, and
+//! the next append starts a new segment.
+//!
+//! [`replay`] reads every segment in order at start-up. A record cut short at the end of a
+//! segment (a torn tail) is truncated away and counted. A record whose checksum fails with more
+//! data after it is corruption: the segment is copied to `DIR/wal/corrupt/` as evidence,
+//! truncated before the bad record, and replay continues with the next segment.
+
+mod replay;
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::{Table, TenantId};
+
+pub use replay::{ReplayReport, replay};
+
+/// Bytes of a frame header (length + checksum).
+pub const FRAME_HEADER: usize = 8;
+const VERSION: u8 = 1;
+const SEGMENT_EXTENSION: &str = "wal";
+
+/// How a tenant's records must be made durable before they are acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync'd to the write-ahead log before the acknowledgement.
+    Sync = 1,
+}
+
+impl Durability {
+    fn from_u8(v: u8) -> Option<Self> {
+        match v {
+            1 => Some(Durability::Sync),
+            _ => None,
+        }
+    }
+}
+
+/// One record to append.
+#[derive(Debug, Clone)]
+pub struct Entry<'a> {
+    pub tenant: &'a TenantId,
+    pub table: Table,
+    pub durability: Durability,
+    pub payload: &'a [u8],
+}
+
+/// A record read back from the log.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub lsn: u64,
+    pub tenant: TenantId,
+    pub table: Table,
+    pub durability: Durability,
+    pub payload: Vec<u8>,
+}
+
+/// Why the log could not be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("write-ahead log i/o error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("a write-ahead log record is {0} bytes; the largest allowed is {max}", max = u32::MAX)]
+    TooLarge(usize),
+}
+
+impl WalError {
+    /// Whether the error is the disk being full (the caller answers "retry later").
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            WalError::Io { source, .. } => source.raw_os_error() == Some(28),
+            WalError::TooLarge(_) => false,
+        }
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WalError + '_ {
+    move |source| WalError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Table ids in the log; never renumber.
+fn table_id(table: Table) -> u8 {
+    match table {
+        Table::Logs => 1,
+        Table::Spans => 2,
+        Table::Events => 3,
+    }
+}
+
+fn table_from_id(id: u8) -> Option<Table> {
+    match id {
+        1 => Some(Table::Logs),
+        2 => Some(Table::Spans),
+        3 => Some(Table::Events),
+        _ => None,
+    }
+}
+
+/// Appends one framed record to `buf`.
+pub fn encode(buf: &mut Vec<u8>, lsn: u64, entry: &Entry<'_>) -> Result<(), WalError> {
+    let tenant = entry.tenant.as_str().as_bytes();
+    let body_len = 1 + 8 + 1 + 1 + 1 + tenant.len() + entry.payload.len();
+    let len = u32::try_from(body_len).map_err(|_| WalError::TooLarge(body_len))?;
+    let start = buf.len();
+    buf.extend_from_slice(&len.to_le_bytes());
+    buf.extend_from_slice(&[0; 4]);
+    buf.push(VERSION);
+    buf.extend_from_slice(&lsn.to_le_bytes());
+    buf.push(table_id(entry.table));
+    buf.push(entry.durability as u8);
+    // TenantId guarantees at most 64 bytes.
+    buf.push(tenant.len() as u8);
+    buf.extend_from_slice(tenant);
+    buf.extend_from_slice(entry.payload);
+    let crc = crc32c::crc32c(&buf[start + FRAME_HEADER..]);
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// Decodes a frame body whose checksum matched. `None` when its fields are invalid.
+fn decode_body(body: &[u8]) -> Option<Record> {
+    let (&version, rest) = body.split_first()?;
+    if version != VERSION || rest.len() < 11 {
+        return None;
+    }
+    let lsn = u64::from_le_bytes(rest[..8].try_into().ok()?);
+    let table = table_from_id(rest[8])?;
+    let durability = Durability::from_u8(rest[9])?;
+    let tenant_len = rest[10] as usize;
+    let rest = &rest[11..];
+    if rest.len() < tenant_len {
+        return None;
+    }
+    let tenant = TenantId::parse(std::str::from_utf8(&rest[..tenant_len]).ok()?).ok()?;
+    Some(Record {
+        lsn,
+        tenant,
+        table,
+        durability,
+        payload: rest[tenant_len..].to_vec(),
+    })
+}
+
+/// The path of the segment whose first record is `first_lsn`.
+pub fn segment_path(dir: &Path, first_lsn: u64) -> PathBuf {
+    dir.join(format!("{first_lsn:020}.{SEGMENT_EXTENSION}"))
+}
+
+/// Segments in `dir` as (first lsn, path), oldest first.
+pub fn list_segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
+    let mut segments = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(segments),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(io_err(dir))?.path();
+        if path.extension().and_then(|e| e.to_str()) != Some(SEGMENT_EXTENSION) {
+            continue;
+        }
+        if let Some(lsn) = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(|s| s.parse::<u64>().ok())
+        {
+            segments.push((lsn, path));
+        }
+    }
+    segments.sort();
+    Ok(segments)
+}
+
+/// Appends records to the active segment. Not thread-safe: one writer thread owns it.
+pub struct WalWriter {
+    dir: PathBuf,
+    segment_limit: u64,
+    next_lsn: u64,
+    active: Option<Active>,
+    buf: Vec<u8>,
+}
+
+struct Active {
+    file: File,
+    path: PathBuf,
+    len: u64,
+}
+
+impl WalWriter {
+    /// A writer that continues at `next_lsn` (from [`replay`]). It never appends to an existing
+    /// segment: the first append creates a new one.
+    pub fn new(dir: &Path, next_lsn: u64, segment_limit: u64) -> Result<Self, WalError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            segment_limit,
+            next_lsn,
+            active: None,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The LSN the next record will get.
+    pub fn next_lsn(&self) -> u64 {
+        self.next_lsn
+    }
+
+    /// Writes and fsyncs `entries`; returns the LSN of the first. On error nothing of the group
+    /// counts as written, its LSNs are burnt, and the next append uses a new segment.
+    pub fn append(&mut self, entries: &[Entry<'_>]) -> Result<u64, WalError> {
+        let first = self.next_lsn;
+        self.next_lsn += entries.len() as u64;
+        self.buf.clear();
+        for (i, entry) in entries.iter().enumerate() {
+            encode(&mut self.buf, first + i as u64, entry)?;
+        }
+        if self.active.is_none() {
+            self.open_segment(first)?;
+        }
+        let Some(active) = self.active.as_mut() else {
+            unreachable!("a segment was just opened")
+        };
+        let result = active
+            .file
+            .write_all(&self.buf)
+            .and_then(|()| active.file.sync_data())
+            .map_err(io_err(&active.path));
+        match result {
+            Ok(()) => {
+                active.len += self.buf.len() as u64;
+                if active.len >= self.segment_limit {
+                    self.active = None;
+                }
+                Ok(first)
+            }
+            Err(error) => {
+                // Never fsync this descriptor again. Cut what may have reached the file, so a
+                // refused record cannot reappear at replay, then retire the segment.
+                let good = active.len;
+                let cut = OpenOptions::new()
+                    .write(true)
+                    .open(&active.path)
+                    .and_then(|f| f.set_len(good).and_then(|()| f.sync_all()));
+                if let Err(e) = cut {
+                    tracing::error!(path = %active.path.display(), error = %e, "cannot truncate a failed write-ahead log segment");
+                }
+                self.active = None;
+                Err(error)
+            }
+        }
+    }
+
+    fn open_segment(&mut self, first_lsn: u64) -> Result<(), WalError> {
+        let path = segment_path(&self.dir, first_lsn);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err(&self.dir))?;
+        self.active = Some(Active { file, path, len: 0 });
+        Ok(())
+    }
+
+    /// Deletes every segment all of whose records have an LSN below `lsn` (they are committed).
+    /// Returns the number of segments deleted.
+    pub fn delete_before(&mut self, lsn: u64) -> Result<usize, WalError> {
+        let segments = list_segments(&self.dir)?;
+        let active = self.active.as_ref().map(|a| a.path.clone());
+        let mut deleted = 0;
+        for pair in segments.windows(2) {
+            let ((_, path), (next_first, _)) = (&pair[0], &pair[1]);
+            if *next_first <= lsn && Some(path) != active.as_ref() {
+                std::fs::remove_file(path).map_err(io_err(path))?;
+                deleted += 1;
+            }
+        }
+        // The newest segment has no successor: it is complete only when it is not active and
+        // every LSN handed out so far is committed.
+        if let Some((_, path)) = segments.last()
+            && Some(path) != active.as_ref()
+            && self.next_lsn <= lsn
+        {
+            std::fs::remove_file(path).map_err(io_err(path))?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests;

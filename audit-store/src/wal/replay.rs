@@ -1,0 +1,88 @@
+//! Reading the log back at start-up: torn tails truncated, corruption reported and preserved.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+
+use super::{FRAME_HEADER, Record, WalError, decode_body, io_err, list_segments};
+
+/// What replay found.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ReplayReport {
+    pub segments: usize,
+    pub records: u64,
+    /// Segments whose incomplete last record was cut away.
+    pub torn_tails: usize,
+    /// Copies of segments in which a damaged record was found (under `wal/corrupt/`).
+    pub corrupt_segments: Vec<PathBuf>,
+    /// The LSN after the highest one seen (or implied by segment names).
+    pub next_lsn: u64,
+}
+
+/// Reads every segment in `dir`, oldest first, calling `visit` for each valid record.
+pub fn replay(dir: &Path, mut visit: impl FnMut(Record)) -> Result<ReplayReport, WalError> {
+    let mut report = ReplayReport::default();
+    for (first_lsn, path) in list_segments(dir)? {
+        report.segments += 1;
+        report.next_lsn = report.next_lsn.max(first_lsn);
+        let data = std::fs::read(&path).map_err(io_err(&path))?;
+        let mut offset = 0usize;
+        let damage = loop {
+            let rest = &data[offset..];
+            if rest.is_empty() {
+                break None;
+            }
+            if rest.len() < FRAME_HEADER {
+                break Some(Damage::Torn);
+            }
+            let len = u32::from_le_bytes(rest[..4].try_into().unwrap_or_default()) as usize;
+            let crc = u32::from_le_bytes(rest[4..8].try_into().unwrap_or_default());
+            let Some(body) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
+                break Some(Damage::Torn);
+            };
+            let record = (crc32c::crc32c(body) == crc)
+                .then(|| decode_body(body))
+                .flatten()
+                .filter(|r| r.lsn >= report.next_lsn); // LSNs only grow
+            let Some(record) = record else {
+                // A bad last frame is a write cut short; anything after it means corruption.
+                let last = FRAME_HEADER + len == rest.len();
+                break Some(if last { Damage::Torn } else { Damage::Corrupt });
+            };
+            report.records += 1;
+            report.next_lsn = report.next_lsn.max(record.lsn + 1);
+            offset += FRAME_HEADER + len;
+            visit(record);
+        };
+        match damage {
+            None => {}
+            Some(Damage::Torn) => {
+                tracing::warn!(segment = %path.display(), offset, bytes = data.len() - offset, "truncating a torn write-ahead log tail");
+                truncate(&path, offset)?;
+                report.torn_tails += 1;
+            }
+            Some(Damage::Corrupt) => {
+                let corrupt_dir = dir.join("corrupt");
+                std::fs::create_dir_all(&corrupt_dir).map_err(io_err(&corrupt_dir))?;
+                let copy = corrupt_dir.join(path.file_name().unwrap_or_default());
+                std::fs::write(&copy, &data).map_err(io_err(&copy))?;
+                tracing::error!(segment = %path.display(), offset, copy = %copy.display(), "corrupt write-ahead log record; the rest of the segment is skipped");
+                truncate(&path, offset)?;
+                report.corrupt_segments.push(copy);
+            }
+        }
+    }
+    Ok(report)
+}
+
+enum Damage {
+    Torn,
+    Corrupt,
+}
+
+fn truncate(path: &Path, len: usize) -> Result<(), WalError> {
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(len as u64).and_then(|()| f.sync_all()))
+        .map_err(io_err(path))
+}

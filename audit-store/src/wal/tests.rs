@@ -1,0 +1,158 @@
+use super::*;
+
+fn tenant(t: &str) -> TenantId {
+    TenantId::parse(t).unwrap()
+}
+
+fn append(w: &mut WalWriter, tenant_id: &TenantId, payloads: &[&[u8]]) -> u64 {
+    let entries: Vec<Entry<'_>> = payloads
+        .iter()
+        .map(|p| Entry {
+            tenant: tenant_id,
+            table: Table::Events,
+            durability: Durability::Sync,
+            payload: p,
+        })
+        .collect();
+    w.append(&entries).unwrap()
+}
+
+fn read_all(dir: &Path) -> (Vec<(u64, String, Vec<u8>)>, ReplayReport) {
+    let mut records = Vec::new();
+    let report = replay(dir, |r| {
+        records.push((r.lsn, r.tenant.to_string(), r.payload))
+    })
+    .unwrap();
+    (records, report)
+}
+
+#[test]
+fn round_trip_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let acme = tenant("acme");
+    let mut w = WalWriter::new(dir.path(), 0, 64).unwrap();
+    assert_eq!(append(&mut w, &acme, &[b"one", b"two"]), 0);
+    assert_eq!(append(&mut w, &tenant("globex"), &[b"three"]), 2);
+    assert_eq!(append(&mut w, &acme, &[b"four"]), 3);
+    let (records, report) = read_all(dir.path());
+    assert_eq!(
+        records,
+        vec![
+            (0, "acme".into(), b"one".to_vec()),
+            (1, "acme".into(), b"two".to_vec()),
+            (2, "globex".into(), b"three".to_vec()),
+            (3, "acme".into(), b"four".to_vec()),
+        ]
+    );
+    assert!(report.segments >= 2, "64-byte segments roll: {report:?}");
+    assert_eq!(report.next_lsn, 4);
+    assert_eq!(report.torn_tails, 0);
+}
+
+#[test]
+fn torn_tail_is_truncated_and_counted() {
+    // A cut anywhere inside the last frame loses exactly that frame.
+    for back in [1, 5, 8 + 9, 8 + 9 + 3] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = WalWriter::new(dir.path(), 10, 1 << 20).unwrap();
+        append(&mut w, &tenant("acme"), &[b"kept", b"cut short"]);
+        drop(w);
+        let (_, path) = list_segments(dir.path()).unwrap().pop().unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        let f = OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(len - back).unwrap();
+        let (records, report) = read_all(dir.path());
+        assert_eq!(records.len(), 1, "cut {back} bytes");
+        assert_eq!(records[0].2, b"kept");
+        assert_eq!(report.torn_tails, 1);
+        assert_eq!(report.next_lsn, 11);
+        let (records, report) = read_all(dir.path());
+        assert_eq!(
+            (records.len(), report.torn_tails),
+            (1, 0),
+            "truncated once, clean after"
+        );
+    }
+}
+
+#[test]
+fn bit_flip_in_the_middle_is_reported_and_preserved() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = WalWriter::new(dir.path(), 0, 1 << 20).unwrap();
+    append(&mut w, &tenant("acme"), &[b"first", b"second", b"third"]);
+    append(&mut w, &tenant("acme"), &[b"next segment"]);
+    drop(w);
+    // New writers never append to an old segment, so both appends share one segment here;
+    // flip a bit in the second record.
+    let (_, path) = list_segments(dir.path())
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    let mut data = std::fs::read(&path).unwrap();
+    let second_payload = data.windows(6).position(|w| w == b"second").unwrap();
+    data[second_payload] ^= 0x01;
+    std::fs::write(&path, &data).unwrap();
+    let (records, report) = read_all(dir.path());
+    let payloads: Vec<_> = records.iter().map(|r| r.2.clone()).collect();
+    assert_eq!(payloads, vec![b"first".to_vec()]);
+    assert_eq!(report.corrupt_segments.len(), 1);
+    assert_eq!(
+        std::fs::read(&report.corrupt_segments[0]).unwrap(),
+        data,
+        "the evidence is kept"
+    );
+    // The daemon can go on: the segment now ends before the bad record.
+    let (records, report) = read_all(dir.path());
+    assert_eq!((records.len(), report.corrupt_segments.len()), (1, 0));
+}
+
+#[test]
+fn committed_segments_are_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let acme = tenant("acme");
+    let mut w = WalWriter::new(dir.path(), 0, 1).unwrap();
+    for _ in 0..4 {
+        append(&mut w, &acme, &[b"x"]);
+    }
+    assert_eq!(list_segments(dir.path()).unwrap().len(), 4);
+    assert_eq!(w.delete_before(2).unwrap(), 2);
+    let left: Vec<u64> = list_segments(dir.path())
+        .unwrap()
+        .into_iter()
+        .map(|s| s.0)
+        .collect();
+    assert_eq!(left, [2, 3]);
+    assert_eq!(w.delete_before(4).unwrap(), 2);
+    assert!(list_segments(dir.path()).unwrap().is_empty());
+    // LSNs go on from where they were.
+    assert_eq!(append(&mut w, &acme, &[b"y"]), 4);
+}
+
+#[test]
+fn frames_carry_tenant_table_and_durability() {
+    let mut buf = Vec::new();
+    let acme = tenant("acme");
+    encode(
+        &mut buf,
+        7,
+        &Entry {
+            tenant: &acme,
+            table: Table::Spans,
+            durability: Durability::Sync,
+            payload: b"p",
+        },
+    )
+    .unwrap();
+    let record = decode_body(&buf[FRAME_HEADER..]).unwrap();
+    assert_eq!(
+        (
+            record.lsn,
+            record.tenant.as_str(),
+            record.table,
+            record.durability
+        ),
+        (7, "acme", Table::Spans, Durability::Sync)
+    );
+    assert_eq!(record.payload, b"p");
+}
