@@ -12,6 +12,7 @@
 //! - a [`query::TenantScope`] can reach only its own tenant's directory.
 
 pub mod layout;
+pub mod manifest;
 pub mod query;
 pub mod schema;
 pub mod tenant;

@@ -8,6 +8,7 @@
 //! This is blocking code (encoding, compression, fsync); async callers run it on a blocking thread.
 
 use std::fs::{File, OpenOptions};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,8 +20,10 @@ use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use sha2::{Digest, Sha256};
 
 use crate::layout::{Layout, PARQUET_EXTENSION, temporary_name};
+use crate::manifest::{Commit, FileEntry, Manifest, ManifestError};
 use crate::{Table, TenantId};
 
 /// Why a file could not be committed.
@@ -33,6 +36,8 @@ pub enum WriteError {
     },
     #[error("encoding parquet failed: {0}")]
     Encode(#[from] parquet::errors::ParquetError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     #[error("i/o error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -40,12 +45,61 @@ pub enum WriteError {
     },
 }
 
-/// A file that is committed (renamed and durable).
+/// A file that is renamed into place and durable (but not yet named by the manifest).
 #[derive(Debug, Clone)]
 pub struct CommittedFile {
     pub path: PathBuf,
     pub rows: usize,
     pub bytes: u64,
+    pub min_timestamp: i64,
+    pub max_timestamp: i64,
+    pub sha256: String,
+}
+
+impl CommittedFile {
+    /// The manifest entry of this file; `tenant_dir` is the directory paths are relative to.
+    pub fn entry(&self, tenant_dir: &Path) -> FileEntry {
+        FileEntry {
+            path: self
+                .path
+                .strip_prefix(tenant_dir)
+                .unwrap_or(&self.path)
+                .to_string_lossy()
+                .into_owned(),
+            rows: self.rows as u64,
+            bytes: self.bytes,
+            min_timestamp: self.min_timestamp,
+            max_timestamp: self.max_timestamp,
+            sha256: self.sha256.clone(),
+        }
+    }
+}
+
+/// Writes `batches` of one tenant and table as Parquet files and commits them with one manifest
+/// line covering write-ahead log positions `lsns` (see [`crate::manifest`]).
+pub fn commit(
+    layout: &Layout,
+    manifest: &mut Manifest,
+    tenant: &TenantId,
+    table: Table,
+    batches: &[RecordBatch],
+    lsns: std::ops::RangeInclusive<u64>,
+    options: &WriterOptions,
+) -> Result<Commit, WriteError> {
+    let files = write_batches(layout, tenant, table, batches, options)?;
+    let tenant_dir = layout.tenant_dir(tenant);
+    let commit = Commit {
+        table: table.name().to_owned(),
+        lsn_first: *lsns.start(),
+        lsn_last: *lsns.end(),
+        committed_at_ns: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or_default(),
+        files: files.iter().map(|f| f.entry(&tenant_dir)).collect(),
+    };
+    manifest.append(commit.clone())?;
+    Ok(commit)
 }
 
 /// Writer settings.
@@ -159,11 +213,20 @@ pub fn write_partition(
         sync_dir(&dir)?;
         Ok(bytes)
     });
+    let ts = batch
+        .column_by_name("timestamp")
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>());
+    let (min_timestamp, max_timestamp) = ts
+        .map(|t| (t.value(0), t.value(t.len() - 1)))
+        .unwrap_or_default();
     match result {
-        Ok(bytes) => Ok(Some(CommittedFile {
+        Ok((bytes, sha256)) => Ok(Some(CommittedFile {
             path: final_path,
             rows: batch.num_rows(),
             bytes,
+            min_timestamp,
+            max_timestamp,
+            sha256,
         })),
         Err(e) => {
             // Best effort: a temporary file is invisible to readers either way.
@@ -173,12 +236,31 @@ pub fn write_partition(
     }
 }
 
+/// Passes writes through to the file and hashes them.
+struct HashingWriter {
+    file: File,
+    hasher: Sha256,
+}
+
+impl Write for HashingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Encodes `batch` into `file`, fsyncs it; returns its size and SHA-256.
 fn encode(
     file: File,
     batch: &RecordBatch,
     options: &WriterOptions,
     path: &Path,
-) -> Result<u64, WriteError> {
+) -> Result<(u64, String), WriteError> {
     let level = ZstdLevel::try_new(options.zstd_level)?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
@@ -186,12 +268,16 @@ fn encode(
         .set_statistics_enabled(EnabledStatistics::Page)
         .set_column_bloom_filter_enabled("trace_id".into(), true)
         .build();
-    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props))?;
+    let sink = HashingWriter {
+        file,
+        hasher: Sha256::new(),
+    };
+    let mut writer = ArrowWriter::try_new(sink, batch.schema(), Some(props))?;
     writer.write(batch)?;
-    let file = writer.into_inner()?;
-    file.sync_all().map_err(io_err(path))?;
-    let bytes = file.metadata().map_err(io_err(path))?.len();
-    Ok(bytes)
+    let sink = writer.into_inner()?;
+    sink.file.sync_all().map_err(io_err(path))?;
+    let bytes = sink.file.metadata().map_err(io_err(path))?.len();
+    Ok((bytes, hex::encode(sink.hasher.finalize())))
 }
 
 fn sort_by_timestamp(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {

@@ -1,8 +1,8 @@
 //! Tenant-scoped SQL over the audit store, with DataFusion.
 //!
 //! A [`TenantScope`] is a DataFusion session built for one tenant and one time range. It
-//! registers exactly the tables `logs`, `spans` and `events`, each a view over that tenant's
-//! `date=` partitions inside the range, filtered to the range. Nothing else is registered and the
+//! registers exactly the tables `logs`, `spans` and `events`, each a view over the files that
+//! tenant's manifest names (and whose time range meets the range), filtered to the range. Nothing else is registered and the
 //! session refuses DDL, DML and statements, so a query cannot reach another tenant's files:
 //! there is nothing else to read.
 //!
@@ -26,6 +26,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit};
 
 use crate::layout::{Layout, PARQUET_EXTENSION};
+use crate::manifest::{Manifest, ManifestError};
 use crate::{Table, TenantId};
 
 pub use datafusion::error::DataFusionError;
@@ -38,6 +39,8 @@ pub enum QueryError {
     Invalid(String),
     #[error("reading the audit store failed: {0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     #[error("query execution failed: {0}")]
     Execution(DataFusionError),
 }
@@ -59,6 +62,12 @@ impl TimeRange {
     /// All of time.
     pub fn all() -> Self {
         Self::default()
+    }
+
+    /// Whether rows timed `min..=max` (ns) can fall in this range.
+    pub fn overlaps(&self, min: i64, max: i64) -> bool {
+        let ns = |t: DateTime<Utc>| t.timestamp_nanos_opt().unwrap_or(i64::MAX);
+        self.from.is_none_or(|from| max >= ns(from)) && self.to.is_none_or(|to| min < ns(to))
     }
 
     /// Whether the UTC day `date` can hold rows of this range.
@@ -105,8 +114,9 @@ impl TenantScope {
             .with_information_schema(false)
             .with_target_partitions(2);
         let ctx = SessionContext::new_with_config(config);
+        let manifest = Manifest::read(layout, tenant)?;
         for table in Table::ALL {
-            let provider = table_provider(layout, tenant, table, &range).await?;
+            let provider = table_provider(layout, &manifest, tenant, table, &range)?;
             let mut frame = ctx.read_table(provider)?;
             if let Some(filter) = range.filter() {
                 frame = frame.filter(filter)?;
@@ -140,21 +150,22 @@ impl TenantScope {
     }
 }
 
-async fn table_provider(
+/// A table over the files the manifest names for `table` whose time range meets `range`.
+fn table_provider(
     layout: &Layout,
+    manifest: &Manifest,
     tenant: &TenantId,
     table: Table,
     range: &TimeRange,
 ) -> Result<Arc<dyn TableProvider>, QueryError> {
     let schema: SchemaRef = table.schema();
-    let urls = layout
-        .list_dates(tenant, table)?
-        .into_iter()
-        .filter(|date| range.overlaps_date(*date))
-        .map(|date| {
-            let dir = layout.partition_dir(tenant, table, date);
-            let dir = std::path::absolute(&dir)?;
-            ListingTableUrl::parse(format!("{}/", dir.display())).map_err(QueryError::Execution)
+    let tenant_dir = std::path::absolute(layout.tenant_dir(tenant))?;
+    let urls = manifest
+        .files(table)
+        .filter(|f| range.overlaps(f.min_timestamp, f.max_timestamp))
+        .map(|f| {
+            let path = tenant_dir.join(&f.path);
+            ListingTableUrl::parse(path.to_string_lossy()).map_err(QueryError::Execution)
         })
         .collect::<Result<Vec<_>, QueryError>>()?;
     if urls.is_empty() {

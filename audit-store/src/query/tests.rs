@@ -13,7 +13,8 @@ use chrono::TimeZone;
 use futures::TryStreamExt;
 
 use super::*;
-use crate::writer::{WriterOptions, write_batches};
+use crate::manifest::Manifest;
+use crate::writer::{WriterOptions, commit};
 
 /// A batch of `table` whose `tenant_id`, `timestamp` and `body`/`name` columns are given and
 /// every other column holds a neutral value.
@@ -117,12 +118,18 @@ async fn every_tenant_reads_back_exactly_its_rows() {
                         (ts, format!("{tenant}-{}-{flush}-{i}", table.name()))
                     })
                     .collect();
-                write_batches(
+                let mut manifest = Manifest::load(&layout, tenant).unwrap();
+                let lsn = (flush * 100) as u64;
+                let batches = [batch(table, tenant.as_str(), &rows)];
+                let options = WriterOptions::default();
+                commit(
                     &layout,
+                    &mut manifest,
                     tenant,
                     table,
-                    &[batch(table, tenant.as_str(), &rows)],
-                    &WriterOptions::default(),
+                    &batches,
+                    lsn..=lsn,
+                    &options,
                 )
                 .unwrap();
                 expected.entry((t, table)).or_default().extend(rows);
@@ -181,35 +188,48 @@ async fn files_are_hive_partitioned_sorted_and_never_half_visible() {
         (BASE + 1, "early".to_owned()),
         (BASE + DAY, "next day".to_owned()),
     ];
-    let files = write_batches(
+    let mut manifest = Manifest::load(&layout, &tenant).unwrap();
+    let batches = [batch(Table::Events, "acme", &rows)];
+    let options = WriterOptions::default();
+    let committed = commit(
         &layout,
+        &mut manifest,
         &tenant,
         Table::Events,
-        &[batch(Table::Events, "acme", &rows)],
-        &WriterOptions::default(),
+        &batches,
+        0..=2,
+        &options,
     )
     .unwrap();
-    assert_eq!(files.len(), 2);
-    let names: Vec<String> = files
+    let files: Vec<std::path::PathBuf> = committed
+        .files
         .iter()
-        .map(|f| {
-            f.path
-                .strip_prefix(dir.path())
-                .unwrap()
-                .parent()
-                .unwrap()
-                .display()
-                .to_string()
-        })
+        .map(|f| layout.tenant_dir(&tenant).join(&f.path))
         .collect();
+    let names: Vec<String> = committed.files.iter().map(|f| f.path.clone()).collect();
     assert_eq!(
-        names,
+        names[..]
+            .iter()
+            .map(|n| n.rsplit_once('/').unwrap().0)
+            .collect::<Vec<_>>(),
         [
-            "audit/tenant=acme/signal=events/date=2026-11-18",
-            "audit/tenant=acme/signal=events/date=2026-11-19"
+            "signal=events/date=2026-11-18",
+            "signal=events/date=2026-11-19"
         ]
     );
-    assert_eq!(files[0].rows, 2);
+    assert_eq!(committed.files[0].rows, 2);
+    assert_eq!(
+        (
+            committed.files[0].min_timestamp,
+            committed.files[0].max_timestamp
+        ),
+        (BASE + 1, BASE + 5)
+    );
+    assert_eq!(committed.files[0].sha256.len(), 64);
+    let reloaded = Manifest::load(&layout, &tenant).unwrap();
+    assert_eq!(reloaded.commits(), std::slice::from_ref(&committed));
+    assert_eq!(reloaded.committed_lsn(Table::Events), Some(2));
+    assert_eq!(reloaded.committed_lsn(Table::Logs), None);
     // Sorted by time inside the file.
     let got = read(
         &layout,
@@ -222,7 +242,7 @@ async fn files_are_hive_partitioned_sorted_and_never_half_visible() {
     assert_eq!(bodies.len(), 3);
     // No temporary file is left behind and none would match *.parquet.
     for f in &files {
-        for entry in std::fs::read_dir(f.path.parent().unwrap()).unwrap() {
+        for entry in std::fs::read_dir(f.parent().unwrap()).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
             assert!(
                 name.ends_with(".parquet") && !name.starts_with('.'),
@@ -231,11 +251,10 @@ async fn files_are_hive_partitioned_sorted_and_never_half_visible() {
         }
     }
     // A stray temporary file (a crash mid-write) is invisible to queries.
-    std::fs::write(
-        files[0].path.parent().unwrap().join(".x.parquet.tmp"),
-        b"PAR1 torn",
-    )
-    .unwrap();
+    let partition = files[0].parent().unwrap();
+    std::fs::write(partition.join(".x.parquet.tmp"), b"PAR1 torn").unwrap();
+    // And so is an orphan: a complete file no manifest line names.
+    std::fs::copy(&files[0], partition.join("orphan.parquet")).unwrap();
     let got = read(
         &layout,
         &tenant,
@@ -250,6 +269,10 @@ async fn files_are_hive_partitioned_sorted_and_never_half_visible() {
         .unwrap()
         .value(0);
     assert_eq!(n, 3);
+    // Recovery removes both and keeps every committed file.
+    let report = crate::manifest::recover(&layout).unwrap();
+    assert_eq!((report.orphans_removed, report.temporaries_removed), (1, 1));
+    assert!(files.iter().all(|f| f.exists()));
 }
 
 #[test]
