@@ -2,11 +2,13 @@
 //! and owns the shutdown order:
 //!
 //! 1. stop the OTLP receivers (no new requests; in-flight ones run to their answer),
-//! 2. drop the last pipeline handle so the writer drains its queue and commits it,
+//! 2. drop the last pipeline handle: the write-ahead log thread answers its queue, the flusher
+//!    commits every buffer to Parquet and the log is emptied,
 //! 3. stop the metrics and API listeners (they stay up while the writer drains).
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use audit_store::layout::Layout;
@@ -22,7 +24,8 @@ use crate::api;
 use crate::config::Config;
 use crate::ingest::grpc::ExportService;
 use crate::ingest::{self, Ingest};
-use crate::pipeline::{Pipeline, PipelineOptions};
+use crate::pipeline::memtable::FlushPolicy;
+use crate::pipeline::{Pipeline, PipelineOptions, PipelineTask};
 use crate::telemetry::Catalog;
 
 /// A started daemon.
@@ -33,10 +36,18 @@ pub struct Running {
     pub metrics: SocketAddr,
     pub api: SocketAddr,
     stop: watch::Sender<bool>,
+    pipeline: Arc<tokio::sync::Mutex<Option<PipelineTask>>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl Running {
+    /// Commits everything acknowledged so far to Parquet now, instead of when it is due.
+    pub async fn flush(&self) {
+        if let Some(task) = self.pipeline.lock().await.as_ref() {
+            task.flush().await;
+        }
+    }
+
     /// Begins a graceful shutdown and waits for it to finish.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
@@ -78,19 +89,28 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         api_listener.local_addr()?,
     );
 
-    let (pipeline, writer) = Pipeline::spawn(
-        layout,
+    let storage = &config.storage;
+    let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    let (pipeline, pipeline_task) = Pipeline::spawn(
+        layout.clone(),
         PipelineOptions {
-            flush_interval: config.storage.flush_interval,
-            max_batch_records: config.storage.max_batch_records,
-            queue_capacity: config.storage.queue_capacity,
+            wal_dir: layout.data_dir().join("wal"),
+            wal_segment_bytes: storage.wal_segment_size,
+            queue_capacity: storage.queue_capacity,
+            max_buffered_bytes: as_usize(storage.max_buffered_bytes),
+            flush: FlushPolicy {
+                target_rows: storage.target_file_rows,
+                target_bytes: as_usize(storage.target_file_buffer_bytes),
+                max_age: storage.max_file_age,
+            },
             writer: WriterOptions {
-                zstd_level: config.storage.zstd_level,
+                zstd_level: storage.zstd_level,
                 ..WriterOptions::default()
             },
         },
         catalog.clone(),
-    );
+    )?;
+    let pipeline_task = Arc::new(tokio::sync::Mutex::new(Some(pipeline_task)));
     let ingest = Ingest::new(pipeline, catalog.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -147,12 +167,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         "tenantscope started"
     );
 
+    let pipeline_for_shutdown = pipeline_task.clone();
     let task = tokio::spawn(async move {
         let metrics = tokio::spawn(async move { metrics.await });
         let api = tokio::spawn(async move { api.await });
         let (grpc_result, http_result) = tokio::join!(grpc, async move { http.await });
-        // Every receiver is gone, and with it every pipeline handle: the writer drains.
-        writer.await.context("audit writer failed")?;
+        // Every receiver is gone, and with it every pipeline handle: the log thread answers what
+        // it has, the flusher commits everything.
+        if let Some(task) = pipeline_for_shutdown.lock().await.take() {
+            task.join().await.context("the pipeline failed")?;
+        }
         let _ = admin_stop_tx.send(true);
         let (metrics_result, api_result) = tokio::join!(metrics, api);
         grpc_result.context("OTLP/gRPC server failed")?;
@@ -168,6 +192,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics: metrics_addr,
         api: api_addr,
         stop: stop_tx,
+        pipeline: pipeline_task,
         task,
     })
 }

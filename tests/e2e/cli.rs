@@ -43,6 +43,7 @@ async fn daemon_with_spec_logs() -> Daemon {
 }
 
 async fn run(d: &Daemon, tenant: &str, sql: &str, extra: &[&str]) -> anyhow::Result<String> {
+    d.flush().await;
     let args = query_args(d.dir.path(), tenant, sql, extra);
     let mut out = Vec::new();
     tenantscope::cli::query(&args, &mut out).await?;
@@ -243,7 +244,7 @@ fn config_check_reports_success_and_every_error() {
     let bad = dir.path().join("bad.yaml");
     std::fs::write(
         &bad,
-        "listen:\n  otlp_grpc: nowhere\nstorage:\n  flush_interval: 0ms\n  typo: 1\n",
+        "listen:\n  otlp_grpc: nowhere\nstorage:\n  max_file_age: 0ms\n  typo: 1\n",
     )
     .unwrap();
     let err = tenantscope::cli::config_check(&bad)
@@ -254,7 +255,7 @@ fn config_check_reports_success_and_every_error() {
         "{err}"
     );
     assert!(
-        err.contains("storage.flush_interval: 0ms is out of range"),
+        err.contains("storage.max_file_age: 0ms is out of range"),
         "{err}"
     );
     assert!(err.contains("storage.typo: unknown key"), "{err}");

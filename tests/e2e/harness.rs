@@ -1,7 +1,6 @@
 //! Starting the real daemon on port 0 in a temp dir, and talking to it.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
@@ -35,7 +34,6 @@ impl Daemon {
         config.listen.metrics = any;
         config.listen.api = any;
         config.storage.data_dir = dir.path().to_path_buf();
-        config.storage.flush_interval = Duration::from_millis(20);
         adjust(&mut config);
         let running = app::start(config).await.unwrap();
         Self {
@@ -58,8 +56,17 @@ impl Daemon {
         format!("http://{}", self.grpc)
     }
 
-    /// Runs `tenantscope query --format json` for `tenant` and parses the JSON Lines.
+    /// Commits everything acknowledged so far to Parquet (instead of waiting `max_file_age`).
+    pub async fn flush(&self) {
+        if let Some(running) = &self.running {
+            running.flush().await;
+        }
+    }
+
+    /// Flushes, then runs `tenantscope query --format json` for `tenant` and parses the JSON
+    /// Lines.
     pub async fn query(&self, tenant: &str, sql: &str) -> Vec<serde_json::Value> {
+        self.flush().await;
         query_dir(self.dir.path(), tenant, sql).await
     }
 

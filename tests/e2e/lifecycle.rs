@@ -25,8 +25,8 @@ async fn health_and_readiness() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_answers_in_flight_requests_and_commits_them() {
-    // A long flush window, so requests are still waiting for their commit when shutdown begins.
-    let mut d = Daemon::start_with(|c| c.storage.flush_interval = Duration::from_millis(700)).await;
+    // Nothing becomes a Parquet file before shutdown: shutdown must commit it all.
+    let mut d = Daemon::start_with(|c| c.storage.max_file_age = Duration::from_secs(3600)).await;
     let addr = d.http;
     let mut requests = Vec::new();
     for i in 0..20 {
@@ -39,7 +39,7 @@ async fn shutdown_answers_in_flight_requests_and_commits_them() {
                 .0
         }));
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let dir = d.dir.path().to_path_buf();
     d.stop().await;
     for r in requests {

@@ -22,6 +22,7 @@
 //! data after it is corruption: the segment is copied to `DIR/wal/corrupt/` as evidence,
 //! truncated before the bad record, and replay continues with the next segment.
 
+pub mod payload;
 mod replay;
 
 use std::fs::{File, OpenOptions};

@@ -52,12 +52,19 @@ pub struct IngestLimits {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Storage {
     pub data_dir: PathBuf,
-    /// How long the writer gathers requests before committing them together.
-    pub flush_interval: Duration,
-    /// Commit earlier once this many records are waiting.
-    pub max_batch_records: usize,
-    /// Requests that may wait for the writer; more are refused with 503 / UNAVAILABLE.
+    /// A (tenant, table) buffer becomes a Parquet file at the latest this long after its first
+    /// record: the bound on how long an acknowledged record takes to become queryable.
+    pub max_file_age: Duration,
+    /// ... or once it holds this many rows.
+    pub target_file_rows: usize,
+    /// ... or once it holds this many bytes of Arrow data (Parquet is roughly 4× smaller).
+    pub target_file_buffer_bytes: u64,
+    /// All buffers together; beyond it ingest answers 503 / UNAVAILABLE.
+    pub max_buffered_bytes: u64,
+    /// Requests that may wait for the write-ahead log; more are refused with 503 / UNAVAILABLE.
     pub queue_capacity: usize,
+    /// A write-ahead log segment is closed once it reaches this size.
+    pub wal_segment_size: u64,
     /// zstd level of Parquet pages (1–22).
     pub zstd_level: i32,
 }
@@ -85,9 +92,12 @@ impl Default for Config {
             },
             storage: Storage {
                 data_dir: PathBuf::from("./data"),
-                flush_interval: Duration::from_millis(200),
-                max_batch_records: 100_000,
+                max_file_age: Duration::from_secs(30),
+                target_file_rows: 1_000_000,
+                target_file_buffer_bytes: 256 << 20,
+                max_buffered_bytes: 1 << 30,
                 queue_capacity: 1024,
+                wal_segment_size: 64 << 20,
                 zstd_level: 1,
             },
             log: Log {

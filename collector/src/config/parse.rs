@@ -16,7 +16,7 @@ use super::{Config, LogFormat};
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    /// Dotted key path, e.g. `storage.flush_interval`.
+    /// Dotted key path, e.g. `storage.max_file_age`.
     pub path: String,
     pub message: String,
 }
@@ -97,21 +97,45 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     if let Some(m) = w.section(&root, "", "storage") {
         let keys = [
             "data_dir",
-            "flush_interval",
-            "max_batch_records",
+            "max_file_age",
+            "target_file_rows",
+            "target_file_buffer_bytes",
+            "max_buffered_bytes",
             "queue_capacity",
+            "wal_segment_size",
             "zstd_level",
         ];
         w.known_keys(&m, "storage", &keys);
         let c = &mut config.storage;
         let p = "storage";
         w.field(&m, p, "data_dir", &mut c.data_dir, path);
-        w.field(&m, p, "flush_interval", &mut c.flush_interval, |v| {
-            duration(v, Duration::from_millis(1), Duration::from_secs(3600))
+        w.field(&m, p, "max_file_age", &mut c.max_file_age, |v| {
+            duration(v, Duration::from_millis(1), Duration::from_secs(86_400))
         });
-        w.field(&m, p, "max_batch_records", &mut c.max_batch_records, |v| {
+        w.field(&m, p, "target_file_rows", &mut c.target_file_rows, |v| {
             integer(v, 1, 100_000_000)
         });
+        w.field(
+            &m,
+            p,
+            "target_file_buffer_bytes",
+            &mut c.target_file_buffer_bytes,
+            byte_size,
+        );
+        w.field(
+            &m,
+            p,
+            "max_buffered_bytes",
+            &mut c.max_buffered_bytes,
+            byte_size,
+        );
+        w.field(
+            &m,
+            p,
+            "wal_segment_size",
+            &mut c.wal_segment_size,
+            byte_size,
+        );
         w.field(&m, p, "queue_capacity", &mut c.queue_capacity, |v| {
             integer(v, 1, 1_000_000)
         });

@@ -32,7 +32,7 @@ ingest:
   max_decompressed_body_size: 2MiB
 storage:
   data_dir: /var/lib/tenantscope
-  flush_interval: 1s
+  max_file_age: 1s
   queue_capacity: 8
 log:
   format: json
@@ -47,7 +47,7 @@ log:
         config.storage.data_dir,
         PathBuf::from("/var/lib/tenantscope")
     );
-    assert_eq!(config.storage.flush_interval, Duration::from_secs(1));
+    assert_eq!(config.storage.max_file_age, Duration::from_secs(1));
     assert_eq!(config.storage.queue_capacity, 8);
     assert_eq!(config.log.format, LogFormat::Json);
 }
@@ -62,7 +62,7 @@ listen:
 ingest:
   max_request_body_size: 0
 storage:
-  flush_interval: soon
+  max_file_age: soon
   queue_capacity: -1
   zstd_level: 40
 log:
@@ -78,7 +78,7 @@ extra: 1
 listen.otlp_htp: unknown key; expected one of: otlp_grpc, otlp_http, metrics, api
 listen.otlp_grpc: "localhost" is not an address like 127.0.0.1:4317 or [::1]:4317
 ingest.max_request_body_size: must be greater than 0
-storage.flush_interval: "soon" is not a duration like 200ms or 5s: expected number at 0
+storage.max_file_age: "soon" is not a duration like 200ms or 5s: expected number at 0
 storage.queue_capacity: expected a whole number, found number -1
 storage.zstd_level: 40 is out of range 1..=22
 log.format: "xml" is not a log format; expected text or json

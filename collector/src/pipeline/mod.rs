@@ -1,92 +1,175 @@
-//! The pipeline: converted record batches in, committed Parquet out, and the acknowledgement
-//! that lets a receiver answer its client.
+//! The pipeline: converted record batches in, durable acknowledgements out, Parquet behind.
 //!
-//! Receivers call [`Pipeline::submit`] with the batches of one request and wait. One writer task
-//! gathers submissions for up to `flush_interval` (or `max_batch_records` records), commits them
-//! as one file per tenant, table and day on a blocking thread, and only then acknowledges each
-//! submission: a client is answered after its records are in a committed file. The queue in
-//! front of the writer is bounded; when it is full a submission is refused at once
-//! ([`PipelineError::Overloaded`]) instead of growing memory.
+//! ```text
+//! submit ──► WAL thread: group of requests → one write + fdatasync ──► memtable ──► ack
+//!                                                                        │
+//!                       flusher (by rows, bytes or age) ──► Parquet + manifest line ──► WAL segments deleted
+//! ```
 //!
-//! Known limit of this first version (replaced by the write-ahead log): a request whose rows span
-//! several files can be half committed when a later file fails; its client then retries and the
-//! committed half is stored twice.
+//! A request is acknowledged once its records are fsync'd in the write-ahead log (and in the
+//! memtable); Parquet files are written in the background, one per tenant, table and day, when a
+//! buffer reaches `target_file_rows` / `target_file_bytes` or `max_file_age`. At start-up,
+//! [`Pipeline::spawn`] removes orphan files, then replays the log records no manifest covers.
+//! Every queue is bounded: a full log queue or a memtable over `max_buffered_bytes` refuses new
+//! requests with [`PipelineError::Overloaded`] (503 / UNAVAILABLE) instead of growing.
 
 pub mod any_value;
 pub mod convert;
+mod flusher;
+pub mod memtable;
+mod wal_thread;
 
-use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arrow::array::RecordBatch;
 use audit_store::layout::Layout;
-use audit_store::writer::{WriteError, WriterOptions, write_batches};
+use audit_store::manifest::{Manifest, recover};
+use audit_store::wal::payload::{decode_batches, encode_batch};
+use audit_store::wal::{WalWriter, replay};
+use audit_store::writer::WriterOptions;
 use audit_store::{Table, TenantId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 
 pub use convert::TenantBatch;
+use memtable::{FlushPolicy, Memtable};
 
 use crate::telemetry::Catalog;
 
-/// Why a submission was not committed.
+/// Why a submission was not acknowledged.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PipelineError {
-    #[error("the writer queue is full; retry later")]
+    #[error("the write-ahead log queue or the memtable is full; retry later")]
     Overloaded,
     #[error("the daemon is shutting down")]
     ShuttingDown,
-    #[error("committing to the audit store failed; retry later")]
+    #[error("writing the write-ahead log failed; retry later")]
     Store,
 }
 
-/// Writer settings.
+/// Settings of the pipeline.
 #[derive(Debug, Clone)]
 pub struct PipelineOptions {
-    pub flush_interval: Duration,
-    pub max_batch_records: usize,
+    pub wal_dir: PathBuf,
+    pub wal_segment_bytes: u64,
+    /// Requests that may wait for the write-ahead log.
     pub queue_capacity: usize,
+    /// Memtable size beyond which new requests are refused.
+    pub max_buffered_bytes: usize,
+    pub flush: FlushPolicy,
     pub writer: WriterOptions,
 }
 
-/// The handle receivers submit through. Cheap to clone; the writer stops once every clone is
-/// dropped and the queue is drained.
+/// The handle receivers submit through. Cheap to clone; the pipeline drains and stops once every
+/// clone is dropped.
 #[derive(Clone)]
 pub struct Pipeline {
-    tx: mpsc::Sender<Submission>,
+    tx: mpsc::Sender<wal_thread::Request>,
+    memtable: Arc<Memtable>,
+    max_buffered_bytes: usize,
 }
 
-struct Submission {
-    batches: Vec<TenantBatch>,
-    ack: oneshot::Sender<Result<(), PipelineError>>,
+/// Control of the running pipeline, kept by the composition root.
+pub struct PipelineTask {
+    flush: mpsc::Sender<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl PipelineTask {
+    /// Commits everything acknowledged so far to Parquet, now.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.flush.send(tx).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Waits for the pipeline to stop: after every [`Pipeline`] handle is dropped, the log thread
+    /// answers what it has, the flusher commits everything and the log is emptied.
+    pub async fn join(self) -> Result<(), tokio::task::JoinError> {
+        drop(self.flush);
+        self.task.await
+    }
 }
 
 impl Pipeline {
-    /// Starts the writer task.
+    /// Recovers the store (orphans, log replay) and starts the log thread and the flusher.
     pub fn spawn(
         layout: Layout,
         options: PipelineOptions,
         catalog: Catalog,
-    ) -> (Self, JoinHandle<()>) {
+    ) -> anyhow::Result<(Self, PipelineTask)> {
+        let recovered = recover(&layout)?;
+        if recovered.orphans_removed + recovered.temporaries_removed > 0 {
+            tracing::warn!(
+                orphans = recovered.orphans_removed,
+                temporaries = recovered.temporaries_removed,
+                "removed files of interrupted commits"
+            );
+        }
+        let memtable = Arc::new(Memtable::default());
+        let next_lsn = replay_into(&layout, &options, &memtable, &catalog)?;
+        let wal = Arc::new(Mutex::new(WalWriter::new(
+            &options.wal_dir,
+            next_lsn,
+            options.wal_segment_bytes,
+        )?));
         let (tx, rx) = mpsc::channel(options.queue_capacity);
-        let writer = Writer {
+        let wal_task = wal_thread::spawn(wal.clone(), rx, memtable.clone(), catalog.clone());
+        let (flush_tx, flush_rx) = mpsc::channel(16);
+        let flusher = flusher::Flusher {
             layout,
-            options,
+            options: options.clone(),
+            memtable: memtable.clone(),
+            wal,
             catalog,
+            manifests: Arc::new(Mutex::new(Default::default())),
         };
-        let task = tokio::spawn(writer.run(rx));
-        (Self { tx }, task)
+        let task = tokio::spawn(flusher.run(flush_rx, wal_task));
+        let pipeline = Self {
+            tx,
+            memtable,
+            max_buffered_bytes: options.max_buffered_bytes,
+        };
+        Ok((
+            pipeline,
+            PipelineTask {
+                flush: flush_tx,
+                task,
+            },
+        ))
     }
 
-    /// Submits the batches of one request and waits until they are committed.
+    /// Makes the batches of one request durable; returns once they are fsync'd in the log.
     pub async fn submit(&self, batches: Vec<TenantBatch>) -> Result<(), PipelineError> {
-        if batches.iter().all(|b| b.batch.num_rows() == 0) {
+        let batches: Vec<TenantBatch> = batches
+            .into_iter()
+            .filter(|b| b.batch.num_rows() > 0)
+            .collect();
+        if batches.is_empty() {
             return Ok(());
+        }
+        if self.memtable.bytes() >= self.max_buffered_bytes {
+            return Err(PipelineError::Overloaded);
+        }
+        let mut items = Vec::with_capacity(batches.len());
+        for b in batches {
+            let mut payload = Vec::new();
+            encode_batch(&b.batch, &mut payload).map_err(|e| {
+                tracing::error!(error = %e, "cannot serialise a record batch for the write-ahead log");
+                PipelineError::Store
+            })?;
+            items.push(wal_thread::Item {
+                tenant: b.tenant,
+                table: b.table,
+                batch: b.batch,
+                payload,
+            });
         }
         let (ack, done) = oneshot::channel();
         self.tx
-            .try_send(Submission { batches, ack })
+            .try_send(wal_thread::Request { items, ack })
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => PipelineError::Overloaded,
                 mpsc::error::TrySendError::Closed(_) => PipelineError::ShuttingDown,
@@ -95,97 +178,63 @@ impl Pipeline {
     }
 }
 
-struct Writer {
-    layout: Layout,
-    options: PipelineOptions,
-    catalog: Catalog,
-}
-
-impl Writer {
-    async fn run(self, mut rx: mpsc::Receiver<Submission>) {
-        while let Some(first) = rx.recv().await {
-            let deadline = Instant::now() + self.options.flush_interval;
-            let mut records = rows(&first);
-            let mut pending = vec![first];
-            while records < self.options.max_batch_records {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
-                    Ok(Some(s)) => {
-                        records += rows(&s);
-                        pending.push(s);
-                    }
-                    Ok(None) | Err(_) => break,
-                }
-            }
-            self.commit(pending).await;
-        }
-        tracing::debug!("pipeline writer drained and stopped");
-    }
-
-    /// Commits every submission of one flush, then acknowledges each.
-    async fn commit(&self, pending: Vec<Submission>) {
-        let mut groups: BTreeMap<(TenantId, Table), (Vec<RecordBatch>, Vec<usize>)> =
-            BTreeMap::new();
-        let mut acks = Vec::with_capacity(pending.len());
-        for (i, submission) in pending.into_iter().enumerate() {
-            for b in submission.batches {
-                let group = groups.entry((b.tenant, b.table)).or_default();
-                group.0.push(b.batch);
-                group.1.push(i);
-            }
-            acks.push(Some(submission.ack));
-        }
-        let layout = self.layout.clone();
-        let options = self.options.writer.clone();
-        let catalog = self.catalog.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            let mut failed = Vec::new();
-            for ((tenant, table), (batches, owners)) in groups {
-                if let Err(error) = commit_group(&layout, &tenant, table, &batches, &options, &catalog) {
-                    tracing::error!(tenant = %tenant, table = table.name(), error = %error, "audit commit failed");
-                    catalog.commit_failures().increment(1);
-                    failed.extend(owners);
-                }
-            }
-            failed
-        })
-        .await;
-        let failed = match written {
-            Ok(failed) => failed,
-            Err(join_error) => {
-                tracing::error!(error = %join_error, "audit writer thread failed");
-                (0..acks.len()).collect()
-            }
-        };
-        for i in failed {
-            if let Some(ack) = acks[i].take() {
-                let _ = ack.send(Err(PipelineError::Store));
-            }
-        }
-        for ack in acks.into_iter().flatten() {
-            // The receiver may have gone (client disconnected); its records are committed anyway.
-            let _ = ack.send(Ok(()));
-        }
-    }
-}
-
-fn commit_group(
+/// Puts every log record that no manifest covers back into the memtable; returns the next LSN.
+fn replay_into(
     layout: &Layout,
-    tenant: &TenantId,
-    table: Table,
-    batches: &[RecordBatch],
-    options: &WriterOptions,
+    options: &PipelineOptions,
+    memtable: &Memtable,
     catalog: &Catalog,
-) -> Result<(), WriteError> {
-    for file in write_batches(layout, tenant, table, batches, options)? {
-        let counters = catalog.store(table);
-        counters.files.increment(1);
-        counters.rows.increment(file.rows as u64);
-        counters.bytes.increment(file.bytes);
-        tracing::debug!(tenant = %tenant, table = table.name(), rows = file.rows, bytes = file.bytes, path = %file.path.display(), "committed file");
+) -> anyhow::Result<u64> {
+    let mut committed: std::collections::HashMap<(TenantId, Table), Option<u64>> =
+        Default::default();
+    let mut records = Vec::new();
+    let mut skipped = 0u64;
+    let mut undecodable = 0u64;
+    let report = replay(&options.wal_dir, |record| {
+        let key = (record.tenant.clone(), record.table);
+        let done = *committed.entry(key).or_insert_with(|| {
+            Manifest::read(layout, &record.tenant)
+                .ok()
+                .and_then(|m| m.committed_lsn(record.table))
+        });
+        if done.is_some_and(|lsn| record.lsn <= lsn) {
+            skipped += 1;
+            return;
+        }
+        match decode_batches(&record.payload) {
+            Ok(batches) => {
+                for batch in batches {
+                    records.push((record.tenant.clone(), record.table, record.lsn, batch));
+                }
+            }
+            Err(error) => {
+                undecodable += 1;
+                tracing::error!(lsn = record.lsn, tenant = %record.tenant, error = %error, "cannot decode a write-ahead log record");
+            }
+        }
+    })?;
+    let replayed = records.len() as u64;
+    memtable.insert(records);
+    let wal = catalog.wal();
+    wal.replayed.increment(replayed);
+    wal.torn_tails.increment(report.torn_tails as u64);
+    wal.corrupt_segments
+        .increment(report.corrupt_segments.len() as u64 + undecodable);
+    if report.records > 0 || report.torn_tails > 0 || !report.corrupt_segments.is_empty() {
+        tracing::info!(
+            segments = report.segments,
+            records = report.records,
+            replayed,
+            already_committed = skipped,
+            torn_tails = report.torn_tails,
+            corrupt_segments = report.corrupt_segments.len(),
+            "replayed the write-ahead log"
+        );
     }
-    Ok(())
+    Ok(report.next_lsn)
 }
 
-fn rows(s: &Submission) -> usize {
-    s.batches.iter().map(|b| b.batch.num_rows()).sum()
+/// A default check period for the flusher: often enough for `max_age`, at most once a second.
+pub fn check_interval(max_age: Duration) -> Duration {
+    (max_age / 4).clamp(Duration::from_millis(5), Duration::from_secs(1))
 }

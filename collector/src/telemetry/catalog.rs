@@ -11,8 +11,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use audit_store::Table;
-use metrics::{Counter, Gauge, Key, Label, Metadata, Recorder, SharedString, Unit};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics::{Counter, Gauge, Histogram, Key, Label, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 /// How a request reached us.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -72,6 +74,30 @@ pub mod names {
     pub const ROWS_COMMITTED: &str = "tenantscope_store_rows_committed_total";
     pub const BYTES_COMMITTED: &str = "tenantscope_store_bytes_committed_total";
     pub const COMMIT_FAILURES: &str = "tenantscope_store_commit_failures_total";
+    pub const WAL_RECORDS: &str = "tenantscope_wal_records_appended_total";
+    pub const WAL_GROUPS: &str = "tenantscope_wal_group_commits_total";
+    pub const WAL_APPEND_FAILURES: &str = "tenantscope_wal_append_failures_total";
+    pub const WAL_APPEND_SECONDS: &str = "tenantscope_wal_append_duration_seconds";
+    pub const WAL_REPLAYED: &str = "tenantscope_wal_replayed_records_total";
+    pub const WAL_TORN_TAILS: &str = "tenantscope_wal_torn_tails_total";
+    pub const WAL_CORRUPT: &str = "tenantscope_wal_corrupt_records_total";
+}
+
+/// Buckets of the write-ahead log append (write + fdatasync) histogram, in seconds.
+const WAL_APPEND_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.015, 0.025, 0.05, 0.1, 0.5,
+];
+
+/// Write-ahead log metrics.
+#[derive(Clone)]
+pub struct WalCounters {
+    pub records: Counter,
+    pub groups: Counter,
+    pub append_failures: Counter,
+    pub append_seconds: Histogram,
+    pub replayed: Counter,
+    pub torn_tails: Counter,
+    pub corrupt_segments: Counter,
 }
 
 /// Counters of one (transport, signal) pair.
@@ -115,13 +141,20 @@ struct Inner {
     ingest: HashMap<(Transport, Signal), IngestCounters>,
     store: HashMap<Table, StoreCounters>,
     commit_failures: Counter,
+    wal: WalCounters,
     _build_info: Gauge,
 }
 
 impl Catalog {
     /// Registers every metric of the catalog with a new recorder.
     pub fn new() -> Self {
-        let recorder = PrometheusBuilder::new().build_recorder();
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full(names::WAL_APPEND_SECONDS.into()),
+                &WAL_APPEND_BUCKETS,
+            )
+            .expect("the bucket list is not empty")
+            .build_recorder();
         let handle = recorder.handle();
         let describe = |name: &'static str, unit: Unit, help: &'static str| {
             recorder.describe_counter(name.into(), Some(unit), SharedString::const_str(help));
@@ -160,6 +193,41 @@ impl Catalog {
             names::COMMIT_FAILURES,
             Unit::Count,
             "Batches whose commit to the audit store failed.",
+        );
+        describe(
+            names::WAL_RECORDS,
+            Unit::Count,
+            "Records appended and fsync'd to the write-ahead log.",
+        );
+        describe(
+            names::WAL_GROUPS,
+            Unit::Count,
+            "Group commits: appends sharing one fsync.",
+        );
+        describe(
+            names::WAL_APPEND_FAILURES,
+            Unit::Count,
+            "Write-ahead log appends that failed (their requests were refused).",
+        );
+        describe(
+            names::WAL_REPLAYED,
+            Unit::Count,
+            "Records replayed from the write-ahead log at start-up.",
+        );
+        describe(
+            names::WAL_TORN_TAILS,
+            Unit::Count,
+            "Torn write-ahead log tails truncated at start-up.",
+        );
+        describe(
+            names::WAL_CORRUPT,
+            Unit::Count,
+            "Corrupt write-ahead log records found at start-up (segment copies kept under wal/corrupt/).",
+        );
+        recorder.describe_histogram(
+            names::WAL_APPEND_SECONDS.into(),
+            Some(Unit::Seconds),
+            "Time to write and fdatasync one group of write-ahead log records.".into(),
         );
         recorder.describe_gauge(
             names::BUILD_INFO.into(),
@@ -208,6 +276,16 @@ impl Catalog {
             })
             .collect();
         let commit_failures = counter(names::COMMIT_FAILURES, vec![]);
+        let wal = WalCounters {
+            records: counter(names::WAL_RECORDS, vec![]),
+            groups: counter(names::WAL_GROUPS, vec![]),
+            append_failures: counter(names::WAL_APPEND_FAILURES, vec![]),
+            append_seconds: recorder
+                .register_histogram(&Key::from_name(names::WAL_APPEND_SECONDS), &metadata()),
+            replayed: counter(names::WAL_REPLAYED, vec![]),
+            torn_tails: counter(names::WAL_TORN_TAILS, vec![]),
+            corrupt_segments: counter(names::WAL_CORRUPT, vec![]),
+        };
         let build_info = recorder.register_gauge(
             &Key::from_parts(
                 names::BUILD_INFO,
@@ -223,6 +301,7 @@ impl Catalog {
                 ingest,
                 store,
                 commit_failures,
+                wal,
                 _build_info: build_info,
             }),
         }
@@ -234,6 +313,10 @@ impl Catalog {
 
     pub fn store(&self, table: Table) -> &StoreCounters {
         &self.inner.store[&table]
+    }
+
+    pub fn wal(&self) -> &WalCounters {
+        &self.inner.wal
     }
 
     pub fn commit_failures(&self) -> &Counter {

@@ -1,0 +1,120 @@
+//! The write-ahead log thread: group commit.
+//!
+//! One OS thread owns the appends. It takes every request waiting in its queue, writes all their
+//! records with one `write` and one `fdatasync`, inserts them into the memtable (still holding the
+//! log lock, so the flusher never sees a logged record missing from the memtable) and answers each
+//! request. While one fsync runs, new requests queue up and share the next one.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use arrow::array::RecordBatch;
+use audit_store::wal::{Durability, Entry, WalWriter};
+use audit_store::{Table, TenantId};
+use tokio::sync::{mpsc, oneshot};
+
+use super::PipelineError;
+use super::memtable::Memtable;
+use crate::telemetry::Catalog;
+
+/// Largest group written with one fsync, in payload bytes.
+const MAX_GROUP_BYTES: usize = 16 << 20;
+
+pub struct Item {
+    pub tenant: TenantId,
+    pub table: Table,
+    pub batch: RecordBatch,
+    pub payload: Vec<u8>,
+}
+
+pub struct Request {
+    pub items: Vec<Item>,
+    pub ack: oneshot::Sender<Result<(), PipelineError>>,
+}
+
+/// Starts the thread; the returned task completes when every sender is gone and the queue is
+/// answered.
+pub fn spawn(
+    wal: Arc<Mutex<WalWriter>>,
+    mut rx: mpsc::Receiver<Request>,
+    memtable: Arc<Memtable>,
+    catalog: Catalog,
+) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        while let Some(first) = rx.blocking_recv() {
+            let mut bytes = size(&first);
+            let mut group = vec![first];
+            while bytes < MAX_GROUP_BYTES {
+                match rx.try_recv() {
+                    Ok(request) => {
+                        bytes += size(&request);
+                        group.push(request);
+                    }
+                    Err(_) => break,
+                }
+            }
+            commit_group(&wal, group, &memtable, &catalog);
+        }
+        tracing::debug!("write-ahead log thread stopped");
+    })
+}
+
+fn size(request: &Request) -> usize {
+    request.items.iter().map(|i| i.payload.len()).sum()
+}
+
+fn commit_group(
+    wal: &Mutex<WalWriter>,
+    group: Vec<Request>,
+    memtable: &Memtable,
+    catalog: &Catalog,
+) {
+    let entries: Vec<Entry<'_>> = group
+        .iter()
+        .flat_map(|r| &r.items)
+        .map(|item| Entry {
+            tenant: &item.tenant,
+            table: item.table,
+            durability: Durability::Sync,
+            payload: &item.payload,
+        })
+        .collect();
+    let count = entries.len() as u64;
+    let started = Instant::now();
+    let mut wal = wal.lock().unwrap_or_else(|e| e.into_inner());
+    let result = wal.append(&entries);
+    drop(entries);
+    let metrics = catalog.wal();
+    match result {
+        Ok(first_lsn) => {
+            metrics.records.increment(count);
+            metrics.groups.increment(1);
+            metrics
+                .append_seconds
+                .record(started.elapsed().as_secs_f64());
+            let mut acks = Vec::with_capacity(group.len());
+            let mut lsn = first_lsn;
+            let mut records = Vec::with_capacity(count as usize);
+            for request in group {
+                for item in request.items {
+                    records.push((item.tenant, item.table, lsn, item.batch));
+                    lsn += 1;
+                }
+                acks.push(request.ack);
+            }
+            memtable.insert(records);
+            drop(wal);
+            for ack in acks {
+                let _ = ack.send(Ok(()));
+            }
+        }
+        Err(error) => {
+            drop(wal);
+            metrics.append_failures.increment(1);
+            tracing::error!(error = %error, records = count, disk_full = error.is_disk_full(), "write-ahead log append failed; refusing the requests");
+            for request in group {
+                let _ = request.ack.send(Err(PipelineError::Store));
+            }
+        }
+    }
+}
