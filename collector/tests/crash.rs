@@ -1,0 +1,335 @@
+//! Crash test: the real `tenantscope` binary under load from a client that records every
+//! acknowledged record, killed with SIGKILL at random moments, restarted, many times. Then:
+//! acknowledged ⊆ stored, nothing stored twice, no request half-stored, every visible Parquet
+//! file complete and named by its manifest with the right SHA-256.
+//!
+//! Set `TENANTSCOPE_CRASH_CYCLES` for more cycles (default 20) and `TENANTSCOPE_CRASH_SEED` to
+//! replay a run.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+use sha2::Digest;
+
+const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
+const RECORDS_PER_REQUEST: usize = 40;
+const CLIENTS: usize = 4;
+
+struct Daemon {
+    child: Child,
+    http: String,
+}
+
+/// Starts the daemon; with `config`, that YAML file.
+fn start(data_dir: &Path, config: Option<&Path>) -> Daemon {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tenantscope"));
+    if let Some(config) = config {
+        command.arg("run").arg("--config").arg(config);
+    } else {
+        command.arg("run");
+    }
+    let mut child = command
+        .args(["--log-format", "json", "--data-dir"])
+        .arg(data_dir)
+        .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
+        .args(["--metrics", "127.0.0.1:0", "--api", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start tenantscope");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let http = loop {
+        let line = lines
+            .next()
+            .expect("tenantscope exited before it started")
+            .unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if event["message"] == "tenantscope started" {
+            break event["otlp_http"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Daemon { child, http }
+}
+
+fn request(tenant: &str, request_id: &str) -> Vec<u8> {
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        key_strindex: 0,
+    };
+    let records = (0..RECORDS_PER_REQUEST)
+        .map(|i| LogRecord {
+            time_unix_nano: 1_795_000_000_000_000_000,
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(format!("{request_id}/{i}"))),
+            }),
+            attributes: vec![kv("request.id", request_id)],
+            event_name: if i % 4 == 0 { "order.completed".into() } else { String::new() },
+            ..Default::default()
+        })
+        .collect();
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("tenant.id", tenant), kv("service.name", "crash")],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            schema_url: String::new(),
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// What the clients saw: acknowledged request ids per tenant, and ack latencies.
+#[derive(Default)]
+struct Ledger {
+    acked: HashMap<&'static str, Vec<String>>,
+    latencies: Vec<Duration>,
+    sent: usize,
+}
+
+async fn load(http: String, cycle: usize, until: Instant, ledger: Arc<Mutex<Ledger>>) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut tasks = Vec::new();
+    for c in 0..CLIENTS {
+        let (client, http, ledger) = (client.clone(), http.clone(), ledger.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut seq = 0;
+            while Instant::now() < until {
+                let tenant = TENANTS[(c + seq) % TENANTS.len()];
+                let id = format!("c{cycle}-t{c}-r{seq}");
+                seq += 1;
+                let req = http::Request::post(format!("http://{http}/v1/logs"))
+                    .header("content-type", "application/x-protobuf")
+                    .body(Full::new(Bytes::from(request(tenant, &id))))
+                    .unwrap();
+                let started = Instant::now();
+                let ok = match client.request(req).await {
+                    Ok(resp) => {
+                        let status = resp.status();
+                        let _ = resp.into_body().collect().await;
+                        status == http::StatusCode::OK
+                    }
+                    Err(_) => false,
+                };
+                let mut ledger = ledger.lock().unwrap();
+                ledger.sent += 1;
+                if ok {
+                    ledger.latencies.push(started.elapsed());
+                    ledger.acked.entry(tenant).or_default().push(id);
+                } else {
+                    // The daemon is gone (killed); stop this client for the cycle.
+                    break;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// A small deterministic generator for kill times.
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % bound
+    }
+}
+
+async fn stored_ids(data_dir: &Path, tenant: &str) -> Vec<String> {
+    let sql = "SELECT body FROM logs UNION ALL SELECT body FROM events";
+    let cli = <tenantscope::cli::Cli as clap::Parser>::try_parse_from([
+        "tenantscope",
+        "query",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        "--tenant",
+        tenant,
+        "--format",
+        "csv",
+        sql,
+    ])
+    .unwrap();
+    let Some(tenantscope::cli::Command::Query(args)) = cli.command else {
+        unreachable!()
+    };
+    let mut out = Vec::new();
+    tenantscope::cli::query(&args, &mut out).await.unwrap();
+    String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Every Parquet file under `audit/` is named by its tenant's manifest, with the right hash, and
+/// reads completely.
+fn check_files(data_dir: &Path) {
+    let audit = data_dir.join("audit");
+    for tenant_dir in std::fs::read_dir(&audit).unwrap() {
+        let tenant_dir = tenant_dir.unwrap().path();
+        let manifest = std::fs::read_to_string(tenant_dir.join("_manifest.jsonl")).unwrap();
+        let mut named: HashMap<String, String> = HashMap::new();
+        for line in manifest.lines() {
+            let commit: serde_json::Value = serde_json::from_str(line).unwrap();
+            for f in commit["files"].as_array().unwrap() {
+                named.insert(
+                    f["path"].as_str().unwrap().to_owned(),
+                    f["sha256"].as_str().unwrap().to_owned(),
+                );
+            }
+        }
+        let mut seen = 0;
+        for table in std::fs::read_dir(&tenant_dir).unwrap() {
+            let table = table.unwrap().path();
+            if !table.is_dir() {
+                continue;
+            }
+            for date in std::fs::read_dir(&table).unwrap() {
+                for file in std::fs::read_dir(date.unwrap().path()).unwrap() {
+                    let path = file.unwrap().path();
+                    let relative = path.strip_prefix(&tenant_dir).unwrap().to_str().unwrap().to_owned();
+                    assert!(relative.ends_with(".parquet"), "stray file {relative}");
+                    let bytes = std::fs::read(&path).unwrap();
+                    let sha = hex::encode(sha2::Sha256::digest(&bytes));
+                    assert_eq!(named.get(&relative), Some(&sha), "{relative}: not in the manifest or altered");
+                    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
+                        .unwrap()
+                        .build()
+                        .unwrap();
+                    for batch in reader {
+                        batch.unwrap();
+                    }
+                    seen += 1;
+                }
+            }
+        }
+        assert_eq!(seen, named.len(), "{}: manifest names missing files", tenant_dir.display());
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_and_duplicates_nothing_acknowledged() {
+    let cycles: usize = std::env::var("TENANTSCOPE_CRASH_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let seed: u64 = std::env::var("TENANTSCOPE_CRASH_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::process::id() as u64);
+    println!("crash test: {cycles} cycles, seed {seed}");
+    let mut rng = Lcg(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    // Half the cycles write Parquet every few milliseconds, so kills also land mid-commit.
+    let eager = dir.path().join("eager.yaml");
+    std::fs::write(&eager, "storage:\n  max_file_age: 20ms\n  wal_segment_size: 256KiB\n").unwrap();
+    let started = Instant::now();
+    for cycle in 0..cycles {
+        let config = (cycle % 2 == 1).then_some(eager.as_path());
+        let mut daemon = start(dir.path(), config);
+        let run_for = Duration::from_millis(150 + rng.next(450));
+        let until = Instant::now() + run_for + Duration::from_secs(5);
+        let load = tokio::spawn(load(daemon.http.clone(), cycle, until, ledger.clone()));
+        tokio::time::sleep(run_for).await;
+        // SIGKILL: no chance to flush, commit or even finish a write.
+        daemon.child.kill().unwrap();
+        daemon.child.wait().unwrap();
+        load.await.unwrap();
+    }
+    let load_seconds = started.elapsed().as_secs_f64();
+
+    // A last start replays what is left; a graceful stop commits it.
+    let mut daemon = start(dir.path(), None);
+    let status = Command::new("kill")
+        .args(["-TERM", &daemon.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(daemon.child.wait().unwrap().success(), "graceful stop failed");
+    let wal_left: Vec<_> = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().extension().is_some_and(|x| x == "wal"))
+        .collect();
+    assert!(wal_left.is_empty(), "a graceful stop leaves nothing to replay: {wal_left:?}");
+
+    check_files(dir.path());
+    let ledger = ledger.lock().unwrap();
+    let mut acked_total = 0;
+    let mut lost = 0;
+    let mut duplicates = 0;
+    let mut half = 0;
+    for tenant in TENANTS {
+        let stored = stored_ids(dir.path(), tenant).await;
+        let mut per_request: HashMap<&str, usize> = HashMap::new();
+        let mut unique = HashSet::new();
+        for id in &stored {
+            if !unique.insert(id.as_str()) {
+                duplicates += 1;
+            }
+            let request = id.split('/').next().unwrap();
+            *per_request.entry(request).or_default() += 1;
+        }
+        half += per_request
+            .values()
+            .filter(|&&n| n != RECORDS_PER_REQUEST)
+            .count();
+        for request in ledger.acked.get(tenant).into_iter().flatten() {
+            acked_total += RECORDS_PER_REQUEST;
+            if per_request.get(request.as_str()) != Some(&RECORDS_PER_REQUEST) {
+                lost += 1;
+            }
+        }
+    }
+    let mut latencies = ledger.latencies.clone();
+    latencies.sort();
+    println!(
+        "crash test: {cycles} SIGKILL cycles, {} requests sent, {} acknowledged ({acked_total} records, {:.0} records/s acknowledged while up), ack latency p50 {:?} p99 {:?}; lost {lost}, duplicated {duplicates}, half-stored requests {half}",
+        ledger.sent,
+        latencies.len(),
+        acked_total as f64 / load_seconds,
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+    );
+    assert!(acked_total > 0, "the load never got an acknowledgement");
+    assert_eq!(lost, 0, "acknowledged requests missing after crashes");
+    assert_eq!(duplicates, 0, "records stored twice");
+    assert_eq!(half, 0, "requests stored in part");
+}
