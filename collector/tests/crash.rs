@@ -322,7 +322,7 @@ async fn sigkill_under_load_loses_and_duplicates_nothing_acknowledged() {
     );
 
     check_files(dir.path());
-    let ledger = ledger.lock().unwrap();
+    let ledger = std::mem::take(&mut *ledger.lock().unwrap());
     let mut acked_total = 0;
     let mut lost = 0;
     let mut duplicates = 0;

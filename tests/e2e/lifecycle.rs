@@ -61,3 +61,34 @@ async fn shutdown_answers_in_flight_requests_and_commits_them() {
     // The listeners are closed.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }
+
+#[tokio::test]
+async fn a_full_memtable_refuses_with_retry_after_and_recovers() {
+    // Room for about one request's records, and nothing becomes Parquet on its own.
+    let mut d = Daemon::start_with(|c| {
+        c.storage.max_buffered_bytes = 1;
+        c.storage.max_file_age = Duration::from_secs(3600);
+    })
+    .await;
+    let body = || {
+        br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"x"}}]}]}]}"#
+            .to_vec()
+    };
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-scope-orgid", "acme"),
+    ];
+    let (status, _, _) = post(d.http, "/v1/logs", &headers, body()).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, response_headers, _) = post(d.http, "/v1/logs", &headers, body()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response_headers["retry-after"], "1");
+    let overloaded = "tenantscope_ingest_requests_rejected_total{transport=\"http\",signal=\"logs\",reason=\"overloaded\"}";
+    assert_eq!(d.metric(overloaded).await, 1.0);
+    // Once the buffer is committed, requests are accepted again.
+    d.flush().await;
+    let (status, _, _) = post(d.http, "/v1/logs", &headers, body()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(d.count("acme", "logs").await, 2);
+    d.stop().await;
+}
