@@ -497,3 +497,153 @@ async fn a_crash_at_every_commit_step_recovers_exactly_once() {
         assert_eq!(stored, want, "crash {step}");
     }
 }
+
+/// The shell script that runs the daemon on a tmpfs of its own (in a private mount namespace)
+/// and fills and frees it when the test says so, through files in `$CTL`.
+const DISK_FULL_SCRIPT: &str = r#"
+set -e
+mount -t tmpfs -o size=12m tenantscope-disk-full "$DATA"
+"$BIN" run --log-format json --data-dir "$DATA" --otlp-grpc 127.0.0.1:0 --otlp-http 127.0.0.1:0 \
+    --metrics 127.0.0.1:0 --api 127.0.0.1:0 2> "$CTL/daemon.log" &
+pid=$!
+wait_for() { n=0; while [ ! -e "$CTL/$1" ]; do sleep 0.02; n=$((n+1)); [ $n -lt 3000 ] || exit 3; done; }
+wait_for fill
+dd if=/dev/zero of="$DATA/filler" bs=4k 2>/dev/null || true
+touch "$CTL/filled"
+wait_for free
+rm "$DATA/filler"
+touch "$CTL/freed"
+wait_for stop
+kill -TERM $pid
+wait $pid
+cp -a "$DATA/." "$OUT/"
+"#;
+
+fn wait_for_file(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !path.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_503_and_recovers_by_itself() {
+    let root = tempfile::tempdir().unwrap();
+    let (data, ctl, out) = (
+        root.path().join("data"),
+        root.path().join("ctl"),
+        root.path().join("out"),
+    );
+    for d in [&data, &ctl, &out] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    // A user and mount namespace of our own: mounting works as root and, where unprivileged
+    // user namespaces are allowed, without it; the mount vanishes with the namespace.
+    let mut shell = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            DISK_FULL_SCRIPT,
+        ])
+        .env("BIN", env!("CARGO_BIN_EXE_tenantscope"))
+        .env("DATA", &data)
+        .env("CTL", &ctl)
+        .env("OUT", &out)
+        .spawn()
+        .expect("run unshare (util-linux)");
+    let log = ctl.join("daemon.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let started: serde_json::Value = loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("tenantscope started")) {
+            break serde_json::from_str(line).unwrap();
+        }
+        if let Some(status) = shell.try_wait().unwrap() {
+            panic!(
+                "the tmpfs could not be set up ({status}); the disk-full test needs mount rights in a user namespace or root"
+            );
+        }
+        assert!(Instant::now() < deadline, "daemon did not start: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let http = started["otlp_http"].as_str().unwrap().to_owned();
+    let metrics = started["metrics"].as_str().unwrap().to_owned();
+
+    let mut acked = Vec::new();
+    for i in 0..5 {
+        let id = format!("before{i}");
+        assert_eq!(
+            post(&http, request("acme", &id)).await,
+            http::StatusCode::OK
+        );
+        acked.push(id);
+    }
+    std::fs::write(ctl.join("fill"), b"").unwrap();
+    wait_for_file(&ctl.join("filled"));
+    let mut refused = 0;
+    for i in 0..10 {
+        let id = format!("full{i}");
+        match post(&http, request("acme", &id)).await {
+            http::StatusCode::OK => acked.push(id),
+            http::StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+            other => panic!("unexpected {other} while the disk is full"),
+        }
+    }
+    println!("disk full: {refused} of 10 requests refused with 503, {} acknowledged so far", acked.len());
+    assert!(
+        refused >= 8,
+        "only {refused} of 10 requests were refused on a full disk"
+    );
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let exposition = client
+        .get(format!("http://{metrics}/metrics").parse().unwrap())
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    let exposition = String::from_utf8_lossy(&exposition).into_owned();
+    assert!(
+        exposition
+            .lines()
+            .any(|l| l.starts_with("tenantscope_wal_append_failures_total ") && !l.ends_with(" 0")),
+        "no write-ahead log failure counted"
+    );
+
+    std::fs::write(ctl.join("free"), b"").unwrap();
+    wait_for_file(&ctl.join("freed"));
+    for i in 0..5 {
+        let id = format!("after{i}");
+        assert_eq!(
+            post(&http, request("acme", &id)).await,
+            http::StatusCode::OK,
+            "no recovery after space returned"
+        );
+        acked.push(id);
+    }
+    std::fs::write(ctl.join("stop"), b"").unwrap();
+    assert!(
+        shell.wait().unwrap().success(),
+        "graceful stop on the tmpfs failed"
+    );
+
+    check_files(&out);
+    let mut stored = stored_ids(&out, "acme").await;
+    stored.sort();
+    let mut want: Vec<String> = acked
+        .iter()
+        .flat_map(|id| (0..RECORDS_PER_REQUEST).map(move |r| format!("{id}/{r}")))
+        .collect();
+    want.sort();
+    assert_eq!(stored, want, "exactly the acknowledged records, once each");
+}
