@@ -33,9 +33,17 @@ struct Daemon {
     http: String,
 }
 
+/// The binary under test: `TENANTSCOPE_BIN` (CI points it at the release build), else the one
+/// cargo built beside this test.
+fn binary() -> std::path::PathBuf {
+    std::env::var_os("TENANTSCOPE_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_tenantscope").into())
+}
+
 /// Starts the daemon; with `config`, that YAML file.
 fn start(data_dir: &Path, config: Option<&Path>) -> Daemon {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_tenantscope"));
+    let mut command = Command::new(binary());
     if let Some(config) = config {
         command.arg("run").arg("--config").arg(config);
     } else {
@@ -122,7 +130,7 @@ async fn load(http: String, cycle: usize, until: Instant, ledger: Arc<Mutex<Ledg
             let mut seq = 0;
             while Instant::now() < until {
                 let tenant = TENANTS[(c + seq) % TENANTS.len()];
-                let id = format!("c{cycle}-t{c}-r{seq}");
+                let id = format!("{tenant}:c{cycle}-t{c}-r{seq}");
                 seq += 1;
                 let req = http::Request::post(format!("http://{http}/v1/logs"))
                     .header("content-type", "application/x-protobuf")
@@ -257,6 +265,24 @@ fn check_files(data_dir: &Path) {
     }
 }
 
+/// (count, total bytes) of the Parquet files the manifests name.
+fn parquet_files(data_dir: &Path) -> (u64, u64) {
+    let mut count = 0;
+    let mut bytes = 0;
+    for tenant_dir in std::fs::read_dir(data_dir.join("audit")).unwrap() {
+        let manifest = std::fs::read_to_string(tenant_dir.unwrap().path().join("_manifest.jsonl"))
+            .unwrap_or_default();
+        for line in manifest.lines() {
+            let commit: serde_json::Value = serde_json::from_str(line).unwrap();
+            for f in commit["files"].as_array().unwrap() {
+                count += 1;
+                bytes += f["bytes"].as_u64().unwrap();
+            }
+        }
+    }
+    (count, bytes)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -332,6 +358,10 @@ async fn sigkill_under_load_loses_and_duplicates_nothing_acknowledged() {
         let mut per_request: HashMap<&str, usize> = HashMap::new();
         let mut unique = HashSet::new();
         for id in &stored {
+            assert!(
+                id.starts_with(&format!("{tenant}:")),
+                "{tenant} holds {id}, sent for another tenant"
+            );
             if !unique.insert(id.as_str()) {
                 duplicates += 1;
             }
@@ -351,6 +381,11 @@ async fn sigkill_under_load_loses_and_duplicates_nothing_acknowledged() {
     }
     let mut latencies = ledger.latencies.clone();
     latencies.sort();
+    let (files, bytes) = parquet_files(dir.path());
+    println!(
+        "crash test: {files} Parquet files, {} bytes on average (files are small here: every kill cuts a buffer short)",
+        bytes / files.max(1)
+    );
     println!(
         "crash test: {cycles} SIGKILL cycles, {} requests sent, {} acknowledged ({acked_total} records, {:.0} records/s acknowledged while up), ack latency p50 {:?} p99 {:?}; lost {lost}, duplicated {duplicates}, half-stored requests {half}",
         ledger.sent,
@@ -553,7 +588,7 @@ async fn a_full_disk_answers_503_and_recovers_by_itself() {
             "-c",
             DISK_FULL_SCRIPT,
         ])
-        .env("BIN", env!("CARGO_BIN_EXE_tenantscope"))
+        .env("BIN", binary())
         .env("DATA", &data)
         .env("CTL", &ctl)
         .env("OUT", &out)
@@ -597,7 +632,10 @@ async fn a_full_disk_answers_503_and_recovers_by_itself() {
             other => panic!("unexpected {other} while the disk is full"),
         }
     }
-    println!("disk full: {refused} of 10 requests refused with 503, {} acknowledged so far", acked.len());
+    println!(
+        "disk full: {refused} of 10 requests refused with 503, {} acknowledged so far",
+        acked.len()
+    );
     assert!(
         refused >= 8,
         "only {refused} of 10 requests were refused on a full disk"

@@ -288,6 +288,11 @@ impl WalWriter {
         Ok(())
     }
 
+    /// Closes the active segment (at shutdown, so that it too can be deleted once committed).
+    pub fn close(&mut self) {
+        self.active = None;
+    }
+
     /// Deletes every segment all of whose records have an LSN below `lsn` (they are committed).
     /// Returns the number of segments deleted.
     pub fn delete_before(&mut self, lsn: u64) -> Result<usize, WalError> {

@@ -52,6 +52,7 @@ impl Flusher {
             }
         }
         // The log thread is gone: nothing new can arrive. Commit everything, empty the log.
+        self.wal.lock().unwrap_or_else(|e| e.into_inner()).close();
         self.flush(true).await;
         let left = self.memtable.oldest_lsn();
         match left {
