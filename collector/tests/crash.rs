@@ -74,7 +74,19 @@ fn start(data_dir: &Path, config: Option<&Path>) -> Daemon {
     Daemon { child, http }
 }
 
+/// Records in a request: the `-n<count>` suffix of its id, else [`RECORDS_PER_REQUEST`].
+fn records_in(request_id: &str) -> usize {
+    request_id
+        .rsplit_once("-n")
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(RECORDS_PER_REQUEST)
+}
+
+/// An OTLP request with [`records_in`]`(request_id)` records; ids with a count suffix spread their
+/// records over three days (so one commit writes several files) and mix logs and events.
 fn request(tenant: &str, request_id: &str) -> Vec<u8> {
+    const DAY: u64 = 86_400_000_000_000;
+    let spread = request_id.contains("-n");
     let kv = |k: &str, v: &str| KeyValue {
         key: k.into(),
         value: Some(AnyValue {
@@ -82,9 +94,15 @@ fn request(tenant: &str, request_id: &str) -> Vec<u8> {
         }),
         key_strindex: 0,
     };
-    let records = (0..RECORDS_PER_REQUEST)
+    let records = (0..records_in(request_id))
         .map(|i| LogRecord {
-            time_unix_nano: 1_795_000_000_000_000_000,
+            time_unix_nano: 1_795_000_000_000_000_000
+                + if spread {
+                    (i as u64 * 7 + request_id.len() as u64) % 3 * DAY
+                } else {
+                    0
+                }
+                + i as u64,
             body: Some(AnyValue {
                 value: Some(any_value::Value::StringValue(format!("{request_id}/{i}"))),
             }),
@@ -121,16 +139,18 @@ struct Ledger {
     sent: usize,
 }
 
-async fn load(http: String, cycle: usize, until: Instant, ledger: Arc<Mutex<Ledger>>) {
+async fn load(http: String, cycle: usize, seed: u64, until: Instant, ledger: Arc<Mutex<Ledger>>) {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let mut tasks = Vec::new();
     for c in 0..CLIENTS {
         let (client, http, ledger) = (client.clone(), http.clone(), ledger.clone());
         tasks.push(tokio::spawn(async move {
             let mut seq = 0;
+            let mut rng = Lcg(seed ^ ((cycle * 31 + c) as u64));
             while Instant::now() < until {
                 let tenant = TENANTS[(c + seq) % TENANTS.len()];
-                let id = format!("{tenant}:c{cycle}-t{c}-r{seq}");
+                let n = 1 + rng.next(80);
+                let id = format!("{tenant}:c{cycle}-t{c}-r{seq}-n{n}");
                 seq += 1;
                 let req = http::Request::post(format!("http://{http}/v1/logs"))
                     .header("content-type", "application/x-protobuf")
@@ -317,7 +337,13 @@ async fn sigkill_under_load_loses_and_duplicates_nothing_acknowledged() {
         let mut daemon = start(dir.path(), config);
         let run_for = Duration::from_millis(150 + rng.next(450));
         let until = Instant::now() + run_for + Duration::from_secs(5);
-        let load = tokio::spawn(load(daemon.http.clone(), cycle, until, ledger.clone()));
+        let load = tokio::spawn(load(
+            daemon.http.clone(),
+            cycle,
+            seed,
+            until,
+            ledger.clone(),
+        ));
         tokio::time::sleep(run_for).await;
         // SIGKILL: no chance to flush, commit or even finish a write.
         daemon.child.kill().unwrap();
@@ -369,12 +395,12 @@ async fn sigkill_under_load_loses_and_duplicates_nothing_acknowledged() {
             *per_request.entry(request).or_default() += 1;
         }
         half += per_request
-            .values()
-            .filter(|&&n| n != RECORDS_PER_REQUEST)
+            .iter()
+            .filter(|&(request, &n)| n != records_in(request))
             .count();
         for request in ledger.acked.get(tenant).into_iter().flatten() {
-            acked_total += RECORDS_PER_REQUEST;
-            if per_request.get(request.as_str()) != Some(&RECORDS_PER_REQUEST) {
+            acked_total += records_in(request);
+            if per_request.get(request.as_str()) != Some(&records_in(request)) {
                 lost += 1;
             }
         }

@@ -60,7 +60,10 @@ async fn shutdown_answers_in_flight_requests_and_commits_them() {
     assert!(files <= 3, "{files} files for 20 concurrent requests");
     // Nothing is left to replay.
     let wal: Vec<_> = std::fs::read_dir(dir.join("wal")).unwrap().collect();
-    assert!(wal.is_empty(), "write-ahead log segments left after a graceful stop: {wal:?}");
+    assert!(
+        wal.is_empty(),
+        "write-ahead log segments left after a graceful stop: {wal:?}"
+    );
     // The listeners are closed.
     assert!(tokio::net::TcpStream::connect(addr).await.is_err());
 }

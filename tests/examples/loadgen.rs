@@ -87,7 +87,10 @@ fn request(tenant: usize, n: usize) -> Bytes {
                 kv("request.id", format!("req-{tenant}-{i:08}")),
                 kv("user.id", format!("u-{i}")),
                 kv("http.route", "/api/v1/accounts/{id}/billing".into()),
-                kv("client.address", format!("10.0.{}.{}", i % 256, tenant % 256)),
+                kv(
+                    "client.address",
+                    format!("10.0.{}.{}", i % 256, tenant % 256),
+                ),
                 kv("outcome", "success".into()),
             ],
             trace_id: (0..16).map(|b| (b as u8) ^ (i as u8)).collect(),
@@ -116,7 +119,12 @@ fn request(tenant: usize, n: usize) -> Bytes {
 
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
         f.iter().map(|v| v.parse::<f64>().unwrap_or(0.0)).sum()
     });
@@ -126,7 +134,9 @@ fn cpu_seconds(pid: u32) -> f64 {
 #[tokio::main]
 async fn main() {
     let args = parse_args();
-    let bodies: Vec<Bytes> = (0..args.tenants).map(|t| request(t, args.records)).collect();
+    let bodies: Vec<Bytes> = (0..args.tenants)
+        .map(|t| request(t, args.records))
+        .collect();
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let failures = Arc::new(Mutex::new(0u64));
@@ -135,8 +145,12 @@ async fn main() {
     let until = started + Duration::from_secs(args.seconds);
     let mut tasks = Vec::new();
     for c in 0..args.concurrency {
-        let (client, bodies, latencies, failures) =
-            (client.clone(), bodies.clone(), latencies.clone(), failures.clone());
+        let (client, bodies, latencies, failures) = (
+            client.clone(),
+            bodies.clone(),
+            latencies.clone(),
+            failures.clone(),
+        );
         let uri = format!("http://{}/v1/logs", args.http);
         tasks.push(tokio::spawn(async move {
             let mut i = c;
@@ -170,7 +184,11 @@ async fn main() {
     let elapsed = started.elapsed().as_secs_f64();
     let mut lat = latencies.lock().unwrap().clone();
     lat.sort();
-    let pct = |p: f64| lat.get(((lat.len().max(1) - 1) as f64 * p) as usize).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        lat.get(((lat.len().max(1) - 1) as f64 * p) as usize)
+            .copied()
+            .unwrap_or_default()
+    };
     let records = lat.len() as f64 * args.records as f64;
     println!(
         "{} requests acknowledged, {} failed in {elapsed:.1}s: {:.0} requests/s, {:.0} records/s; ack latency p50 {:?} p99 {:?} p99.9 {:?}",
