@@ -26,7 +26,11 @@ impl Daemon {
     }
 
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), adjust).await
+    }
+
+    /// Starts on an existing data directory.
+    pub async fn start_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = Config::default();
         let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
         config.listen.otlp_grpc = any;

@@ -7,3 +7,4 @@ mod harness;
 mod http_json;
 mod lifecycle;
 mod otlp_clients;
+mod recovery;

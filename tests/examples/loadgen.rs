@@ -67,15 +67,20 @@ fn kv(k: &str, v: String) -> KeyValue {
     }
 }
 
-/// One request of `n` audit-like records (~450 bytes each) for `tenant`.
-fn request(tenant: usize, n: usize) -> Bytes {
+/// Distinct request bodies per tenant (records differ by id, user, address and time).
+const BODIES_PER_TENANT: usize = 16;
+
+/// One request of `n` audit-like records (~450 bytes each) for `tenant`; `variant` makes the
+/// ids, users and addresses of each body distinct.
+fn request(tenant: usize, variant: usize, n: usize) -> Bytes {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
     let records = (0..n)
-        .map(|i| LogRecord {
-            time_unix_nano: now + i as u64,
+        .map(|j| (j, variant * n + j))
+        .map(|(j, i)| LogRecord {
+            time_unix_nano: now + j as u64 * 1_000,
             severity_number: 9,
             severity_text: "INFO".into(),
             body: Some(AnyValue {
@@ -93,8 +98,8 @@ fn request(tenant: usize, n: usize) -> Bytes {
                 ),
                 kv("outcome", "success".into()),
             ],
-            trace_id: (0..16).map(|b| (b as u8) ^ (i as u8)).collect(),
-            span_id: (0..8).map(|b| (b as u8) ^ (i as u8)).collect(),
+            trace_id: (i as u128 * 0x9E37_79B9_7F4A_7C15).to_be_bytes().to_vec(),
+            span_id: (i as u64 * 0x9E37_79B9).to_be_bytes().to_vec(),
             ..Default::default()
         })
         .collect();
