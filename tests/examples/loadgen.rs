@@ -140,7 +140,8 @@ fn cpu_seconds(pid: u32) -> f64 {
 async fn main() {
     let args = parse_args();
     let bodies: Vec<Bytes> = (0..args.tenants)
-        .map(|t| request(t, args.records))
+        .flat_map(|t| (0..BODIES_PER_TENANT).map(move |v| (t, v)))
+        .map(|(t, v)| request(t, v, args.records))
         .collect();
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let latencies = Arc::new(Mutex::new(Vec::new()));
