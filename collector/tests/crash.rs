@@ -353,16 +353,7 @@ async fn sigkill_under_load_loses_and_duplicates_nothing_acknowledged() {
     let load_seconds = started.elapsed().as_secs_f64();
 
     // A last start replays what is left; a graceful stop commits it.
-    let mut daemon = start(dir.path(), None);
-    let status = Command::new("kill")
-        .args(["-TERM", &daemon.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(
-        daemon.child.wait().unwrap().success(),
-        "graceful stop failed"
-    );
+    stop_gracefully(start(dir.path(), None));
     let wal_left: Vec<_> = std::fs::read_dir(dir.path().join("wal"))
         .unwrap()
         .filter_map(|e| e.ok())
