@@ -154,7 +154,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     );
     let metrics = axum::serve(metrics_listener, metrics_app)
         .with_graceful_shutdown(stopped(admin_stop_rx.clone()));
-    let api = axum::serve(api_listener, api::router(stop_rx.clone()))
+    let flush_handle = pipeline_task.clone();
+    let flush: api::FlushFn = Arc::new(move || {
+        let handle = flush_handle.clone();
+        Box::pin(async move {
+            if let Some(task) = handle.lock().await.as_ref() {
+                task.flush().await;
+            }
+        })
+    });
+    let api = axum::serve(api_listener, api::router(stop_rx.clone(), flush))
         .with_graceful_shutdown(stopped(admin_stop_rx));
 
     let (grpc_addr, http_addr, metrics_addr, api_addr) = running_addrs;

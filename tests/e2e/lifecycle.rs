@@ -23,6 +23,27 @@ async fn health_and_readiness() {
     d.stop().await;
 }
 
+#[tokio::test]
+async fn admin_flush_makes_acknowledged_records_queryable_now() {
+    let mut d = Daemon::start().await;
+    let body =
+        br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"now"}}]}]}]}"#;
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-scope-orgid", "acme"),
+    ];
+    let (status, _, _) = post(d.http, "/v1/logs", &headers, body.to_vec()).await;
+    assert_eq!(status, StatusCode::OK);
+    // Acknowledged, in the log, not yet a Parquet file (max_file_age is 30 s).
+    let before = query_dir(d.dir.path(), "acme", "SELECT count(*) AS n FROM logs").await;
+    assert_eq!(before[0]["n"], 0);
+    let (status, _, body) = post(d.api, "/admin/flush", &[], vec![]).await;
+    assert_eq!((status, &body[..]), (StatusCode::OK, &b"flushed\n"[..]));
+    let after = query_dir(d.dir.path(), "acme", "SELECT body FROM logs").await;
+    assert_eq!(after, vec![serde_json::json!({"body": "now"})]);
+    d.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_answers_in_flight_requests_and_commits_them() {
     // Nothing becomes a Parquet file before shutdown: shutdown must commit it all.
