@@ -102,6 +102,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
                 target_rows: storage.target_file_rows,
                 target_bytes: as_usize(storage.target_file_buffer_bytes),
                 max_age: storage.max_file_age,
+                high_water_bytes: as_usize(storage.max_buffered_bytes) / 2,
             },
             writer: WriterOptions {
                 zstd_level: storage.zstd_level,

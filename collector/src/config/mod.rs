@@ -59,7 +59,8 @@ pub struct Storage {
     pub target_file_rows: usize,
     /// ... or once it holds this many bytes of Arrow data (Parquet is roughly 4× smaller).
     pub target_file_buffer_bytes: u64,
-    /// All buffers together; beyond it ingest answers 503 / UNAVAILABLE.
+    /// All buffers together; beyond it ingest answers 503 / UNAVAILABLE. Above half of it the
+    /// largest buffers are written early.
     pub max_buffered_bytes: u64,
     /// Requests that may wait for the write-ahead log; more are refused with 503 / UNAVAILABLE.
     pub queue_capacity: usize,

@@ -30,6 +30,9 @@ pub struct FlushPolicy {
     pub target_rows: usize,
     pub target_bytes: usize,
     pub max_age: Duration,
+    /// Memory pressure: while all buffers together hold more than this, the largest are due too
+    /// (so that ingest slows down by writing earlier, smaller files before it refuses requests).
+    pub high_water_bytes: usize,
 }
 
 #[derive(Default)]
@@ -91,6 +94,23 @@ impl Memtable {
                 out.push((key.0, key.1, buffer));
             }
         }
+        if inner.bytes > policy.high_water_bytes {
+            let mut by_size: Vec<((TenantId, Table), usize)> = inner
+                .buffers
+                .iter()
+                .map(|(k, b)| (k.clone(), b.bytes))
+                .collect();
+            by_size.sort_by(|a, b| b.1.cmp(&a.1));
+            for (key, _) in by_size {
+                if inner.bytes <= policy.high_water_bytes / 2 {
+                    break;
+                }
+                if let Some(buffer) = inner.buffers.remove(&key) {
+                    inner.bytes -= buffer.bytes;
+                    out.push((key.0, key.1, buffer));
+                }
+            }
+        }
         out
     }
 
@@ -121,5 +141,98 @@ impl Memtable {
         // A panic while holding the lock cannot leave the map half-updated in a way that
         // matters more than stopping ingest: keep serving.
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow::array::{Int32Array, RecordBatch};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn batch(rows: usize) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new("v", DataType::Int32, false)]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int32Array::from(vec![0; rows]))]).unwrap()
+    }
+
+    fn tenant(t: &str) -> TenantId {
+        TenantId::parse(t).unwrap()
+    }
+
+    fn policy(high_water_bytes: usize) -> FlushPolicy {
+        FlushPolicy {
+            target_rows: 1_000_000,
+            target_bytes: usize::MAX,
+            max_age: Duration::from_secs(3600),
+            high_water_bytes,
+        }
+    }
+
+    #[test]
+    fn due_by_rows_and_in_lsn_order() {
+        let m = Memtable::default();
+        m.insert([
+            (tenant("a"), Table::Logs, 1, batch(10)),
+            (tenant("b"), Table::Logs, 2, batch(5)),
+        ]);
+        m.insert([(tenant("a"), Table::Logs, 3, batch(10))]);
+        let p = FlushPolicy {
+            target_rows: 20,
+            ..policy(usize::MAX)
+        };
+        let due = m.take_due(&p, false);
+        assert_eq!(due.len(), 1);
+        assert_eq!(
+            (
+                due[0].0.as_str(),
+                due[0].2.rows,
+                due[0].2.first_lsn,
+                due[0].2.last_lsn
+            ),
+            ("a", 20, 1, 3)
+        );
+        assert_eq!(m.oldest_lsn(), Some(2));
+    }
+
+    #[test]
+    fn memory_pressure_takes_the_largest_buffers_first() {
+        let m = Memtable::default();
+        m.insert([
+            (tenant("small"), Table::Logs, 1, batch(100)),
+            (tenant("big"), Table::Logs, 2, batch(100_000)),
+            (tenant("mid"), Table::Logs, 3, batch(10_000)),
+        ]);
+        let total = m.bytes();
+        let due = m.take_due(&policy(total - 1), false);
+        let names: Vec<&str> = due.iter().map(|d| d.0.as_str()).collect();
+        assert_eq!(
+            names,
+            ["big"],
+            "the biggest alone brings memory under half the high water"
+        );
+        assert!(m.bytes() <= (total - 1) / 2);
+        assert!(
+            m.take_due(&policy(total), false).is_empty(),
+            "no pressure, nothing due"
+        );
+    }
+
+    #[test]
+    fn a_failed_buffer_goes_back_before_newer_records() {
+        let m = Memtable::default();
+        m.insert([(tenant("a"), Table::Logs, 1, batch(1))]);
+        let mut due = m.take_due(&policy(usize::MAX), true);
+        m.insert([(tenant("a"), Table::Logs, 2, batch(2))]);
+        let (t, table, failed) = due.pop().unwrap();
+        m.put_back(t, table, failed);
+        let again = m.take_due(&policy(usize::MAX), true);
+        let b = &again[0].2;
+        assert_eq!(
+            (b.rows, b.first_lsn, b.last_lsn, b.batches[0].num_rows()),
+            (3, 1, 2, 1)
+        );
     }
 }
