@@ -100,7 +100,7 @@ impl Memtable {
                 .iter()
                 .map(|(k, b)| (k.clone(), b.bytes))
                 .collect();
-            by_size.sort_by(|a, b| b.1.cmp(&a.1));
+            by_size.sort_by_key(|entry| std::cmp::Reverse(entry.1));
             for (key, _) in by_size {
                 if inner.bytes <= policy.high_water_bytes / 2 {
                     break;
