@@ -48,6 +48,7 @@ async fn replays_valid_records_and_survives_damage() {
                 tenant: &acme,
                 table: audit_store::Table::Logs,
                 durability: Durability::Sync,
+                ends_request: true,
                 payload: p,
             })
             .collect();

@@ -4,11 +4,14 @@
 //!
 //! ```text
 //! [u32 LE body length][u32 LE CRC32C of body][body]
-//! body = [u8 version = 1][u64 LE lsn][u8 table][u8 durability][u8 tenant length][tenant][payload]
+//! body = [u8 version = 1][u64 LE lsn][u8 table][u8 durability][u8 flags][u8 tenant length]
+//!        [tenant][payload]
 //! ```
 //!
 //! so the tenant, the table and the durability class survive a restart with the payload (an
-//! Arrow IPC stream of one record batch). Log sequence numbers (LSNs) increase by one per record
+//! Arrow IPC stream of one record batch). A client request is atomic: its records are written
+//! together and the last one carries the `END_OF_REQUEST` flag; replay keeps a request's records
+//! only once that flag is seen, so a write cut short never leaves half a request. Log sequence numbers (LSNs) increase by one per record
 //! across segments and are never reused, even for records whose write failed.
 //!
 //! [`WalWriter::append`] writes a whole group of records with one `write` and one `fdatasync`
@@ -36,6 +39,8 @@ pub use replay::{ReplayReport, replay};
 /// Bytes of a frame header (length + checksum).
 pub const FRAME_HEADER: usize = 8;
 const VERSION: u8 = 1;
+/// Flag: the last record of a client request.
+const END_OF_REQUEST: u8 = 1;
 const SEGMENT_EXTENSION: &str = "wal";
 
 /// How a tenant's records must be made durable before they are acknowledged.
@@ -60,6 +65,8 @@ pub struct Entry<'a> {
     pub tenant: &'a TenantId,
     pub table: Table,
     pub durability: Durability,
+    /// Set on the last record of each client request (see the module docs).
+    pub ends_request: bool,
     pub payload: &'a [u8],
 }
 
@@ -123,7 +130,7 @@ fn table_from_id(id: u8) -> Option<Table> {
 /// Appends one framed record to `buf`.
 pub fn encode(buf: &mut Vec<u8>, lsn: u64, entry: &Entry<'_>) -> Result<(), WalError> {
     let tenant = entry.tenant.as_str().as_bytes();
-    let body_len = 1 + 8 + 1 + 1 + 1 + tenant.len() + entry.payload.len();
+    let body_len = 1 + 8 + 1 + 1 + 1 + 1 + tenant.len() + entry.payload.len();
     let len = u32::try_from(body_len).map_err(|_| WalError::TooLarge(body_len))?;
     let start = buf.len();
     buf.extend_from_slice(&len.to_le_bytes());
@@ -132,6 +139,11 @@ pub fn encode(buf: &mut Vec<u8>, lsn: u64, entry: &Entry<'_>) -> Result<(), WalE
     buf.extend_from_slice(&lsn.to_le_bytes());
     buf.push(table_id(entry.table));
     buf.push(entry.durability as u8);
+    buf.push(if entry.ends_request {
+        END_OF_REQUEST
+    } else {
+        0
+    });
     // TenantId guarantees at most 64 bytes.
     buf.push(tenant.len() as u8);
     buf.extend_from_slice(tenant);
@@ -141,28 +153,31 @@ pub fn encode(buf: &mut Vec<u8>, lsn: u64, entry: &Entry<'_>) -> Result<(), WalE
     Ok(())
 }
 
-/// Decodes a frame body whose checksum matched. `None` when its fields are invalid.
-fn decode_body(body: &[u8]) -> Option<Record> {
+/// Decodes a frame body whose checksum matched: the record and whether it ends its request.
+/// `None` when its fields are invalid.
+fn decode_body(body: &[u8]) -> Option<(Record, bool)> {
     let (&version, rest) = body.split_first()?;
-    if version != VERSION || rest.len() < 11 {
+    if version != VERSION || rest.len() < 12 {
         return None;
     }
     let lsn = u64::from_le_bytes(rest[..8].try_into().ok()?);
     let table = table_from_id(rest[8])?;
     let durability = Durability::from_u8(rest[9])?;
-    let tenant_len = rest[10] as usize;
-    let rest = &rest[11..];
+    let ends_request = rest[10] & END_OF_REQUEST != 0;
+    let tenant_len = rest[11] as usize;
+    let rest = &rest[12..];
     if rest.len() < tenant_len {
         return None;
     }
     let tenant = TenantId::parse(std::str::from_utf8(&rest[..tenant_len]).ok()?).ok()?;
-    Some(Record {
+    let record = Record {
         lsn,
         tenant,
         table,
         durability,
         payload: rest[tenant_len..].to_vec(),
-    })
+    };
+    Some((record, ends_request))
 }
 
 /// The path of the segment whose first record is `first_lsn`.

@@ -10,8 +10,10 @@ use super::{FRAME_HEADER, Record, WalError, decode_body, io_err, list_segments};
 pub struct ReplayReport {
     pub segments: usize,
     pub records: u64,
-    /// Segments whose incomplete last record was cut away.
+    /// Segments whose incomplete last record (or request) was cut away.
     pub torn_tails: usize,
+    /// Complete records dropped because the rest of their request was missing.
+    pub incomplete_request_records: u64,
     /// Copies of segments in which a damaged record was found (under `wal/corrupt/`).
     pub corrupt_segments: Vec<PathBuf>,
     /// The LSN after the highest one seen (or implied by segment names).
@@ -26,6 +28,9 @@ pub fn replay(dir: &Path, mut visit: impl FnMut(Record)) -> Result<ReplayReport,
         report.next_lsn = report.next_lsn.max(first_lsn);
         let data = std::fs::read(&path).map_err(io_err(&path))?;
         let mut offset = 0usize;
+        // Records of the request being read, and where it started; released at its last record.
+        let mut pending: Vec<Record> = Vec::new();
+        let mut request_start = 0usize;
         let damage = loop {
             let rest = &data[offset..];
             if rest.is_empty() {
@@ -39,20 +44,31 @@ pub fn replay(dir: &Path, mut visit: impl FnMut(Record)) -> Result<ReplayReport,
             let Some(body) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
                 break Some(Damage::Torn);
             };
-            let record = (crc32c::crc32c(body) == crc)
+            let decoded = (crc32c::crc32c(body) == crc)
                 .then(|| decode_body(body))
                 .flatten()
-                .filter(|r| r.lsn >= report.next_lsn); // LSNs only grow
-            let Some(record) = record else {
+                .filter(|(r, _)| r.lsn >= report.next_lsn); // LSNs only grow
+            let Some((record, ends_request)) = decoded else {
                 // A bad last frame is a write cut short; anything after it means corruption.
                 let last = FRAME_HEADER + len == rest.len();
                 break Some(if last { Damage::Torn } else { Damage::Corrupt });
             };
-            report.records += 1;
             report.next_lsn = report.next_lsn.max(record.lsn + 1);
             offset += FRAME_HEADER + len;
-            visit(record);
+            pending.push(record);
+            if ends_request {
+                report.records += pending.len() as u64;
+                pending.drain(..).for_each(&mut visit);
+                request_start = offset;
+            }
         };
+        // A request without its last record was never acknowledged: drop all of it.
+        report.incomplete_request_records += pending.len() as u64;
+        let damage = match damage {
+            None if !pending.is_empty() => Some(Damage::Torn),
+            other => other,
+        };
+        let offset = request_start;
         match damage {
             None => {}
             Some(Damage::Torn) => {

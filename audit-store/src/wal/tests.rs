@@ -5,12 +5,14 @@ fn tenant(t: &str) -> TenantId {
 }
 
 fn append(w: &mut WalWriter, tenant_id: &TenantId, payloads: &[&[u8]]) -> u64 {
+    // Each payload is a request of its own.
     let entries: Vec<Entry<'_>> = payloads
         .iter()
         .map(|p| Entry {
             tenant: tenant_id,
             table: Table::Events,
             durability: Durability::Sync,
+            ends_request: true,
             payload: p,
         })
         .collect();
@@ -140,11 +142,13 @@ fn frames_carry_tenant_table_and_durability() {
             tenant: &acme,
             table: Table::Spans,
             durability: Durability::Sync,
+            ends_request: true,
             payload: b"p",
         },
     )
     .unwrap();
-    let record = decode_body(&buf[FRAME_HEADER..]).unwrap();
+    let (record, ends_request) = decode_body(&buf[FRAME_HEADER..]).unwrap();
+    assert!(ends_request);
     assert_eq!(
         (
             record.lsn,
@@ -155,4 +159,45 @@ fn frames_carry_tenant_table_and_durability() {
         (7, "acme", Table::Spans, Durability::Sync)
     );
     assert_eq!(record.payload, b"p");
+}
+
+#[test]
+fn a_request_cut_short_is_dropped_whole() {
+    // Two requests in one group: [r1a, r1b (end)] [r2a, r2b (end)]; a write cut anywhere inside
+    // the second request keeps the first request whole and nothing of the second.
+    let acme = tenant("acme");
+    let entry = |payload: &'static [u8], ends_request| Entry {
+        tenant: &acme,
+        table: Table::Logs,
+        durability: Durability::Sync,
+        ends_request,
+        payload,
+    };
+    let mut frames = Vec::new();
+    let group = [
+        entry(b"r1a", false),
+        entry(b"r1b", true),
+        entry(b"r2a", false),
+        entry(b"r2b", true),
+    ];
+    let mut ends = Vec::new();
+    for (i, e) in group.iter().enumerate() {
+        encode(&mut frames, i as u64, e).unwrap();
+        ends.push(frames.len());
+    }
+    for cut in [ends[2], ends[2] + 3, ends[3] - 1] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(segment_path(dir.path(), 0), &frames[..cut]).unwrap();
+        let (records, report) = read_all(dir.path());
+        let payloads: Vec<Vec<u8>> = records.into_iter().map(|r| r.2).collect();
+        assert_eq!(payloads, [b"r1a".to_vec(), b"r1b".to_vec()], "cut at {cut}");
+        assert_eq!(report.incomplete_request_records, 1, "cut at {cut}");
+        assert_eq!(report.torn_tails, 1);
+        assert_eq!(
+            std::fs::metadata(segment_path(dir.path(), 0))
+                .unwrap()
+                .len(),
+            ends[1] as u64
+        );
+    }
 }

@@ -221,12 +221,14 @@ fn replay_into(
     wal.corrupt_segments
         .increment(report.corrupt_segments.len() as u64 + undecodable);
     if report.records > 0 || report.torn_tails > 0 || !report.corrupt_segments.is_empty() {
+        // A torn tail's whole last request is dropped: it was never acknowledged.
         tracing::info!(
             segments = report.segments,
             records = report.records,
             replayed,
             already_committed = skipped,
             torn_tails = report.torn_tails,
+            incomplete_request_records = report.incomplete_request_records,
             corrupt_segments = report.corrupt_segments.len(),
             "replayed the write-ahead log"
         );

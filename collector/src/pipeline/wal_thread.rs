@@ -69,14 +69,18 @@ fn commit_group(
     memtable: &Memtable,
     catalog: &Catalog,
 ) {
+    // A request's records go together, the last one flagged: replay keeps all or none of them.
     let entries: Vec<Entry<'_>> = group
         .iter()
-        .flat_map(|r| &r.items)
-        .map(|item| Entry {
-            tenant: &item.tenant,
-            table: item.table,
-            durability: Durability::Sync,
-            payload: &item.payload,
+        .flat_map(|r| {
+            let last = r.items.len().saturating_sub(1);
+            r.items.iter().enumerate().map(move |(i, item)| Entry {
+                tenant: &item.tenant,
+                table: item.table,
+                durability: Durability::Sync,
+                ends_request: i == last,
+                payload: &item.payload,
+            })
         })
         .collect();
     let count = entries.len() as u64;
