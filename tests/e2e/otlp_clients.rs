@@ -37,64 +37,58 @@ fn resource(service: &str, tenant: &str, by: TenantBy) -> Resource {
     builder.build()
 }
 
+/// gRPC metadata naming the tenant, when the tenant goes by header.
+fn tenant_metadata(tenant: &str, by: TenantBy) -> tonic::metadata::MetadataMap {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    if let TenantBy::Header = by {
+        metadata.insert("x-scope-orgid", tenant.parse().unwrap());
+    }
+    metadata
+}
+
+/// HTTP headers naming the tenant, when the tenant goes by header.
+fn tenant_headers(tenant: &str, by: TenantBy) -> HashMap<String, String> {
+    let mut headers = HashMap::new();
+    if let TenantBy::Header = by {
+        headers.insert("X-Scope-OrgID".to_owned(), tenant.to_owned());
+    }
+    headers
+}
+
 fn log_exporter(d: &Daemon, transport: Transport, tenant: &str, by: TenantBy) -> LogExporter {
     match transport {
-        Transport::Grpc => {
-            let mut metadata = tonic::metadata::MetadataMap::new();
-            if let TenantBy::Header = by {
-                metadata.insert("x-scope-orgid", tenant.parse().unwrap());
-            }
-            LogExporter::builder()
-                .with_tonic()
-                .with_endpoint(d.grpc_url())
-                .with_metadata(metadata)
-                .build()
-                .unwrap()
-        }
-        Transport::Http => {
-            let mut headers = HashMap::new();
-            if let TenantBy::Header = by {
-                headers.insert("X-Scope-OrgID".to_owned(), tenant.to_owned());
-            }
-            LogExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_endpoint(format!("http://{}/v1/logs", d.http))
-                .with_headers(headers)
-                .build()
-                .unwrap()
-        }
+        Transport::Grpc => LogExporter::builder()
+            .with_tonic()
+            .with_endpoint(d.grpc_url())
+            .with_metadata(tenant_metadata(tenant, by))
+            .build()
+            .unwrap(),
+        Transport::Http => LogExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(format!("http://{}/v1/logs", d.http))
+            .with_headers(tenant_headers(tenant, by))
+            .build()
+            .unwrap(),
     }
 }
 
 fn span_exporter(d: &Daemon, transport: Transport, tenant: &str, by: TenantBy) -> SpanExporter {
     match transport {
-        Transport::Grpc => {
-            let mut metadata = tonic::metadata::MetadataMap::new();
-            if let TenantBy::Header = by {
-                metadata.insert("x-scope-orgid", tenant.parse().unwrap());
-            }
-            SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(d.grpc_url())
-                .with_metadata(metadata)
-                .with_compression(opentelemetry_otlp::Compression::Gzip)
-                .build()
-                .unwrap()
-        }
-        Transport::Http => {
-            let mut headers = HashMap::new();
-            if let TenantBy::Header = by {
-                headers.insert("X-Scope-OrgID".to_owned(), tenant.to_owned());
-            }
-            SpanExporter::builder()
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-                .with_endpoint(format!("http://{}/v1/traces", d.http))
-                .with_headers(headers)
-                .build()
-                .unwrap()
-        }
+        Transport::Grpc => SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(d.grpc_url())
+            .with_metadata(tenant_metadata(tenant, by))
+            .with_compression(opentelemetry_otlp::Compression::Gzip)
+            .build()
+            .unwrap(),
+        Transport::Http => SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(format!("http://{}/v1/traces", d.http))
+            .with_headers(tenant_headers(tenant, by))
+            .build()
+            .unwrap(),
     }
 }
 
