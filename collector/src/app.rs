@@ -71,6 +71,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             layout.audit_dir().display()
         )
     })?;
+    // One daemon per data directory: a second one would interleave log segments and manifests.
+    let lock_path = layout.data_dir().join("tenantscope.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("cannot create {}", lock_path.display()))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "another tenantscope is using the data directory {} (it holds {})",
+            layout.data_dir().display(),
+            lock_path.display()
+        )
+    })?;
     let catalog = Catalog::new();
 
     let bind = |addr: SocketAddr, what: &'static str| async move {
@@ -179,6 +190,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 
     let pipeline_for_shutdown = pipeline_task.clone();
     let task = tokio::spawn(async move {
+        // Held until every file is committed and closed.
+        let _lock = lock;
         let metrics = tokio::spawn(async move { metrics.await });
         let api = tokio::spawn(async move { api.await });
         let (grpc_result, http_result) = tokio::join!(grpc, async move { http.await });

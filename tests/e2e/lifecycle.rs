@@ -131,3 +131,27 @@ async fn a_full_memtable_refuses_with_retry_after_and_recovers() {
     assert_eq!(d.count("acme", "logs").await, acknowledged + 1);
     d.stop().await;
 }
+
+#[tokio::test]
+async fn a_second_daemon_on_the_same_data_directory_is_refused() {
+    let mut d = Daemon::start().await;
+    let mut config = tenantscope::config::Config::default();
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    config.listen.otlp_grpc = any;
+    config.listen.otlp_http = any;
+    config.listen.metrics = any;
+    config.listen.api = any;
+    config.storage.data_dir = d.dir.path().to_path_buf();
+    let error = match tenantscope::app::start(config.clone()).await {
+        Ok(_) => panic!("two daemons share one data directory"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        error.contains("another tenantscope is using the data directory"),
+        "{error}"
+    );
+    // Once the first has stopped, the directory is free again.
+    d.stop().await;
+    let second = tenantscope::app::start(config).await.unwrap();
+    second.shutdown().await.unwrap();
+}
