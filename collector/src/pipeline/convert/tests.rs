@@ -81,14 +81,20 @@ fn map(batch: &RecordBatch, column: &str, row: usize) -> Vec<(String, Option<Str
         .collect()
 }
 
+/// The origin of test records, with schema URLs `https://r` and `https://s` or none.
+fn origin<'a>(r: &'a Resource, sc: &'a InstrumentationScope, urls: bool) -> Origin<'a> {
+    let url = |u| if urls { u } else { "" };
+    Origin {
+        resource: Some(r),
+        resource_schema_url: url("https://r"),
+        scope: Some(sc),
+        scope_schema_url: url("https://s"),
+    }
+}
+
 fn convert_logs(records: Vec<LogRecord>) -> Vec<TenantBatch> {
     let (r, sc) = (resource(), scope());
-    let origin = Origin {
-        resource: Some(&r),
-        resource_schema_url: "https://r",
-        scope: Some(&sc),
-        scope_schema_url: "https://s",
-    };
+    let origin = origin(&r, &sc, true);
     let mut c = Converter::new(999);
     for rec in &records {
         c.push_log(&tenant(), &origin, rec);
@@ -256,12 +262,7 @@ fn every_span_field_is_kept() {
         }),
     };
     let (r, sc) = (resource(), scope());
-    let origin = Origin {
-        resource: Some(&r),
-        resource_schema_url: "",
-        scope: Some(&sc),
-        scope_schema_url: "",
-    };
+    let origin = origin(&r, &sc, false);
     let mut c = Converter::new(7);
     c.push_span(&tenant(), &origin, &span);
     let batches = c.finish().unwrap();
@@ -308,12 +309,7 @@ fn every_span_field_is_kept() {
 #[test]
 fn tenants_get_separate_batches() {
     let (r, sc) = (resource(), scope());
-    let origin = Origin {
-        resource: Some(&r),
-        resource_schema_url: "",
-        scope: Some(&sc),
-        scope_schema_url: "",
-    };
+    let origin = origin(&r, &sc, false);
     let mut c = Converter::new(1);
     let globex = TenantId::parse("globex").unwrap();
     c.push_log(&tenant(), &origin, &LogRecord::default());
