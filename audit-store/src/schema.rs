@@ -96,6 +96,8 @@ fn tail() -> Vec<Field> {
         map("scope_attributes"),
         utf8("scope_schema_url"),
         u32("scope_dropped_attributes_count"),
+        // The version of the tenant's redaction rules applied before storage; empty: none.
+        utf8("redaction_policy"),
     ]
 }
 

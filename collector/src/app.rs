@@ -20,6 +20,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use std::path::PathBuf;
+
 use crate::api;
 use crate::config::Config;
 use crate::ingest::grpc::ExportService;
@@ -27,6 +29,9 @@ use crate::ingest::{self, Ingest};
 use crate::pipeline::memtable::FlushPolicy;
 use crate::pipeline::{Pipeline, PipelineOptions, PipelineTask};
 use crate::telemetry::Catalog;
+use crate::tenancy::limits::Quotas;
+use crate::tenancy::reload::{ReloadOutcome, Reloader};
+use crate::tenancy::{Authenticator, Directory, Tenants};
 
 /// A started daemon.
 pub struct Running {
@@ -37,6 +42,7 @@ pub struct Running {
     pub api: SocketAddr,
     stop: watch::Sender<bool>,
     pipeline: Arc<tokio::sync::Mutex<Option<PipelineTask>>>,
+    reloader: Option<Arc<Reloader>>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
@@ -46,6 +52,14 @@ impl Running {
         if let Some(task) = self.pipeline.lock().await.as_ref() {
             task.flush().await;
         }
+    }
+
+    /// Reloads tenants and policies from the config file, as SIGHUP does.
+    pub async fn reload(&self) -> Option<ReloadOutcome> {
+        let reloader = self.reloader.clone()?;
+        tokio::task::spawn_blocking(move || reloader.reload())
+            .await
+            .ok()
     }
 
     /// Begins a graceful shutdown and waits for it to finish.
@@ -62,8 +76,15 @@ impl Running {
     }
 }
 
-/// Binds every listener and starts every context.
+/// Binds every listener and starts every context. Without a config file there is nothing to
+/// reload; see [`start_from`].
 pub async fn start(config: Config) -> anyhow::Result<Running> {
+    start_from(config, None).await
+}
+
+/// [`start`] for a config read from `path`: SIGHUP (in [`run`]), `POST /admin/reload` and a
+/// watch on the file reload its tenants and policies.
+pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result<Running> {
     let layout = Layout::new(&config.storage.data_dir);
     std::fs::create_dir_all(layout.audit_dir()).with_context(|| {
         format!(
@@ -83,6 +104,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         )
     })?;
     let catalog = Catalog::new();
+    let directory = Directory::build(&config).context("invalid tenant configuration")?;
+    let auth = Arc::new(Authenticator::new(
+        Tenants::new(directory),
+        config.auth.max_failures_per_minute,
+    ));
+    let reloader = path.map(|path| {
+        Arc::new(Reloader::new(
+            path,
+            config.clone(),
+            auth.clone(),
+            catalog.clone(),
+        ))
+    });
 
     let bind = |addr: SocketAddr, what: &'static str| async move {
         TcpListener::bind(addr)
@@ -123,7 +157,12 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         catalog.clone(),
     )?;
     let pipeline_task = Arc::new(tokio::sync::Mutex::new(Some(pipeline_task)));
-    let ingest = Ingest::new(pipeline, catalog.clone());
+    let ingest = Ingest::new(
+        pipeline,
+        catalog.clone(),
+        auth.clone(),
+        Arc::new(Quotas::default()),
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -145,14 +184,18 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             stopped(stop_rx.clone()),
         );
     let http_app = ingest::http::router(ingest, config.ingest.clone());
-    let http =
-        axum::serve(http_listener, http_app).with_graceful_shutdown(stopped(stop_rx.clone()));
+    let http = axum::serve(
+        http_listener,
+        http_app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped(stop_rx.clone()));
 
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let metrics_catalog = catalog.clone();
     let metrics_app = axum::Router::new().route(
         "/metrics",
         get(move || {
-            let catalog = catalog.clone();
+            let catalog = metrics_catalog.clone();
             async move {
                 (
                     [(
@@ -175,8 +218,24 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             }
         })
     });
-    let api = axum::serve(api_listener, api::router(stop_rx.clone(), flush))
-        .with_graceful_shutdown(stopped(admin_stop_rx));
+    let api_app = api::router(api::ApiState {
+        stopping: stop_rx.clone(),
+        flush,
+        auth: auth.clone(),
+        reloader: reloader.clone(),
+        data_dir: config.storage.data_dir.clone(),
+        limits: config.query.clone(),
+        catalog: catalog.clone(),
+        pool: Arc::new(api::query::QueryPool::new(2).context("cannot start the query runtime")?),
+    });
+    let api = axum::serve(
+        api_listener,
+        api_app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stopped(admin_stop_rx.clone()));
+    if let (Some(reloader), Some(interval)) = (&reloader, config.reload.watch_interval) {
+        tokio::spawn(reloader.clone().watch(interval, admin_stop_rx.clone()));
+    }
 
     let (grpc_addr, http_addr, metrics_addr, api_addr) = running_addrs;
     tracing::info!(
@@ -216,15 +275,34 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         api: api_addr,
         stop: stop_tx,
         pipeline: pipeline_task,
+        reloader,
         task,
     })
 }
 
-/// Starts the daemon and runs it until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+/// Starts the daemon and runs it until SIGINT or SIGTERM; SIGHUP reloads tenants and policies
+/// from `path`.
+pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
     // Handlers first: a signal that arrives once "started" is logged must stop us gracefully.
     let signal = shutdown_signal()?;
-    start(config).await?.run_until(signal).await
+    let hangup = hangup_signal()?;
+    let running = start_from(config, path).await?;
+    if let Some(reloader) = running.reloader.clone() {
+        tokio::spawn(async move {
+            let mut hangup = hangup;
+            while hangup.recv().await.is_some() {
+                let r = reloader.clone();
+                let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+            }
+        });
+    }
+    running.run_until(signal).await
+}
+
+#[cfg(unix)]
+fn hangup_signal() -> anyhow::Result<tokio::signal::unix::Signal> {
+    use tokio::signal::unix::{SignalKind, signal};
+    signal(SignalKind::hangup()).context("cannot handle SIGHUP")
 }
 
 #[cfg(unix)]

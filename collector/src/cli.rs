@@ -1,4 +1,4 @@
-//! The command line: `run` (the default), `query` and `config check`.
+//! The command line: `run` (the default), `query`, `config check` and `hash-key`.
 //!
 //! Parsing is clap's; each command is a function that takes its arguments and an output
 //! writer, so tests drive the very code the binary runs.
@@ -11,8 +11,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use audit_store::TenantId;
 use audit_store::layout::Layout;
+use audit_store::query::TimeRange;
 use audit_store::query::format::{OutputFormat, write_stream};
-use audit_store::query::{TenantScope, TimeRange};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
@@ -38,6 +38,9 @@ pub enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print the sha256:<hex> hash of an API key read from standard input, for the config's
+    /// `keys` and `auth.admin_keys` (the key itself is never stored).
+    HashKey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,7 +124,7 @@ pub struct QueryArgs {
     /// Only rows before this time (RFC 3339).
     #[arg(long, value_name = "RFC3339")]
     pub to: Option<DateTime<Utc>>,
-    /// Output format: table, json (JSON Lines), csv or parquet.
+    /// Output format: table, json (JSON Lines), csv, parquet or arrow (IPC stream).
     #[arg(long, default_value = "table", value_parser = clap::value_parser!(OutputFormat))]
     pub format: OutputFormat,
     /// Write the result to this file instead of standard output.
@@ -164,8 +167,9 @@ pub async fn query(args: &QueryArgs, stdout: &mut (dyn Write + Send)) -> anyhow:
         );
     }
     let range = args.time_range(Utc::now())?;
-    let scope = TenantScope::open(&layout, &tenant, range).await?;
-    let stream = scope.execute(&args.sql).await?;
+    let limits = crate::config::Config::default().query;
+    let stream =
+        audit_store::query::run(&layout, &tenant, range, &args.sql, limits.store_limits()).await?;
     let rows = match &args.output {
         Some(path) => {
             let file = std::fs::File::create(path)
@@ -189,4 +193,27 @@ pub fn config_check(file: &std::path::Path) -> anyhow::Result<String> {
         config.listen.api,
         config.storage.data_dir.display()
     ))
+}
+
+/// Runs `tenantscope hash-key`: reads one key (the first line; surrounding whitespace is not part
+/// of it) and prints its `sha256:<hex>` form.
+pub fn hash_key(input: &mut dyn std::io::BufRead, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut line = String::new();
+    input.read_line(&mut line).context("cannot read the key")?;
+    let key = line.trim();
+    if key.is_empty() {
+        bail!("no key on standard input (try: printf %s \"$KEY\" | tenantscope hash-key)");
+    }
+    if key.len() < 16 {
+        bail!(
+            "the key is {} bytes long; use at least 16 random bytes",
+            key.len()
+        );
+    }
+    writeln!(
+        out,
+        "{}",
+        crate::tenancy::directory::hash_key(key.as_bytes())
+    )?;
+    Ok(())
 }

@@ -26,6 +26,15 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Some(Command::HashKey) => {
+            match cli::hash_key(&mut std::io::stdin().lock(), &mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Some(Command::Config(ConfigCommand::Check { file })) => match cli::config_check(&file) {
             Ok(summary) => {
                 println!("{summary}");
@@ -51,7 +60,7 @@ fn run(args: &RunArgs) -> ExitCode {
         eprintln!("error: {e:#}");
         return ExitCode::from(2);
     }
-    match runtime().and_then(|rt| rt.block_on(app::run(config))) {
+    match runtime().and_then(|rt| rt.block_on(app::run(config, args.config.clone()))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "tenantscope failed");

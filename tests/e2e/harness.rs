@@ -10,6 +10,7 @@ use hyper_util::rt::TokioExecutor;
 use tenantscope::app::{self, Running};
 use tenantscope::cli::QueryArgs;
 use tenantscope::config::Config;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
 pub struct Daemon {
     running: Option<Running>,
@@ -171,4 +172,156 @@ pub fn fixture(name: &str) -> Vec<u8> {
         .join("fixtures/otlp")
         .join(name);
     std::fs::read(path).unwrap()
+}
+/// Sends pre-encoded protobuf bytes, so a test can send what a real client never would.
+#[derive(Clone, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n).to_vec()))
+    }
+}
+
+/// Calls a gRPC method with pre-encoded protobuf `body` and the given metadata.
+pub async fn grpc_raw(
+    d: &Daemon,
+    path: &'static str,
+    metadata: &[(&str, &str)],
+    body: Vec<u8>,
+    gzip: bool,
+) -> Result<Vec<u8>, tonic::Status> {
+    let channel = tonic::transport::Channel::from_shared(d.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = tonic::client::Grpc::new(channel);
+    if gzip {
+        client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);
+    }
+    client.ready().await.unwrap();
+    let mut request = tonic::Request::new(body);
+    for (k, v) in metadata {
+        let key = tonic::metadata::MetadataKey::from_bytes(k.as_bytes()).unwrap();
+        request.metadata_mut().insert(key, v.parse().unwrap());
+    }
+    client
+        .unary(
+            request,
+            http::uri::PathAndQuery::from_static(path),
+            RawCodec,
+        )
+        .await
+        .map(|r| r.into_inner())
+}
+
+pub const LOGS_EXPORT: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// API keys of [`keyed`].
+pub const ACME_INGEST: &str = "acme-ingest-key-000001";
+pub const ACME_QUERY: &str = "acme-query-key-0000001";
+pub const GLOBEX_KEY: &str = "globex-key-00000000001";
+pub const INITECH_KEY: &str = "initech-key-0000000001";
+pub const ADMIN_KEY: &str = "admin-key-000000000001";
+
+/// The `tenants` and `auth` YAML of [`keyed`]: acme (an ingest key and a query key), globex (one
+/// key with both roles), initech (disabled), and an admin key.
+pub fn keyed_yaml() -> String {
+    let h = tenantscope::tenancy::directory::hash_key;
+    format!(
+        r#"
+auth:
+  admin_keys: ["{admin}"]
+  max_failures_per_minute: 1000
+tenants:
+  acme:
+    keys:
+      - {{hash: "{ai}", roles: [ingest]}}
+      - {{hash: "{aq}", roles: [query]}}
+  globex:
+    keys: [{{hash: "{g}", roles: [ingest, query]}}]
+  initech:
+    enabled: false
+    keys: [{{hash: "{i}", roles: [ingest, query]}}]
+"#,
+        admin = h(ADMIN_KEY.as_bytes()),
+        ai = h(ACME_INGEST.as_bytes()),
+        aq = h(ACME_QUERY.as_bytes()),
+        g = h(GLOBEX_KEY.as_bytes()),
+        i = h(INITECH_KEY.as_bytes()),
+    )
+}
+
+/// Applies the `auth` and `tenants` sections of `yaml` to `config`.
+pub fn apply_tenants(config: &mut Config, yaml: &str) {
+    let parsed = tenantscope::config::parse(yaml).unwrap();
+    config.auth = parsed.auth;
+    config.tenants = parsed.tenants;
+}
+
+/// A config with keys: see [`keyed_yaml`].
+pub fn keyed(config: &mut Config) {
+    apply_tenants(config, &keyed_yaml());
+}
+
+/// `Authorization: Bearer <key>`.
+pub fn bearer(key: &str) -> String {
+    format!("Bearer {key}")
+}
+
+/// Calls `POST /api/v1/query` with a JSON body; returns status, headers and body.
+pub async fn api_query(
+    d: &Daemon,
+    key: Option<&str>,
+    body: serde_json::Value,
+    extra_headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Bytes) {
+    let auth = key.map(bearer);
+    let mut headers: Vec<(&str, &str)> = vec![("content-type", "application/json")];
+    if let Some(a) = &auth {
+        headers.push(("authorization", a));
+    }
+    headers.extend_from_slice(extra_headers);
+    post(
+        d.api,
+        "/api/v1/query",
+        &headers,
+        body.to_string().into_bytes(),
+    )
+    .await
+}
+
+/// The JSON Lines of a successful query API answer.
+pub fn json_lines(body: &[u8]) -> Vec<serde_json::Value> {
+    std::str::from_utf8(body)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }

@@ -14,11 +14,13 @@ async fn health_and_readiness() {
     assert_eq!((status, &body[..]), (StatusCode::OK, &b"ok\n"[..]));
     let (status, _, _) = get(d.api, "/readyz").await;
     assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = get(d.api, "/api/v1/nothing-here").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = get(d.api, "/api/v1/query").await;
     assert_eq!(
         status,
-        StatusCode::NOT_FOUND,
-        "the query API is not built yet"
+        StatusCode::METHOD_NOT_ALLOWED,
+        "the query API takes POST"
     );
     d.stop().await;
 }

@@ -1,10 +1,12 @@
 //! End-to-end tests: the real daemon (started in-process on port 0 with a temp dir), real OTLP
 //! clients, and the query path the CLI uses.
 
+mod auth;
 mod bad_input;
 mod cli;
 mod harness;
 mod http_json;
 mod lifecycle;
 mod otlp_clients;
+mod query_api;
 mod recovery;

@@ -18,6 +18,7 @@ fn payload(tenant: &TenantId, body: &str) -> Vec<u8> {
         resource_schema_url: "",
         scope: None,
         scope_schema_url: "",
+        redaction_policy: "",
     };
     let record = LogRecord {
         body: Some(AnyValue {

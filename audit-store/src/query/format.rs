@@ -1,6 +1,7 @@
-//! Output formats of query results: `table`, `json` (JSON Lines), `csv` and `parquet`.
+//! Output formats of query results: `table`, `json` (JSON Lines), `csv`, `parquet` and `arrow`
+//! (the Arrow IPC stream format).
 //!
-//! Shared by the CLI and (later) the HTTP query API, so a result looks the same whichever way it
+//! Shared by the CLI and the HTTP query API, so a result looks the same whichever way it
 //! was asked for. All but `table` stream batch by batch; `table` needs every row to size its
 //! columns.
 
@@ -23,6 +24,21 @@ pub enum OutputFormat {
     Json,
     Csv,
     Parquet,
+    /// Arrow IPC stream format.
+    Arrow,
+}
+
+impl OutputFormat {
+    /// The media type of a result in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            OutputFormat::Table => "text/plain; charset=utf-8",
+            OutputFormat::Json => "application/x-ndjson",
+            OutputFormat::Csv => "text/csv; charset=utf-8",
+            OutputFormat::Parquet => "application/vnd.apache.parquet",
+            OutputFormat::Arrow => "application/vnd.apache.arrow.stream",
+        }
+    }
 }
 
 impl FromStr for OutputFormat {
@@ -34,8 +50,9 @@ impl FromStr for OutputFormat {
             "json" | "jsonl" => Ok(Self::Json),
             "csv" => Ok(Self::Csv),
             "parquet" => Ok(Self::Parquet),
+            "arrow" => Ok(Self::Arrow),
             other => Err(format!(
-                "unknown format {other:?}; expected table, json, csv or parquet"
+                "unknown format {other:?}; expected table, json, csv, parquet or arrow"
             )),
         }
     }
@@ -93,6 +110,17 @@ pub async fn write_stream<W: Write + Send>(
                 writer.write(&empty).map_err(arrow_err)?;
             }
             writer.into_inner().flush()?;
+        }
+        OutputFormat::Arrow => {
+            let mut writer =
+                arrow::ipc::writer::StreamWriter::try_new(out, &schema).map_err(arrow_err)?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch?;
+                rows += batch.num_rows();
+                writer.write(&batch).map_err(arrow_err)?;
+            }
+            writer.finish().map_err(arrow_err)?;
+            writer.into_inner().map_err(arrow_err)?.flush()?;
         }
         OutputFormat::Parquet => {
             let mut writer = parquet::arrow::ArrowWriter::try_new(out, schema, None)

@@ -23,6 +23,8 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit};
 
 use crate::layout::{Layout, PARQUET_EXTENSION};
@@ -30,6 +32,7 @@ use crate::manifest::{Manifest, ManifestError};
 use crate::{Table, TenantId};
 
 pub use datafusion::error::DataFusionError;
+pub use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
 /// Why a query failed.
 #[derive(Debug, thiserror::Error)]
@@ -41,14 +44,51 @@ pub enum QueryError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error("the SQL text is {len} bytes long; the limit is {max} (query.max_sql_length)")]
+    TooLong { len: usize, max: usize },
+    #[error("the query needs more memory than query.memory_limit allows: {0}")]
+    MemoryLimit(String),
     #[error("query execution failed: {0}")]
     Execution(DataFusionError),
 }
 
 impl From<DataFusionError> for QueryError {
     fn from(e: DataFusionError) -> Self {
-        QueryError::Execution(e)
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(what) => QueryError::MemoryLimit(what.clone()),
+            _ => QueryError::Execution(e),
+        }
     }
+}
+
+/// Bounds on one query.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Memory the query's operators may hold (sorts, joins, aggregations); `None`: unbounded.
+    pub memory_limit: Option<usize>,
+    /// Longest SQL text accepted; `None`: unbounded.
+    pub max_sql_length: Option<usize>,
+}
+
+/// The one way to run a tenant's query, shared by the CLI and the HTTP API: opens the tenant's
+/// scope over `range` and starts `sql` under `limits`.
+pub async fn run(
+    layout: &Layout,
+    tenant: &TenantId,
+    range: TimeRange,
+    sql: &str,
+    limits: QueryLimits,
+) -> Result<SendableRecordBatchStream, QueryError> {
+    if let Some(max) = limits.max_sql_length
+        && sql.len() > max
+    {
+        return Err(QueryError::TooLong {
+            len: sql.len(),
+            max,
+        });
+    }
+    let scope = TenantScope::open_with(layout, tenant, range, limits).await?;
+    scope.execute(sql).await
 }
 
 /// A half-open time range `[from, to)` on the `timestamp` column; either end may be open.
@@ -110,10 +150,28 @@ impl TenantScope {
         tenant: &TenantId,
         range: TimeRange,
     ) -> Result<Self, QueryError> {
+        Self::open_with(layout, tenant, range, QueryLimits::default()).await
+    }
+
+    /// [`TenantScope::open`] with a memory limit.
+    pub async fn open_with(
+        layout: &Layout,
+        tenant: &TenantId,
+        range: TimeRange,
+        limits: QueryLimits,
+    ) -> Result<Self, QueryError> {
         let config = SessionConfig::new()
             .with_information_schema(false)
             .with_target_partitions(2);
-        let ctx = SessionContext::new_with_config(config);
+        // No spilling: a query over its memory limit fails instead of filling the disk with
+        // temporary copies of a tenant's data.
+        let mut runtime = RuntimeEnvBuilder::new().with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        );
+        if let Some(limit) = limits.memory_limit {
+            runtime = runtime.with_memory_limit(limit, 1.0);
+        }
+        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         let manifest = Manifest::read(layout, tenant)?;
         for table in Table::ALL {
             let provider = table_provider(layout, &manifest, tenant, table, &range)?;

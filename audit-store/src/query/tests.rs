@@ -319,3 +319,35 @@ async fn refuses_everything_but_queries() {
         }
     }
 }
+
+#[tokio::test]
+async fn memory_limit_fails_the_query_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new(dir.path());
+    let tenant = TenantId::parse("a").unwrap();
+    let limits = crate::query::QueryLimits {
+        memory_limit: Some(1 << 20),
+        max_sql_length: Some(200),
+    };
+    let sql = "SELECT n FROM (SELECT unnest(range(0, 200000)) AS n) ORDER BY n DESC";
+    let mut stream = crate::query::run(&layout, &tenant, TimeRange::all(), sql, limits)
+        .await
+        .unwrap();
+    let mut error = None;
+    while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+        if let Err(e) = batch {
+            error = Some(QueryError::from(e));
+            break;
+        }
+    }
+    assert!(
+        matches!(error, Some(QueryError::MemoryLimit(_))),
+        "{error:?}"
+    );
+    let long = format!("SELECT 1 {}", " ".repeat(200));
+    let err = crate::query::run(&layout, &tenant, TimeRange::all(), &long, limits)
+        .await
+        .err()
+        .unwrap();
+    assert!(matches!(err, QueryError::TooLong { max: 200, .. }), "{err}");
+}

@@ -1,42 +1,110 @@
-//! The API listener: admin endpoints now, the tenant-scoped query API later.
+//! The API listener: the tenant-scoped query API ([`query`]) and the admin endpoints.
 //!
 //! `GET /healthz` answers 200 while the process serves; `GET /readyz` answers 200 while it
 //! accepts data and 503 once shutdown has begun (so a load balancer drains it first);
 //! `POST /admin/flush` commits every acknowledged record to Parquet now instead of when it is due
-//! (like Loki's `/flush`) and answers once that is done. Any other path is 404: the HTTP query API
-//! is not built yet (use `tenantscope query`).
+//! (like Loki's `/flush`) and answers once that is done — with keys configured, only for an
+//! admin key; `POST /admin/reload` reloads tenants and policies like SIGHUP (admin too).
+//! `POST /api/v1/query` runs a tenant's SQL. Any other path is 404.
+
+pub mod query;
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::watch;
+
+use crate::config::QueryLimits;
+use crate::telemetry::Catalog;
+use crate::tenancy::Authenticator;
+use crate::tenancy::reload::{ReloadOutcome, Reloader};
 
 /// Commits everything acknowledged so far; provided by the composition root.
 pub type FlushFn = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
+/// What the API handlers need.
 #[derive(Clone)]
-struct ApiState {
-    stopping: watch::Receiver<bool>,
-    flush: FlushFn,
+pub struct ApiState {
+    pub stopping: watch::Receiver<bool>,
+    pub flush: FlushFn,
+    pub auth: Arc<Authenticator>,
+    pub reloader: Option<Arc<Reloader>>,
+    pub data_dir: PathBuf,
+    pub limits: QueryLimits,
+    pub catalog: Catalog,
+    pub pool: Arc<query::QueryPool>,
 }
 
-/// The API routes. `stopping` turns true when shutdown begins.
-pub fn router(stopping: watch::Receiver<bool>, flush: FlushFn) -> Router {
+/// The API routes.
+pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/admin/flush", post(flush_now))
-        .with_state(ApiState { stopping, flush })
+        .route("/admin/reload", post(reload_now))
+        .route("/api/v1/query", post(query::query))
+        .with_state(state)
 }
 
-async fn flush_now(State(state): State<ApiState>) -> &'static str {
+/// Refuses callers without admin rights (any caller when no key is configured).
+fn check_admin(state: &ApiState, request: &axum::extract::Request) -> Result<(), Box<Response>> {
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    match state.auth.authenticate(authorization, source) {
+        Ok(access) if access.is_admin() => Ok(()),
+        Ok(_) => Err(Box::new(
+            (StatusCode::FORBIDDEN, "an admin key is required\n").into_response(),
+        )),
+        Err(e) => {
+            let status = match e {
+                crate::tenancy::TenancyError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::UNAUTHORIZED,
+            };
+            Err(Box::new((status, format!("{e}\n")).into_response()))
+        }
+    }
+}
+
+async fn flush_now(State(state): State<ApiState>, request: axum::extract::Request) -> Response {
+    if let Err(refused) = check_admin(&state, &request) {
+        return *refused;
+    }
     (state.flush)().await;
-    "flushed\n"
+    "flushed\n".into_response()
+}
+
+async fn reload_now(State(state): State<ApiState>, request: axum::extract::Request) -> Response {
+    if let Err(refused) = check_admin(&state, &request) {
+        return *refused;
+    }
+    let Some(reloader) = state.reloader.clone() else {
+        return (
+            StatusCode::CONFLICT,
+            "started without --config: there is no file to reload\n",
+        )
+            .into_response();
+    };
+    match tokio::task::spawn_blocking(move || reloader.reload()).await {
+        Ok(ReloadOutcome::Applied) => "reloaded\n".into_response(),
+        Ok(ReloadOutcome::Rejected(errors)) => {
+            (StatusCode::BAD_REQUEST, format!("{errors}\n")).into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn ready(State(state): State<ApiState>) -> (StatusCode, &'static str) {

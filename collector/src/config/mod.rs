@@ -7,12 +7,19 @@
 //! `config/tenantscope.example.yaml`, which a test loads.
 
 mod parse;
+mod tenants;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use audit_store::TenantId;
 pub use parse::{ConfigError, ConfigErrors, parse};
+pub use tenants::{
+    ApiKey, Auth, DurabilityClass, KeyHash, Pattern, QueryLimits, Redaction, Reload, Replacement,
+    Roles, SecretSource, Signals, TenantLimits, TenantPolicy,
+};
 
 /// Format of the daemon's own log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +35,21 @@ pub struct Config {
     pub ingest: IngestLimits,
     pub storage: Storage,
     pub log: Log,
+    pub auth: Auth,
+    /// Tenants listed in the config (and in `tenants_file`, merged in by [`Config::load`]).
+    pub tenants: BTreeMap<TenantId, TenantPolicy>,
+    /// A separate YAML file holding more tenants (a mapping like the `tenants` section),
+    /// relative to the config file.
+    pub tenants_file: Option<PathBuf>,
+    pub query: QueryLimits,
+    pub reload: Reload,
+}
+
+impl Config {
+    /// Whether any API key is configured: then every request must authenticate.
+    pub fn auth_required(&self) -> bool {
+        !self.auth.admin_keys.is_empty() || self.tenants.values().any(|t| !t.keys.is_empty())
+    }
 }
 
 /// Listener addresses. Port 0 picks a free port (tests use it).
@@ -105,21 +127,51 @@ impl Default for Config {
                 format: LogFormat::Text,
                 level: "info".into(),
             },
+            auth: Auth {
+                admin_keys: Vec::new(),
+                max_failures_per_minute: 30,
+            },
+            tenants: BTreeMap::new(),
+            tenants_file: None,
+            query: QueryLimits {
+                timeout: Duration::from_secs(30),
+                memory_limit: 512 << 20,
+                max_sql_length: 64 << 10,
+            },
+            reload: Reload {
+                watch_interval: Some(Duration::from_secs(2)),
+            },
         }
     }
 }
 
 impl Config {
-    /// Reads and parses a YAML file.
+    /// Reads and parses a YAML file, and the tenants file it names.
     pub fn load(path: &std::path::Path) -> Result<Config, LoadError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        parse(&text).map_err(|errors| LoadError::Invalid {
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let text = read(path)?;
+        let mut config = parse(&text).map_err(|errors| LoadError::Invalid {
             path: path.to_path_buf(),
             errors,
-        })
+        })?;
+        if let Some(file) = &config.tenants_file {
+            let file = path
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(file);
+            let text = read(&file)?;
+            parse::merge_tenants_file(&text, &mut config).map_err(|errors| LoadError::Invalid {
+                path: file.clone(),
+                errors,
+            })?;
+            config.tenants_file = Some(file);
+        }
+        Ok(config)
     }
 }
 

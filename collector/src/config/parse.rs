@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_yaml_ng::{Mapping, Value};
 
-use super::{Config, LogFormat};
+use super::{Config, LogFormat, tenants};
 
 /// One problem in a config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +57,21 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             Mapping::new()
         }
     };
-    w.known_keys(&root, "", &["listen", "ingest", "storage", "log"]);
+    w.known_keys(
+        &root,
+        "",
+        &[
+            "listen",
+            "ingest",
+            "storage",
+            "log",
+            "auth",
+            "tenants",
+            "tenants_file",
+            "query",
+            "reload",
+        ],
+    );
 
     if let Some(m) = w.section(&root, "", "listen") {
         let keys = ["otlp_grpc", "otlp_http", "metrics", "api"];
@@ -148,6 +162,25 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         w.field(&m, "log", "format", &mut config.log.format, log_format);
         w.field(&m, "log", "level", &mut config.log.level, log_level);
     }
+    if let Some(m) = w.section(&root, "", "auth") {
+        tenants::parse_auth(&mut w, &m, &mut config.auth);
+    }
+    if let Some(v) = root.get("tenants") {
+        tenants::parse_tenants(&mut w, v, "tenants", &mut config.tenants);
+    }
+    w.field(&root, "", "tenants_file", &mut config.tenants_file, |v| {
+        path(v).map(Some)
+    });
+    if let Some(m) = w.section(&root, "", "query") {
+        tenants::parse_query(&mut w, &m, &mut config.query);
+    }
+    if let Some(m) = w.section(&root, "", "reload") {
+        tenants::parse_reload(&mut w, &m, &mut config.reload);
+    }
+    // With a tenants file, keys are checked once both are merged (`merge_tenants_file`).
+    if config.tenants_file.is_none() {
+        tenants::check_keys(&mut w, &config.auth, &config.tenants);
+    }
     if w.errors.is_empty() {
         Ok(config)
     } else {
@@ -155,20 +188,53 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     }
 }
 
+/// Parses a tenants file (a mapping of tenant id to settings) into `config`; a tenant listed in
+/// both places is an error, and so is a key used twice anywhere.
+pub(super) fn merge_tenants_file(text: &str, config: &mut Config) -> Result<(), ConfigErrors> {
+    let root: Value = serde_yaml_ng::from_str(text).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: "<document>".into(),
+            message: format!("not valid YAML: {e}"),
+        }])
+    })?;
+    let mut w = Walker::default();
+    let mut extra = std::collections::BTreeMap::new();
+    tenants::parse_tenants(&mut w, &root, "", &mut extra);
+    for (id, policy) in extra {
+        match config.tenants.entry(id) {
+            std::collections::btree_map::Entry::Occupied(e) => {
+                w.error(
+                    e.key().as_str(),
+                    "tenant also listed in the main config file",
+                );
+            }
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(policy);
+            }
+        }
+    }
+    tenants::check_keys(&mut w, &config.auth, &config.tenants);
+    if w.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigErrors(w.errors))
+    }
+}
+
 #[derive(Default)]
-struct Walker {
-    errors: Vec<ConfigError>,
+pub(super) struct Walker {
+    pub(super) errors: Vec<ConfigError>,
 }
 
 impl Walker {
-    fn error(&mut self, path: &str, message: impl Into<String>) {
+    pub(super) fn error(&mut self, path: &str, message: impl Into<String>) {
         self.errors.push(ConfigError {
             path: path.to_owned(),
             message: message.into(),
         });
     }
 
-    fn known_keys(&mut self, map: &Mapping, parent: &str, known: &[&str]) {
+    pub(super) fn known_keys(&mut self, map: &Mapping, parent: &str, known: &[&str]) {
         for key in map.keys() {
             match key.as_str() {
                 Some(k) if known.contains(&k) => {}
@@ -181,7 +247,7 @@ impl Walker {
         }
     }
 
-    fn section(&mut self, map: &Mapping, parent: &str, key: &str) -> Option<Mapping> {
+    pub(super) fn section(&mut self, map: &Mapping, parent: &str, key: &str) -> Option<Mapping> {
         match map.get(key)? {
             Value::Mapping(m) => Some(m.clone()),
             Value::Null => None,
@@ -193,7 +259,7 @@ impl Walker {
     }
 
     /// Parses `map[key]` into `slot` when present; records an error otherwise left default.
-    fn field<T>(
+    pub(super) fn field<T>(
         &mut self,
         map: &Mapping,
         parent: &str,
@@ -209,7 +275,7 @@ impl Walker {
     }
 }
 
-fn join(parent: &str, key: &str) -> String {
+pub(super) fn join(parent: &str, key: &str) -> String {
     if parent.is_empty() {
         key.to_owned()
     } else {
@@ -217,13 +283,13 @@ fn join(parent: &str, key: &str) -> String {
     }
 }
 
-fn string(value: &Value) -> Result<&str, String> {
+pub(super) fn string(value: &Value) -> Result<&str, String> {
     value
         .as_str()
         .ok_or_else(|| format!("expected a string, found {}", describe(value)))
 }
 
-fn describe(value: &Value) -> String {
+pub(super) fn describe(value: &Value) -> String {
     match value {
         Value::Null => "null".into(),
         Value::Bool(b) => format!("boolean {b}"),
@@ -241,7 +307,7 @@ fn socket_addr(value: &Value) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{s:?} is not an address like 127.0.0.1:4317 or [::1]:4317"))
 }
 
-fn path(value: &Value) -> Result<PathBuf, String> {
+pub(super) fn path(value: &Value) -> Result<PathBuf, String> {
     let s = string(value)?;
     if s.is_empty() {
         return Err("must not be empty".into());
@@ -249,7 +315,7 @@ fn path(value: &Value) -> Result<PathBuf, String> {
     Ok(PathBuf::from(s))
 }
 
-fn integer(value: &Value, min: u64, max: u64) -> Result<usize, String> {
+pub(super) fn integer(value: &Value, min: u64, max: u64) -> Result<usize, String> {
     let n = value
         .as_u64()
         .ok_or_else(|| format!("expected a whole number, found {}", describe(value)))?;
@@ -259,7 +325,7 @@ fn integer(value: &Value, min: u64, max: u64) -> Result<usize, String> {
     usize::try_from(n).map_err(|_| format!("{n} is too large for this machine"))
 }
 
-fn duration(value: &Value, min: Duration, max: Duration) -> Result<Duration, String> {
+pub(super) fn duration(value: &Value, min: Duration, max: Duration) -> Result<Duration, String> {
     let s = string(value)?;
     let d = humantime::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration like 200ms or 5s: {e}"))?;

@@ -22,6 +22,21 @@ fn example_file_loads_and_states_the_defaults() {
 }
 
 #[test]
+fn tenants_example_file_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let example =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/tenants.example.yaml");
+    std::fs::copy(&example, dir.path().join("tenants.yaml")).unwrap();
+    std::fs::write(dir.path().join("main.yaml"), "tenants_file: tenants.yaml\n").unwrap();
+    let config = Config::load(&dir.path().join("main.yaml")).unwrap();
+    assert_eq!(config.tenants.len(), 2);
+    assert!(config.auth_required());
+    let acme = &config.tenants[&audit_store::TenantId::parse("acme").unwrap()];
+    assert_eq!(acme.limits.records_per_second, Some(50_000));
+    assert_eq!(acme.redaction.pseudonymize, ["user.id", "client.address"]);
+}
+
+#[test]
 fn parses_every_kind_of_value() {
     let config = parse(
         r#"
@@ -74,7 +89,7 @@ extra: 1
         .iter()
         .map(|(path, message)| format!("{path}: {message}\n"))
         .collect::<String>();
-    let expected = r#"extra: unknown key; expected one of: listen, ingest, storage, log
+    let expected = r#"extra: unknown key; expected one of: listen, ingest, storage, log, auth, tenants, tenants_file, query, reload
 listen.otlp_htp: unknown key; expected one of: otlp_grpc, otlp_http, metrics, api
 listen.otlp_grpc: "localhost" is not an address like 127.0.0.1:4317 or [::1]:4317
 ingest.max_request_body_size: must be greater than 0
@@ -108,4 +123,151 @@ fn byte_sizes() {
     assert_eq!(parse_byte_size("MiB"), None);
     assert_eq!(parse_byte_size("1 TiB"), None);
     assert_eq!(parse_byte_size("99999999999999999999GiB"), None);
+}
+
+const HASH_A: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000001";
+const HASH_B: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000002";
+
+#[test]
+fn parses_tenants() {
+    let config = parse(&format!(
+        r#"
+auth:
+  admin_keys: ["{HASH_B}"]
+  max_failures_per_minute: 5
+tenants:
+  acme:
+    keys:
+      - hash: "{HASH_A}"
+        roles: [ingest, query]
+    signals: [logs, events]
+    limits:
+      records_per_second: 1000
+      bytes_per_second: 1MiB
+      bytes_burst: 4MiB
+      max_attributes_per_record: 16
+    redaction:
+      drop_attributes: [password]
+      replace: [{{pattern: '\d{{4}}', with: "[n]"}}]
+      pseudonymize: [user.id]
+      hmac_key_env: ACME_KEY
+    retention: 400d
+    durability: sync
+  globex:
+query:
+  timeout: 5s
+  memory_limit: 64MiB
+reload:
+  watch_interval: "off"
+"#
+    ))
+    .unwrap();
+    assert!(config.auth_required());
+    assert_eq!(config.auth.max_failures_per_minute, 5);
+    let acme = &config.tenants[&audit_store::TenantId::parse("acme").unwrap()];
+    assert_eq!(acme.keys[0].hash, KeyHash::parse(HASH_A).unwrap());
+    assert!(acme.keys[0].roles.ingest && acme.keys[0].roles.query);
+    assert_eq!(
+        acme.signals,
+        Signals {
+            logs: true,
+            traces: false,
+            events: true
+        }
+    );
+    assert_eq!(acme.limits.records_per_second, Some(1000));
+    assert_eq!(acme.limits.bytes_burst, Some(4 << 20));
+    assert_eq!(acme.limits.max_attributes_per_record, 16);
+    assert_eq!(
+        acme.redaction.hmac_key,
+        Some(SecretSource::Env("ACME_KEY".into()))
+    );
+    assert_eq!(acme.retention, Some(Duration::from_secs(400 * 86_400)));
+    let globex = &config.tenants[&audit_store::TenantId::parse("globex").unwrap()];
+    assert_eq!(globex, &TenantPolicy::default());
+    assert_eq!(config.query.timeout, Duration::from_secs(5));
+    assert_eq!(config.reload.watch_interval, None);
+}
+
+#[test]
+fn reports_every_tenant_error() {
+    let got = errors(&format!(
+        r#"
+auth:
+  admin_keys: ["{HASH_A}", "md5:abc"]
+tenants:
+  "../x": {{}}
+  acme:
+    keys:
+      - hash: "{HASH_A}"
+        roles: [ingest, admin]
+      - roles: [query]
+      - hash: "{HASH_B}"
+    signals: [logs, metrics]
+    limits:
+      records_burst: 10
+      rate: 1
+    redaction:
+      replace: [{{pattern: "(unclosed"}}]
+      pseudonymize: [user.id]
+    durability: eventually
+"#
+    ));
+    let golden = got
+        .iter()
+        .map(|(path, message)| format!("{path}: {message}\n"))
+        .collect::<String>();
+    let expected = r#"auth.admin_keys[1]: expected sha256:<64 hex digits> (see `tenantscope hash-key`)
+tenants.../x: invalid tenant id: tenant id must start with an ASCII letter or digit
+tenants.acme.keys[0].roles[1]: admin keys are global: list them under auth.admin_keys
+tenants.acme.keys[1]: missing hash (sha256:<hex>, see `tenantscope hash-key`)
+tenants.acme.keys[2]: missing roles (a list of ingest, query)
+tenants.acme.signals[1]: unknown signal "metrics"; expected logs, traces or events
+tenants.acme.limits.rate: unknown key; expected one of: records_per_second, records_burst, bytes_per_second, bytes_burst, max_attributes_per_record
+tenants.acme.limits.records_burst: needs records_per_second
+tenants.acme.redaction.replace[0].pattern: invalid regular expression: regex parse error:
+    (unclosed
+    ^
+error: unclosed group
+tenants.acme.redaction.pseudonymize: needs a key: set hmac_key_file or hmac_key_env
+tenants.acme.durability: unknown durability class "eventually"; expected sync
+tenants.acme.keys[0]: the same key is already used by auth.admin_keys
+"#;
+    assert_eq!(golden, expected);
+}
+
+#[test]
+fn tenants_file_is_merged() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("main.yaml"),
+        format!("tenants_file: more.yaml\ntenants:\n  acme:\n    keys: [{{hash: \"{HASH_A}\", roles: [ingest]}}]\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("more.yaml"),
+        format!("globex:\n  keys: [{{hash: \"{HASH_B}\", roles: [query]}}]\n"),
+    )
+    .unwrap();
+    let config = Config::load(&dir.path().join("main.yaml")).unwrap();
+    assert_eq!(config.tenants.len(), 2);
+    // A key used twice across the two files is an error naming both places.
+    std::fs::write(
+        dir.path().join("more.yaml"),
+        format!("globex:\n  keys: [{{hash: \"{HASH_A}\", roles: [query]}}]\nacme: {{}}\n"),
+    )
+    .unwrap();
+    let err = Config::load(&dir.path().join("main.yaml"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("acme: tenant also listed in the main config file"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "tenants.globex.keys[0]: the same key is already used by tenants.acme.keys[0]"
+        ),
+        "{err}"
+    );
 }

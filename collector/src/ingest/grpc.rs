@@ -17,7 +17,9 @@ use tonic::codec::CompressionEncoding;
 use tonic::server::{Grpc, NamedService, UnaryService};
 use tonic::{Code, Request, Response, Status};
 
-use super::{ExportRequest, Ingest, IngestError};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use super::{ExportRequest, Ingest, IngestError, RequestMeta};
 use crate::telemetry::catalog::Transport;
 use crate::tenancy::TENANT_HEADER;
 
@@ -63,25 +65,44 @@ impl<E: ExportRequest> UnaryService<E> for Unary<E> {
 
     fn call(&mut self, request: Request<E>) -> Self::Future {
         let ingest = self.0.clone();
-        let header = request
-            .metadata()
-            .get(TENANT_HEADER)
-            .map(|v| v.as_bytes().to_vec());
+        let metadata = |key| {
+            request
+                .metadata()
+                .get(key)
+                .map(|v: &tonic::metadata::MetadataValue<_>| v.as_bytes().to_vec())
+        };
+        let header = metadata(TENANT_HEADER);
+        let authorization = metadata("authorization");
+        let source = request.remote_addr().map(|a| a.ip());
         Box::pin(async move {
+            let meta = RequestMeta {
+                authorization: authorization.as_deref(),
+                tenant_header: header.as_deref(),
+                source,
+            };
             match ingest
-                .export(Transport::Grpc, header.as_deref(), request.into_inner())
+                .export(Transport::Grpc, meta, request.into_inner())
                 .await
             {
-                Ok(()) => Ok(Response::new(E::Response::default())),
+                Ok(outcome) => Ok(Response::new(E::response(&outcome))),
                 Err(error) => Err(to_status(&error)),
             }
         })
     }
 }
 
-/// The gRPC status of an ingest error (the table is [`IngestError::grpc_code`]).
+/// The gRPC status of an ingest error (the table is [`IngestError::grpc_code`]). A retryable
+/// error carries a `google.rpc.RetryInfo` detail: for RESOURCE_EXHAUSTED the OTLP spec makes
+/// that the difference between "retry later" and "never retry".
 pub fn to_status(error: &IngestError) -> Status {
-    Status::new(error.grpc_code(), error.to_string())
+    match error.retry_after() {
+        Some(delay) => Status::with_error_details(
+            error.grpc_code(),
+            error.to_string(),
+            ErrorDetails::with_retry_info(Some(delay)),
+        ),
+        None => Status::new(error.grpc_code(), error.to_string()),
+    }
 }
 
 impl<E, B> tower_service::Service<http::Request<B>> for ExportService<E>

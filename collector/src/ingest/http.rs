@@ -4,25 +4,28 @@
 //! `charset` are allowed), request bodies compressed with gzip, zstd or deflate, and answers in
 //! the request's content type. Bounds: the body as sent is limited to `max_request_body_size`,
 //! and after decompression to `max_decompressed_body_size` (both 413). Errors carry a
-//! `google.rpc.Status` body, as the OTLP spec requires; retryable ones (503) a `Retry-After`.
+//! `google.rpc.Status` body, as the OTLP spec requires; retryable ones (429, 503) a
+//! `Retry-After`. Records refused one by one are reported in the response's `partialSuccess`.
 //! `/v1/metrics` answers 404 until metrics ingestion exists.
 
 use std::io::Read;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
-use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use std::net::{IpAddr, SocketAddr};
+
+use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
-use super::{ExportRequest, Ingest, IngestError, json};
+use super::{ExportRequest, Ingest, IngestError, Outcome, RequestMeta, json};
 use crate::config::IngestLimits;
 use crate::telemetry::catalog::{Signal, Transport};
 use crate::tenancy::TENANT_HEADER;
@@ -87,10 +90,14 @@ pub fn router(ingest: Ingest, limits: IngestLimits) -> Router {
 
 async fn export<R: ExportRequest>(
     State(state): State<HttpState>,
-    headers: HeaderMap,
-    body: Body,
+    request: axum::extract::Request,
 ) -> Response {
-    handle::<R>(state, headers, body).await
+    let (parts, body) = request.into_parts();
+    let source = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    handle::<R>(state, source, parts.headers, body).await
 }
 
 async fn metrics_not_implemented(headers: HeaderMap) -> Response {
@@ -103,7 +110,12 @@ async fn metrics_not_implemented(headers: HeaderMap) -> Response {
     )
 }
 
-async fn handle<R: ExportRequest>(state: HttpState, headers: HeaderMap, body: Body) -> Response {
+async fn handle<R: ExportRequest>(
+    state: HttpState,
+    source: Option<IpAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let encoding = match Encoding::from_content_type(headers.get(CONTENT_TYPE)) {
         Ok(e) => e,
         Err(error) => return reject(&state.ingest, R::SIGNAL, error, Encoding::Json),
@@ -112,13 +124,16 @@ async fn handle<R: ExportRequest>(state: HttpState, headers: HeaderMap, body: Bo
         Ok(r) => r,
         Err(error) => return reject(&state.ingest, R::SIGNAL, error, encoding),
     };
-    let header = headers.get(TENANT_HEADER).map(|v| v.as_bytes());
-    match state.ingest.export(Transport::Http, header, request).await {
-        Ok(()) => {
+    let meta = RequestMeta {
+        authorization: headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
+        tenant_header: headers.get(TENANT_HEADER).map(|v| v.as_bytes()),
+        source,
+    };
+    match state.ingest.export(Transport::Http, meta, request).await {
+        Ok(outcome) => {
             let body = match encoding {
-                Encoding::Protobuf => Bytes::from(R::Response::default().encode_to_vec()),
-                // An empty response message; `partialSuccess` is absent, not null.
-                Encoding::Json => Bytes::from_static(b"{}"),
+                Encoding::Protobuf => Bytes::from(R::response(&outcome).encode_to_vec()),
+                Encoding::Json => Bytes::from(json_response(R::REJECTED_FIELD, &outcome)),
             };
             ([(CONTENT_TYPE, encoding.content_type())], body).into_response()
         }
@@ -214,6 +229,18 @@ fn decompress(encoding: Option<&str>, body: Bytes, limit: u64) -> Result<Bytes, 
         });
     }
     Ok(Bytes::from(out))
+}
+
+/// The OTLP/JSON answer: `{}` when everything was stored (`partialSuccess` absent, not null),
+/// else the partial success with its count as a string (int64 in OTLP/JSON).
+fn json_response(rejected_field: &str, outcome: &Outcome) -> Vec<u8> {
+    if outcome.rejected == 0 {
+        return b"{}".to_vec();
+    }
+    let mut partial = serde_json::Map::new();
+    partial.insert(rejected_field.into(), outcome.rejected.to_string().into());
+    partial.insert("errorMessage".into(), outcome.message.clone().into());
+    serde_json::to_vec(&serde_json::json!({ "partialSuccess": partial })).unwrap_or_default()
 }
 
 fn reject(ingest: &Ingest, signal: Signal, error: IngestError, encoding: Encoding) -> Response {

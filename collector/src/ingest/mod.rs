@@ -1,8 +1,10 @@
 //! Ingest: the OTLP receivers (gRPC in [`grpc`], HTTP in [`http`]) and what they share.
 //!
 //! A receiver decodes and bounds its input, then hands the decoded request to [`Ingest`], which
-//! validates it, resolves each resource's tenant (tenancy context), converts it to record
-//! batches and submits them to the pipeline. Receivers know nothing about the store; the only
+//! authenticates the caller and resolves each resource's tenant (tenancy context), admits the
+//! request under each tenant's rate limits, refuses records that cannot be stored one by one
+//! (OTLP `partial_success`), redacts the rest, converts them to record batches and submits them
+//! to the pipeline. Receivers know nothing about the store; the only
 //! way out of this context is [`crate::pipeline::Pipeline::submit`].
 //!
 //! Every failure is an [`IngestError`], and [`IngestError`]'s methods are the one table that maps
@@ -14,21 +16,29 @@ pub mod http;
 pub mod json;
 pub mod validate;
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use audit_store::TenantId;
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message as _;
 use serde::de::DeserializeOwned;
 
-use crate::pipeline::convert::{Converter, Origin};
+use crate::pipeline::convert::{Converter, Origin, event_name};
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::telemetry::Catalog;
 use crate::telemetry::catalog::{Signal, Transport};
-use crate::tenancy::{RequestTenant, TenancyError};
+use crate::tenancy::limits::{Demand, Quotas, RateLimited};
+use crate::tenancy::redact::Redactor;
+use crate::tenancy::{Authenticator, RequestTenant, TenancyError, TenantState};
 
 /// Why a request was refused.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -45,44 +55,64 @@ pub enum IngestError {
     },
     #[error(transparent)]
     Tenancy(#[from] TenancyError),
+    #[error(
+        "tenant {:?} is over its rate limit ({}); retry in {:.1} s",
+        .0.tenant.as_str(), .0.limit, .0.retry_after.as_secs_f64()
+    )]
+    RateLimited(RateLimited),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
 }
 
 impl IngestError {
-    /// The HTTP status. 503 is retryable (with `Retry-After`); the 4xx are not.
+    /// The HTTP status. 429 and 503 are retryable (with `Retry-After`); the others are not.
     pub fn http_status(&self) -> ::http::StatusCode {
         use ::http::StatusCode as S;
         match self {
             IngestError::Malformed(_) => S::BAD_REQUEST,
             IngestError::UnsupportedMediaType(_) => S::UNSUPPORTED_MEDIA_TYPE,
             IngestError::TooLarge { .. } => S::PAYLOAD_TOO_LARGE,
-            IngestError::Tenancy(TenancyError::Mismatch { .. }) => S::FORBIDDEN,
+            IngestError::Tenancy(TenancyError::Unauthenticated(_)) => S::UNAUTHORIZED,
+            IngestError::Tenancy(TenancyError::Throttled { .. }) => S::TOO_MANY_REQUESTS,
+            IngestError::Tenancy(e) if e.is_forbidden() => S::FORBIDDEN,
             IngestError::Tenancy(_) => S::BAD_REQUEST,
+            IngestError::RateLimited(_) => S::TOO_MANY_REQUESTS,
             IngestError::Pipeline(_) => S::SERVICE_UNAVAILABLE,
         }
     }
 
-    /// The gRPC status code. UNAVAILABLE is retryable; the others are not.
+    /// The gRPC status code. UNAVAILABLE is retryable, and RESOURCE_EXHAUSTED when it carries
+    /// `RetryInfo` (see [`IngestError::retry_after`]); the others are not.
     pub fn grpc_code(&self) -> tonic::Code {
         use tonic::Code as C;
         match self {
             IngestError::Malformed(_) | IngestError::UnsupportedMediaType(_) => C::InvalidArgument,
-            // Without RetryInfo, RESOURCE_EXHAUSTED is not retryable: right for a request that
-            // will never fit.
+            // Without RetryInfo: a request that will never fit.
             IngestError::TooLarge { .. } => C::ResourceExhausted,
-            IngestError::Tenancy(TenancyError::Mismatch { .. }) => C::PermissionDenied,
+            IngestError::Tenancy(TenancyError::Unauthenticated(_)) => C::Unauthenticated,
+            IngestError::Tenancy(TenancyError::Throttled { .. }) => C::ResourceExhausted,
+            IngestError::Tenancy(e) if e.is_forbidden() => C::PermissionDenied,
             IngestError::Tenancy(_) => C::InvalidArgument,
+            IngestError::RateLimited(_) => C::ResourceExhausted,
             IngestError::Pipeline(_) => C::Unavailable,
         }
     }
 
-    /// Seconds a client should wait before retrying, for retryable errors.
-    pub fn retry_after_secs(&self) -> Option<u64> {
+    /// How long a client should wait before retrying, for retryable errors.
+    pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            IngestError::Pipeline(_) => Some(1),
+            IngestError::Pipeline(_) => Some(Duration::from_secs(1)),
+            IngestError::RateLimited(r) => Some(r.retry_after),
+            IngestError::Tenancy(TenancyError::Throttled { retry_after }) => Some(*retry_after),
             _ => None,
         }
+    }
+
+    /// [`IngestError::retry_after`] in whole seconds (at least 1), for `Retry-After`.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after()
+            .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+            .map(|s| s.max(1))
     }
 
     /// The `reason` label of the rejection metrics.
@@ -92,24 +122,99 @@ impl IngestError {
             IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
             IngestError::TooLarge { .. } => "too_large",
             IngestError::Tenancy(TenancyError::Missing) => "missing_tenant",
-            IngestError::Tenancy(TenancyError::Mismatch { .. }) => "tenant_mismatch",
+            IngestError::Tenancy(
+                TenancyError::Mismatch { .. } | TenancyError::NotYourTenant { .. },
+            ) => "tenant_mismatch",
+            IngestError::Tenancy(TenancyError::Unauthenticated(_)) => "unauthenticated",
+            IngestError::Tenancy(TenancyError::Throttled { .. }) => "auth_throttled",
+            IngestError::Tenancy(TenancyError::Forbidden(_)) => "forbidden",
             IngestError::Tenancy(_) => "invalid_tenant",
+            IngestError::RateLimited(_) => "rate_limited",
             IngestError::Pipeline(PipelineError::Store) => "store_failed",
             IngestError::Pipeline(_) => "overloaded",
         }
     }
 }
 
-/// What both receivers share: validation, tenancy, conversion, submission and counting.
+/// What a receiver knows about a request besides its body.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RequestMeta<'a> {
+    /// The `Authorization` header (gRPC metadata `authorization`).
+    pub authorization: Option<&'a [u8]>,
+    /// The `X-Scope-OrgID` header (gRPC metadata `x-scope-orgid`).
+    pub tenant_header: Option<&'a [u8]>,
+    /// The peer's address, for the failed-authentication throttle.
+    pub source: Option<IpAddr>,
+}
+
+/// Records of an accepted request that were refused one by one (OTLP `partial_success`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub rejected: u64,
+    /// Empty when nothing was refused.
+    pub message: String,
+}
+
+/// Collects per-record refusals during conversion.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    signal_disabled: u64,
+    invalid: u64,
+    first: Option<String>,
+}
+
+impl Refusals {
+    fn refuse(&mut self, reason: &'static str, message: impl FnOnce() -> String) {
+        match reason {
+            "signal_disabled" => self.signal_disabled += 1,
+            _ => self.invalid += 1,
+        }
+        if self.first.is_none() {
+            self.first = Some(message());
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        let rejected = self.signal_disabled + self.invalid;
+        Outcome {
+            rejected,
+            message: match &self.first {
+                Some(first) if rejected > 1 => {
+                    format!("{rejected} records refused; the first: {first}")
+                }
+                Some(first) => format!("1 record refused: {first}"),
+                None => String::new(),
+            },
+        }
+    }
+}
+
+/// A resource's tenant and that tenant's policy; `None` for a resource without records.
+pub type Resolved = Option<(TenantId, Arc<TenantState>)>;
+
+/// What both receivers share: authentication, tenancy, admission, validation, redaction,
+/// conversion, submission and counting.
 #[derive(Clone)]
 pub struct Ingest {
     pipeline: Pipeline,
     catalog: Catalog,
+    auth: Arc<Authenticator>,
+    quotas: Arc<Quotas>,
 }
 
 impl Ingest {
-    pub fn new(pipeline: Pipeline, catalog: Catalog) -> Self {
-        Self { pipeline, catalog }
+    pub fn new(
+        pipeline: Pipeline,
+        catalog: Catalog,
+        auth: Arc<Authenticator>,
+        quotas: Arc<Quotas>,
+    ) -> Self {
+        Self {
+            pipeline,
+            catalog,
+            auth,
+            quotas,
+        }
     }
 
     /// Counts a request refused before it could be decoded.
@@ -137,38 +242,98 @@ impl Ingest {
         );
     }
 
-    /// Validates, resolves tenants, converts and commits one decoded request.
+    /// Authenticates, resolves tenants, admits, validates, redacts, converts and commits one
+    /// decoded request.
     pub async fn export<R: ExportRequest>(
         &self,
         transport: Transport,
-        tenant_header: Option<&[u8]>,
+        meta: RequestMeta<'_>,
         request: R,
-    ) -> Result<(), IngestError> {
+    ) -> Result<Outcome, IngestError> {
         let records = request.record_count() as u64;
         let counters = self.catalog.ingest(transport, R::SIGNAL);
         counters.records_received.increment(records);
-        let result = self.export_inner(tenant_header, &request).await;
-        if let Err(error) = &result {
-            self.log_rejection(transport, R::SIGNAL, error, header_text(tenant_header));
-            counters.rejected(error.reason(), records);
+        let result = self.export_inner(meta, request).await;
+        match &result {
+            Ok((_, refusals)) => {
+                counters.refused("signal_disabled", refusals.signal_disabled);
+                counters.refused("invalid_record", refusals.invalid);
+            }
+            Err(error) => {
+                self.log_rejection(transport, R::SIGNAL, error, header_text(meta.tenant_header));
+                counters.rejected(error.reason(), records);
+            }
         }
-        result
+        result.map(|(outcome, _)| outcome)
     }
 
     async fn export_inner<R: ExportRequest>(
         &self,
-        tenant_header: Option<&[u8]>,
-        request: &R,
-    ) -> Result<(), IngestError> {
-        request.validate()?;
-        let tenancy = RequestTenant::from_header(tenant_header)?;
+        meta: RequestMeta<'_>,
+        mut request: R,
+    ) -> Result<(Outcome, Refusals), IngestError> {
+        let access = self.auth.authenticate(meta.authorization, meta.source)?;
+        let tenancy = access.for_ingest(meta.tenant_header)?;
+        let resolved = self.admit(&tenancy, &request)?;
         let mut converter = Converter::new(now_nanos());
-        request.convert(&tenancy, &mut converter)?;
+        let mut refusals = Refusals::default();
+        request.convert(&resolved, &mut converter, &mut refusals);
         let batches = converter
             .finish()
             .map_err(|e| IngestError::Malformed(format!("cannot convert records: {e}")))?;
-        self.pipeline.submit(batches).await?;
-        Ok(())
+        if !batches.is_empty() {
+            self.pipeline.submit(batches).await?;
+        }
+        Ok((refusals.outcome(), refusals))
+    }
+
+    /// Resolves each resource's tenant and takes the request's share of each tenant's rate.
+    fn admit<R: ExportRequest>(
+        &self,
+        tenancy: &RequestTenant,
+        request: &R,
+    ) -> Result<Vec<Resolved>, IngestError> {
+        let mut resolved = Vec::with_capacity(request.resource_count());
+        let mut demand: Vec<(TenantId, Arc<TenantState>, u64, u64)> = Vec::new();
+        for i in 0..request.resource_count() {
+            let records = request.resource_records(i);
+            if records == 0 {
+                resolved.push(None);
+                continue;
+            }
+            let (tenant, state) = tenancy.resolve(request.resource_attributes(i))?;
+            let limits = &state.policy.limits;
+            if limits.records_per_second.is_some() || limits.bytes_per_second.is_some() {
+                let bytes = if limits.bytes_per_second.is_some() {
+                    request.resource_bytes(i)
+                } else {
+                    0
+                };
+                match demand.iter_mut().find(|d| d.0 == tenant) {
+                    Some(d) => {
+                        d.2 += records;
+                        d.3 += bytes;
+                    }
+                    None => demand.push((tenant.clone(), state.clone(), records, bytes)),
+                }
+            }
+            resolved.push(Some((tenant, state)));
+        }
+        if !demand.is_empty() {
+            let demands: Vec<Demand<'_>> = demand
+                .iter()
+                .map(|(tenant, state, records, bytes)| Demand {
+                    tenant,
+                    limits: &state.policy.limits,
+                    records: *records,
+                    bytes: *bytes,
+                })
+                .collect();
+            self.quotas
+                .admit(&demands, Instant::now())
+                .map_err(IngestError::RateLimited)?;
+        }
+        Ok(resolved)
     }
 }
 
@@ -179,16 +344,47 @@ pub trait ExportRequest: prost::Message + DeserializeOwned + Default + Send + 's
     /// The gRPC service name and method path.
     const GRPC_SERVICE: &'static str;
     const GRPC_PATH: &'static str;
+    /// The OTLP/JSON name of the partial-success count.
+    const REJECTED_FIELD: &'static str;
 
     fn record_count(&self) -> usize;
-    /// Checks what decoding does not (see [`validate`]).
-    fn validate(&self) -> Result<(), IngestError>;
-    /// Resolves each resource's tenant and appends its records to `converter`.
+    fn resource_count(&self) -> usize;
+    fn resource_records(&self, i: usize) -> u64;
+    fn resource_attributes(&self, i: usize) -> &[KeyValue];
+    /// Protobuf size of resource `i` with its records (what a bytes/s limit counts).
+    fn resource_bytes(&self, i: usize) -> u64;
+    /// Validates, redacts and converts the records of every resolved resource; records that
+    /// cannot be stored are counted in `refusals`.
     fn convert(
-        &self,
-        tenancy: &RequestTenant,
+        &mut self,
+        resolved: &[Resolved],
         converter: &mut Converter,
-    ) -> Result<(), TenancyError>;
+        refusals: &mut Refusals,
+    );
+    /// The answer to an accepted request.
+    fn response(outcome: &Outcome) -> Self::Response;
+}
+
+fn attributes_of(resource: Option<&Resource>) -> &[KeyValue] {
+    resource.map_or(&[][..], |r| &r.attributes)
+}
+
+fn redact_origin(
+    redactor: Option<&Redactor>,
+    resource: &mut Option<Resource>,
+    scopes: impl Iterator<Item = Option<InstrumentationScope>>,
+) -> Vec<Option<InstrumentationScope>> {
+    if let (Some(r), Some(res)) = (redactor, resource.as_mut()) {
+        r.attributes(&mut res.attributes);
+    }
+    scopes
+        .map(|mut scope| {
+            if let (Some(r), Some(s)) = (redactor, scope.as_mut()) {
+                r.attributes(&mut s.attributes);
+            }
+            scope
+        })
+        .collect()
 }
 
 impl ExportRequest for ExportLogsServiceRequest {
@@ -196,6 +392,7 @@ impl ExportRequest for ExportLogsServiceRequest {
     const SIGNAL: Signal = Signal::Logs;
     const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
     const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    const REJECTED_FIELD: &'static str = "rejectedLogRecords";
 
     fn record_count(&self) -> usize {
         self.resource_logs
@@ -205,34 +402,85 @@ impl ExportRequest for ExportLogsServiceRequest {
             .sum()
     }
 
-    fn validate(&self) -> Result<(), IngestError> {
-        validate::logs(self)
+    fn resource_count(&self) -> usize {
+        self.resource_logs.len()
+    }
+
+    fn resource_records(&self, i: usize) -> u64 {
+        let r = &self.resource_logs[i];
+        r.scope_logs
+            .iter()
+            .map(|s| s.log_records.len() as u64)
+            .sum()
+    }
+
+    fn resource_attributes(&self, i: usize) -> &[KeyValue] {
+        attributes_of(self.resource_logs[i].resource.as_ref())
+    }
+
+    fn resource_bytes(&self, i: usize) -> u64 {
+        self.resource_logs[i].encoded_len() as u64
     }
 
     fn convert(
-        &self,
-        tenancy: &RequestTenant,
+        &mut self,
+        resolved: &[Resolved],
         converter: &mut Converter,
-    ) -> Result<(), TenancyError> {
-        for rl in &self.resource_logs {
-            if rl.scope_logs.iter().all(|s| s.log_records.is_empty()) {
-                continue;
-            }
-            let tenant =
-                tenancy.resolve(rl.resource.as_ref().map_or(&[][..], |r| &r.attributes))?;
-            for sl in &rl.scope_logs {
+        refusals: &mut Refusals,
+    ) {
+        for (r, (rl, res)) in self.resource_logs.iter_mut().zip(resolved).enumerate() {
+            let Some((tenant, state)) = res else { continue };
+            let redactor = state.redactor.as_ref();
+            let policy = &state.policy;
+            let scopes = redact_origin(
+                redactor,
+                &mut rl.resource,
+                rl.scope_logs.iter_mut().map(|s| s.scope.take()),
+            );
+            for (s, (sl, scope)) in rl.scope_logs.iter_mut().zip(scopes).enumerate() {
                 let origin = Origin {
                     resource: rl.resource.as_ref(),
                     resource_schema_url: &rl.schema_url,
-                    scope: sl.scope.as_ref(),
+                    scope: scope.as_ref(),
                     scope_schema_url: &sl.schema_url,
+                    redaction_policy: redactor.map_or("", |r| r.version()),
                 };
-                for record in &sl.log_records {
-                    converter.push_log(&tenant, &origin, record);
+                for (i, record) in sl.log_records.iter_mut().enumerate() {
+                    let at = || format!("resourceLogs[{r}].scopeLogs[{s}].logRecords[{i}]");
+                    let is_event = event_name(record).is_some();
+                    let (enabled, signal) = if is_event {
+                        (policy.signals.events, "events")
+                    } else {
+                        (policy.signals.logs, "logs")
+                    };
+                    if !enabled {
+                        refusals.refuse("signal_disabled", || {
+                            format!("{}: tenant \"{tenant}\" may not send {signal}", at())
+                        });
+                        continue;
+                    }
+                    if let Err(problem) =
+                        validate::log(record, policy.limits.max_attributes_per_record, &at)
+                    {
+                        refusals.refuse("invalid_record", || problem);
+                        continue;
+                    }
+                    if let Some(r) = redactor {
+                        r.log(record);
+                    }
+                    converter.push_log(tenant, &origin, record);
                 }
             }
         }
-        Ok(())
+    }
+
+    fn response(outcome: &Outcome) -> Self::Response {
+        ExportLogsServiceResponse {
+            partial_success: (outcome.rejected > 0).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: i64::try_from(outcome.rejected).unwrap_or(i64::MAX),
+                error_message: outcome.message.clone(),
+            }),
+        }
     }
 }
 
@@ -241,6 +489,7 @@ impl ExportRequest for ExportTraceServiceRequest {
     const SIGNAL: Signal = Signal::Traces;
     const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
     const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    const REJECTED_FIELD: &'static str = "rejectedSpans";
 
     fn record_count(&self) -> usize {
         self.resource_spans
@@ -250,34 +499,76 @@ impl ExportRequest for ExportTraceServiceRequest {
             .sum()
     }
 
-    fn validate(&self) -> Result<(), IngestError> {
-        validate::traces(self)
+    fn resource_count(&self) -> usize {
+        self.resource_spans.len()
+    }
+
+    fn resource_records(&self, i: usize) -> u64 {
+        let r = &self.resource_spans[i];
+        r.scope_spans.iter().map(|s| s.spans.len() as u64).sum()
+    }
+
+    fn resource_attributes(&self, i: usize) -> &[KeyValue] {
+        attributes_of(self.resource_spans[i].resource.as_ref())
+    }
+
+    fn resource_bytes(&self, i: usize) -> u64 {
+        self.resource_spans[i].encoded_len() as u64
     }
 
     fn convert(
-        &self,
-        tenancy: &RequestTenant,
+        &mut self,
+        resolved: &[Resolved],
         converter: &mut Converter,
-    ) -> Result<(), TenancyError> {
-        for rs in &self.resource_spans {
-            if rs.scope_spans.iter().all(|s| s.spans.is_empty()) {
-                continue;
-            }
-            let tenant =
-                tenancy.resolve(rs.resource.as_ref().map_or(&[][..], |r| &r.attributes))?;
-            for ss in &rs.scope_spans {
+        refusals: &mut Refusals,
+    ) {
+        for (r, (rs, res)) in self.resource_spans.iter_mut().zip(resolved).enumerate() {
+            let Some((tenant, state)) = res else { continue };
+            let redactor = state.redactor.as_ref();
+            let policy = &state.policy;
+            let scopes = redact_origin(
+                redactor,
+                &mut rs.resource,
+                rs.scope_spans.iter_mut().map(|s| s.scope.take()),
+            );
+            for (s, (ss, scope)) in rs.scope_spans.iter_mut().zip(scopes).enumerate() {
                 let origin = Origin {
                     resource: rs.resource.as_ref(),
                     resource_schema_url: &rs.schema_url,
-                    scope: ss.scope.as_ref(),
+                    scope: scope.as_ref(),
                     scope_schema_url: &ss.schema_url,
+                    redaction_policy: redactor.map_or("", |r| r.version()),
                 };
-                for span in &ss.spans {
-                    converter.push_span(&tenant, &origin, span);
+                for (i, span) in ss.spans.iter_mut().enumerate() {
+                    let at = || format!("resourceSpans[{r}].scopeSpans[{s}].spans[{i}]");
+                    if !policy.signals.traces {
+                        refusals.refuse("signal_disabled", || {
+                            format!("{}: tenant \"{tenant}\" may not send traces", at())
+                        });
+                        continue;
+                    }
+                    if let Err(problem) =
+                        validate::span(span, policy.limits.max_attributes_per_record, &at)
+                    {
+                        refusals.refuse("invalid_record", || problem);
+                        continue;
+                    }
+                    if let Some(r) = redactor {
+                        r.span(span);
+                    }
+                    converter.push_span(tenant, &origin, span);
                 }
             }
         }
-        Ok(())
+    }
+
+    fn response(outcome: &Outcome) -> Self::Response {
+        ExportTraceServiceResponse {
+            partial_success: (outcome.rejected > 0).then(|| ExportTracePartialSuccess {
+                rejected_spans: i64::try_from(outcome.rejected).unwrap_or(i64::MAX),
+                error_message: outcome.message.clone(),
+            }),
+        }
     }
 }
 

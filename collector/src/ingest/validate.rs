@@ -1,72 +1,76 @@
-//! Checks on decoded OTLP that neither prost nor serde make: id lengths (a 15-byte trace id
-//! decodes without complaint) and timestamps the store can represent. A request that fails is
-//! refused whole with a message naming the first offending record.
+//! Checks on decoded OTLP records that neither prost nor serde make: id lengths (a 15-byte trace
+//! id decodes without complaint), timestamps the store can represent, and the tenant's bound on
+//! attributes per record. A record that fails is refused alone, through OTLP `partial_success`;
+//! the rest of its request is stored.
 
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-
-use super::IngestError;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::trace::v1::Span;
 
 const TRACE_ID_LEN: usize = 16;
 const SPAN_ID_LEN: usize = 8;
 
-pub fn logs(request: &ExportLogsServiceRequest) -> Result<(), IngestError> {
-    for (r, rl) in request.resource_logs.iter().enumerate() {
-        for (s, sl) in rl.scope_logs.iter().enumerate() {
-            for (i, record) in sl.log_records.iter().enumerate() {
-                let at = || format!("resourceLogs[{r}].scopeLogs[{s}].logRecords[{i}]");
-                id(&record.trace_id, TRACE_ID_LEN, "traceId", &at)?;
-                id(&record.span_id, SPAN_ID_LEN, "spanId", &at)?;
-                time(record.time_unix_nano, "timeUnixNano", &at)?;
-                time(record.observed_time_unix_nano, "observedTimeUnixNano", &at)?;
-            }
-        }
+/// Why `record` (found at `at`, e.g. `resourceLogs[0].scopeLogs[1].logRecords[2]`) cannot be
+/// stored, if it cannot.
+pub fn log(
+    record: &LogRecord,
+    max_attributes: usize,
+    at: &dyn Fn() -> String,
+) -> Result<(), String> {
+    id(&record.trace_id, TRACE_ID_LEN, "traceId", at)?;
+    id(&record.span_id, SPAN_ID_LEN, "spanId", at)?;
+    time(record.time_unix_nano, "timeUnixNano", at)?;
+    time(record.observed_time_unix_nano, "observedTimeUnixNano", at)?;
+    attributes(record.attributes.len(), max_attributes, at)
+}
+
+/// Why `span` cannot be stored, if it cannot.
+pub fn span(span: &Span, max_attributes: usize, at: &dyn Fn() -> String) -> Result<(), String> {
+    id(&span.trace_id, TRACE_ID_LEN, "traceId", at)?;
+    id(&span.span_id, SPAN_ID_LEN, "spanId", at)?;
+    id(&span.parent_span_id, SPAN_ID_LEN, "parentSpanId", at)?;
+    time(span.start_time_unix_nano, "startTimeUnixNano", at)?;
+    time(span.end_time_unix_nano, "endTimeUnixNano", at)?;
+    attributes(span.attributes.len(), max_attributes, at)?;
+    for (l, link) in span.links.iter().enumerate() {
+        let at = || format!("{}.links[{l}]", at());
+        id(&link.trace_id, TRACE_ID_LEN, "traceId", &at)?;
+        id(&link.span_id, SPAN_ID_LEN, "spanId", &at)?;
+    }
+    for (e, event) in span.events.iter().enumerate() {
+        let at = || format!("{}.events[{e}]", at());
+        time(event.time_unix_nano, "timeUnixNano", &at)?;
     }
     Ok(())
 }
 
-pub fn traces(request: &ExportTraceServiceRequest) -> Result<(), IngestError> {
-    for (r, rs) in request.resource_spans.iter().enumerate() {
-        for (s, ss) in rs.scope_spans.iter().enumerate() {
-            for (i, span) in ss.spans.iter().enumerate() {
-                let at = || format!("resourceSpans[{r}].scopeSpans[{s}].spans[{i}]");
-                id(&span.trace_id, TRACE_ID_LEN, "traceId", &at)?;
-                id(&span.span_id, SPAN_ID_LEN, "spanId", &at)?;
-                id(&span.parent_span_id, SPAN_ID_LEN, "parentSpanId", &at)?;
-                time(span.start_time_unix_nano, "startTimeUnixNano", &at)?;
-                time(span.end_time_unix_nano, "endTimeUnixNano", &at)?;
-                for (l, link) in span.links.iter().enumerate() {
-                    let at = || format!("{}.links[{l}]", at());
-                    id(&link.trace_id, TRACE_ID_LEN, "traceId", &at)?;
-                    id(&link.span_id, SPAN_ID_LEN, "spanId", &at)?;
-                }
-                for (e, event) in span.events.iter().enumerate() {
-                    let at = || format!("{}.events[{e}]", at());
-                    time(event.time_unix_nano, "timeUnixNano", &at)?;
-                }
-            }
-        }
-    }
-    Ok(())
-}
-
-fn id(bytes: &[u8], len: usize, field: &str, at: &dyn Fn() -> String) -> Result<(), IngestError> {
+fn id(bytes: &[u8], len: usize, field: &str, at: &dyn Fn() -> String) -> Result<(), String> {
     if bytes.is_empty() || bytes.len() == len {
         return Ok(());
     }
-    Err(IngestError::Malformed(format!(
+    Err(format!(
         "{}.{field} is {} bytes long; it must be {len} bytes or empty",
         at(),
         bytes.len()
-    )))
+    ))
 }
 
-fn time(nanos: u64, field: &str, at: &dyn Fn() -> String) -> Result<(), IngestError> {
+fn time(nanos: u64, field: &str, at: &dyn Fn() -> String) -> Result<(), String> {
     if i64::try_from(nanos).is_ok() {
         return Ok(());
     }
-    Err(IngestError::Malformed(format!(
+    Err(format!(
         "{}.{field} {nanos} is past the year 2262, the latest time the store can hold",
         at()
-    )))
+    ))
+}
+
+fn attributes(count: usize, max: usize, at: &dyn Fn() -> String) -> Result<(), String> {
+    if count <= max {
+        return Ok(());
+    }
+    Err(format!(
+        "{} has {count} attributes; the tenant's limit is {max} \
+         (limits.max_attributes_per_record)",
+        at()
+    ))
 }

@@ -51,6 +51,8 @@ pub struct Origin<'a> {
     pub resource_schema_url: &'a str,
     pub scope: Option<&'a InstrumentationScope>,
     pub scope_schema_url: &'a str,
+    /// The redaction policy version applied to these records (empty: none).
+    pub redaction_policy: &'a str,
 }
 
 impl Converter {
@@ -261,6 +263,7 @@ struct CommonColumns {
     scope_attributes: StringMapBuilder,
     scope_schema_url: StringBuilder,
     scope_dropped_attributes_count: UInt32Builder,
+    redaction_policy: StringBuilder,
 }
 
 impl Default for CommonColumns {
@@ -278,6 +281,7 @@ impl Default for CommonColumns {
             scope_attributes: new_map(),
             scope_schema_url: StringBuilder::new(),
             scope_dropped_attributes_count: UInt32Builder::new(),
+            redaction_policy: StringBuilder::new(),
         }
     }
 }
@@ -313,6 +317,7 @@ impl CommonColumns {
         self.scope_schema_url.append_value(o.scope_schema_url);
         self.scope_dropped_attributes_count
             .append_value(scope.map_or(0, |s| s.dropped_attributes_count));
+        self.redaction_policy.append_value(o.redaction_policy);
     }
 
     fn head(&mut self) -> Vec<ArrayRef> {
@@ -334,6 +339,7 @@ impl CommonColumns {
             Arc::new(self.scope_attributes.finish()),
             Arc::new(self.scope_schema_url.finish()),
             Arc::new(self.scope_dropped_attributes_count.finish()),
+            Arc::new(self.redaction_policy.finish()),
         ]
     }
 }

@@ -53,8 +53,14 @@ impl Signal {
 }
 
 /// Why records or requests were refused: the metric label of an ingest error.
-pub const REJECT_REASONS: [&str; 8] = [
+pub const REJECT_REASONS: [&str; 14] = [
     "malformed",
+    "unauthenticated",
+    "auth_throttled",
+    "forbidden",
+    "rate_limited",
+    "signal_disabled",
+    "invalid_record",
     "unsupported_media_type",
     "too_large",
     "missing_tenant",
@@ -81,6 +87,8 @@ pub mod names {
     pub const WAL_REPLAYED: &str = "tenantscope_wal_replayed_records_total";
     pub const WAL_TORN_TAILS: &str = "tenantscope_wal_torn_tails_total";
     pub const WAL_CORRUPT: &str = "tenantscope_wal_corrupt_records_total";
+    pub const CONFIG_RELOADS: &str = "tenantscope_config_reloads_total";
+    pub const QUERIES: &str = "tenantscope_query_requests_total";
 }
 
 /// Buckets of the write-ahead log append (write + fdatasync) histogram, in seconds.
@@ -121,6 +129,16 @@ impl IngestCounters {
     }
 }
 
+impl IngestCounters {
+    /// Counts records refused one by one inside an accepted request.
+    pub fn refused(&self, reason: &'static str, records: u64) {
+        debug_assert!(REJECT_REASONS.contains(&reason), "unknown reason {reason}");
+        if let (Some(c), true) = (self.records_rejected.get(reason), records > 0) {
+            c.increment(records);
+        }
+    }
+}
+
 /// Counters of one table's commits.
 #[derive(Clone)]
 pub struct StoreCounters {
@@ -142,8 +160,25 @@ struct Inner {
     store: HashMap<Table, StoreCounters>,
     commit_failures: Counter,
     wal: WalCounters,
+    reloads: HashMap<&'static str, Counter>,
+    queries: HashMap<&'static str, Counter>,
     _build_info: Gauge,
 }
+
+/// Results of a configuration reload.
+pub const RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
+
+/// Results of a query API request: the `result` label.
+pub const QUERY_RESULTS: [&str; 8] = [
+    "ok",
+    "invalid",
+    "unauthenticated",
+    "forbidden",
+    "throttled",
+    "timeout",
+    "memory_limit",
+    "failed",
+];
 
 impl Catalog {
     /// Registers every metric of the catalog with a new recorder.
@@ -224,6 +259,16 @@ impl Catalog {
             Unit::Count,
             "Corrupt write-ahead log records found at start-up (segment copies kept under wal/corrupt/).",
         );
+        describe(
+            names::CONFIG_RELOADS,
+            Unit::Count,
+            "Configuration reloads (SIGHUP or file change), by result.",
+        );
+        describe(
+            names::QUERIES,
+            Unit::Count,
+            "Query API requests, by result.",
+        );
         recorder.describe_histogram(
             names::WAL_APPEND_SECONDS.into(),
             Some(Unit::Seconds),
@@ -286,6 +331,14 @@ impl Catalog {
             torn_tails: counter(names::WAL_TORN_TAILS, vec![]),
             corrupt_segments: counter(names::WAL_CORRUPT, vec![]),
         };
+        let by_result = |name: &'static str, results: &[&'static str]| {
+            results
+                .iter()
+                .map(|&r| (r, counter(name, vec![Label::new("result", r)])))
+                .collect::<HashMap<_, _>>()
+        };
+        let reloads = by_result(names::CONFIG_RELOADS, &RELOAD_RESULTS);
+        let queries = by_result(names::QUERIES, &QUERY_RESULTS);
         let build_info = recorder.register_gauge(
             &Key::from_parts(
                 names::BUILD_INFO,
@@ -302,6 +355,8 @@ impl Catalog {
                 store,
                 commit_failures,
                 wal,
+                reloads,
+                queries,
                 _build_info: build_info,
             }),
         }
@@ -317,6 +372,16 @@ impl Catalog {
 
     pub fn wal(&self) -> &WalCounters {
         &self.inner.wal
+    }
+
+    /// The reload counter for `result` (one of [`RELOAD_RESULTS`]).
+    pub fn config_reloads(&self, result: &'static str) -> &Counter {
+        &self.inner.reloads[result]
+    }
+
+    /// The query counter for `result` (one of [`QUERY_RESULTS`]).
+    pub fn queries(&self, result: &'static str) -> &Counter {
+        &self.inner.queries[result]
     }
 
     pub fn commit_failures(&self) -> &Counter {

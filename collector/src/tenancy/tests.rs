@@ -20,10 +20,23 @@ fn attrs(tenant: Option<&str>) -> Vec<KeyValue> {
     attrs
 }
 
+fn authenticator(yaml: &str) -> Authenticator {
+    let config = crate::config::parse(yaml).unwrap();
+    Authenticator::new(Tenants::new(Directory::build(&config).unwrap()), 3)
+}
+
+fn trusted() -> Access {
+    authenticator("").authenticate(None, None).unwrap()
+}
+
 fn check(header: Option<&str>, attribute: Option<&str>, expected: Result<&str, &str>) {
-    let got = RequestTenant::from_header(header.map(str::as_bytes))
+    let got = trusted()
+        .for_ingest(header.map(str::as_bytes))
         .and_then(|rt| rt.resolve(&attrs(attribute)));
-    let got = got.as_ref().map(|t| t.as_str()).map_err(|e| e.to_string());
+    let got = got
+        .as_ref()
+        .map(|t| t.0.as_str())
+        .map_err(|e| e.to_string());
     assert_eq!(
         got,
         expected.map_err(str::to_owned),
@@ -79,6 +92,153 @@ fn non_string_tenant_attribute_is_refused() {
             value: Some(any_value::Value::IntValue(7)),
         }),
     }];
-    let rt = RequestTenant::from_header(None).unwrap();
-    assert_eq!(rt.resolve(&attrs), Err(TenancyError::NotAString));
+    let rt = trusted().for_ingest(None).unwrap();
+    assert_eq!(rt.resolve(&attrs).unwrap_err(), TenancyError::NotAString);
+}
+
+fn keyed() -> Authenticator {
+    let h = |k: &str| directory::hash_key(k.as_bytes());
+    authenticator(&format!(
+        r#"
+auth:
+  admin_keys: ["{admin}"]
+tenants:
+  acme:
+    keys:
+      - {{hash: "{ai}", roles: [ingest]}}
+      - {{hash: "{aq}", roles: [query]}}
+  globex:
+    keys: [{{hash: "{gi}", roles: [ingest, query]}}]
+  initech:
+    enabled: false
+    keys: [{{hash: "{ii}", roles: [ingest, query]}}]
+"#,
+        admin = h("admin-key"),
+        ai = h("acme-ingest"),
+        aq = h("acme-query"),
+        gi = h("globex-key"),
+        ii = h("initech-key"),
+    ))
+}
+
+fn ingest(
+    auth: &Authenticator,
+    authorization: Option<&str>,
+    header: Option<&str>,
+    attribute: Option<&str>,
+) -> Result<String, String> {
+    auth.authenticate(authorization.map(str::as_bytes), None)
+        .and_then(|a| a.for_ingest(header.map(str::as_bytes)))
+        .and_then(|rt| rt.resolve(&attrs(attribute)))
+        .map(|(t, _)| t.to_string())
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn keys_bind_the_tenant() {
+    let auth = keyed();
+    let ok = |key, header, attr, want: &str| {
+        assert_eq!(ingest(&auth, key, header, attr).as_deref(), Ok(want));
+    };
+    let err = |key, header, attr, want: &str| {
+        let got = ingest(&auth, key, header, attr).unwrap_err();
+        assert!(got.contains(want), "{key:?} {header:?} {attr:?}: {got}");
+    };
+    ok(Some("Bearer acme-ingest"), None, None, "acme");
+    ok(
+        Some("bearer acme-ingest"),
+        Some("acme"),
+        Some("acme"),
+        "acme",
+    );
+    err(
+        None,
+        None,
+        Some("acme"),
+        "authentication required: send Authorization",
+    );
+    err(Some("Bearer nope"), None, None, "unknown API key");
+    err(Some("Basic YWJj"), None, None, "must be Bearer");
+    err(
+        Some("Bearer acme-ingest"),
+        Some("globex"),
+        None,
+        r#"the X-Scope-OrgID header names tenant "globex" but the API key belongs to tenant "acme""#,
+    );
+    err(
+        Some("Bearer acme-ingest"),
+        None,
+        Some("globex"),
+        r#"the resource attribute tenant.id names tenant "globex""#,
+    );
+    err(Some("Bearer acme-query"), None, None, "has no ingest role");
+    err(
+        Some("Bearer initech-key"),
+        None,
+        None,
+        r#"tenant "initech" is disabled"#,
+    );
+    // An admin key is a trusted gateway: the tenant comes from the request.
+    ok(Some("Bearer admin-key"), Some("globex"), None, "globex");
+    ok(Some("Bearer admin-key"), None, Some("acme"), "acme");
+    err(
+        Some("Bearer admin-key"),
+        None,
+        Some("initech"),
+        "is disabled",
+    );
+
+    let query = |key: &str, named: Option<&str>| {
+        auth.authenticate(Some(key.as_bytes()), None)
+            .and_then(|a| a.for_query(named))
+            .map(|t| t.to_string())
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(query("Bearer acme-query", None).as_deref(), Ok("acme"));
+    assert_eq!(
+        query("Bearer acme-query", Some("acme")).as_deref(),
+        Ok("acme")
+    );
+    assert!(
+        query("Bearer acme-query", Some("globex"))
+            .unwrap_err()
+            .contains("belongs to tenant")
+    );
+    assert!(
+        query("Bearer acme-ingest", None)
+            .unwrap_err()
+            .contains("no query role")
+    );
+    assert_eq!(
+        query("Bearer admin-key", Some("globex")).as_deref(),
+        Ok("globex")
+    );
+    assert!(
+        query("Bearer admin-key", None)
+            .unwrap_err()
+            .contains("no tenant")
+    );
+}
+
+#[test]
+fn failed_authentications_are_throttled() {
+    let auth = keyed();
+    let ip: IpAddr = "192.0.2.7".parse().unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            auth.authenticate(Some(b"Bearer wrong"), Some(ip))
+                .unwrap_err(),
+            TenancyError::Unauthenticated("unknown API key")
+        );
+    }
+    // Now even a right key from that address waits: that is what stops guessing.
+    assert!(matches!(
+        auth.authenticate(Some(b"Bearer acme-ingest"), Some(ip)),
+        Err(TenancyError::Throttled { .. })
+    ));
+    let other: IpAddr = "192.0.2.8".parse().unwrap();
+    assert!(
+        auth.authenticate(Some(b"Bearer acme-ingest"), Some(other))
+            .is_ok()
+    );
 }

@@ -89,6 +89,7 @@ fn origin<'a>(r: &'a Resource, sc: &'a InstrumentationScope, urls: bool) -> Orig
         resource_schema_url: url("https://r"),
         scope: Some(sc),
         scope_schema_url: url("https://s"),
+        redaction_policy: "",
     }
 }
 

@@ -1,0 +1,398 @@
+//! `POST /api/v1/query`: a tenant's audit query over HTTP.
+//!
+//! Body: `{"sql": "...", "from": RFC 3339, "to": RFC 3339, "since": "24h", "format": "json",
+//! "tenant": "..."}`; only `sql` is required. The caller authenticates with a tenant's `query`
+//! key (the query runs for that tenant) or an admin key (the request names the tenant in
+//! `tenant` or `X-Scope-OrgID`); without any key configured the tenant is named the same way and
+//! the network is trusted. The answer streams as JSON Lines, CSV, Arrow IPC or Parquet, chosen
+//! by `format` or else the `Accept` header. It runs through the same [`audit_store::query::run`]
+//! as `tenantscope query`, under `query.memory_limit` and `query.timeout`.
+//!
+//! Queries run on their own small runtime ([`QueryPool`]), apart from the ingest path.
+//!
+//! Errors before the first row are answered with a status and `{"error": ..., "error_type":
+//! ...}`: 400 invalid or refused SQL, 401, 403, 413 SQL too long, 422 memory limit, 429 too many
+//! failed authentications, 503 timeout. An error after rows were sent cuts the stream short (the
+//! client sees an incomplete body, never a silently truncated success).
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use audit_store::layout::Layout;
+use audit_store::query::RecordBatchStreamAdapter;
+use audit_store::query::format::{OutputFormat, write_stream};
+use audit_store::query::{QueryError, TimeRange};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::Deserialize;
+
+use super::ApiState;
+use crate::tenancy::{TENANT_HEADER, TenancyError};
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    pub sql: String,
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub to: Option<String>,
+    #[serde(default)]
+    pub since: Option<String>,
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub tenant: Option<String>,
+}
+
+/// A refused query: status, metric result and message.
+struct Refusal {
+    status: StatusCode,
+    result: &'static str,
+    error_type: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, result: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            result,
+            error_type: result,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    fn bad(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid", message)
+    }
+}
+
+impl From<TenancyError> for Refusal {
+    fn from(e: TenancyError) -> Self {
+        match &e {
+            TenancyError::Unauthenticated(_) => {
+                Refusal::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+            }
+            TenancyError::Throttled { retry_after } => Refusal {
+                retry_after: Some(retry_after.as_secs().max(1)),
+                ..Refusal::new(StatusCode::TOO_MANY_REQUESTS, "throttled", e.to_string())
+            },
+            _ if e.is_forbidden() => {
+                Refusal::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
+            _ => Refusal::bad(e.to_string()),
+        }
+    }
+}
+
+impl From<QueryError> for Refusal {
+    fn from(e: QueryError) -> Self {
+        match &e {
+            QueryError::Invalid(_) => Refusal::bad(e.to_string()),
+            QueryError::TooLong { .. } => {
+                Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, "invalid", e.to_string())
+            }
+            QueryError::MemoryLimit(_) => Refusal::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "memory_limit",
+                e.to_string(),
+            ),
+            _ => Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string()),
+        }
+    }
+}
+
+pub(super) async fn query(
+    State(state): State<ApiState>,
+    request: axum::extract::Request,
+) -> Response {
+    let catalog = state.catalog.clone();
+    match run(state, request).await {
+        Ok(response) => {
+            catalog.queries("ok").increment(1);
+            response
+        }
+        Err(refusal) => {
+            catalog.queries(refusal.result).increment(1);
+            let mut response = (
+                refusal.status,
+                [(header::CONTENT_TYPE, "application/json")],
+                serde_json::json!({"error": refusal.message, "error_type": refusal.error_type})
+                    .to_string(),
+            )
+                .into_response();
+            if let Some(secs) = refusal.retry_after {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            response
+        }
+    }
+}
+
+async fn run(state: ApiState, request: axum::extract::Request) -> Result<Response, Refusal> {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let source = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let headers = &parts.headers;
+    let access = state.auth.authenticate(
+        headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+        source,
+    )?;
+    let limits = state.limits.clone();
+    let body = axum::body::to_bytes(body, limits.max_sql_length.saturating_mul(2) + 4096)
+        .await
+        .map_err(|e| {
+            Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "invalid",
+                format!("cannot read the request body: {e}"),
+            )
+        })?;
+    let req: QueryRequest = serde_json::from_slice(&body).map_err(|e| {
+        Refusal::bad(format!(
+            "the body must be JSON like {{\"sql\": \"SELECT ...\", \"from\": \"2026-01-01T00:00:00Z\"}}: {e}"
+        ))
+    })?;
+    let header_tenant = headers
+        .get(TENANT_HEADER)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let named = req.tenant.clone().or(header_tenant);
+    let tenant = access.for_query(named.as_deref())?;
+    let format = output_format(req.format.as_deref(), headers)?;
+    let range = time_range(&req)?;
+
+    let layout = Layout::new(&state.data_dir);
+    let deadline = started + limits.timeout;
+    let timeout = || {
+        Refusal::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the query did not finish within query.timeout ({})",
+                humantime::format_duration(limits.timeout)
+            ),
+        )
+    };
+    let store_limits = limits.store_limits();
+    let sql = req.sql;
+    let query_tenant = tenant.clone();
+    // Planning and the first batch run on the query pool, so a runaway query never holds an
+    // ingest thread, and the deadline below fires even while an operator is busy.
+    let mut task = state.pool.handle().spawn(async move {
+        let mut stream =
+            audit_store::query::run(&layout, &query_tenant, range, &sql, store_limits).await?;
+        // Pull the first batch before answering, so that most failures still get a status.
+        let first = stream.next().await.transpose()?;
+        Ok::<_, QueryError>((stream, first))
+    });
+    let (stream, first) = match tokio::time::timeout_at(deadline.into(), &mut task).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(join_error)) => {
+            return Err(Refusal::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "failed",
+                format!("the query failed: {join_error}"),
+            ));
+        }
+        Err(_) => {
+            task.abort();
+            return Err(timeout());
+        }
+    };
+    let schema = stream.schema();
+    let stream =
+        RecordBatchStreamAdapter::new(schema, futures::stream::iter(first.map(Ok)).chain(stream));
+    tracing::info!(tenant = %tenant, format = ?format, "query started");
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let handle = state.pool.handle().clone();
+    let error_tx = tx.clone();
+    tokio::task::spawn_blocking(move || {
+        let writer = ChannelWriter {
+            buffer: Vec::with_capacity(CHUNK),
+            tx,
+        };
+        let outcome = handle.block_on(tokio::time::timeout_at(
+            deadline.into(),
+            write_stream(Box::pin(stream), format, writer),
+        ));
+        let error = match outcome {
+            Ok(Ok(_rows)) => return,
+            Ok(Err(e)) => std::io::Error::other(e.to_string()),
+            Err(_) => std::io::Error::other("query.timeout reached while streaming the result"),
+        };
+        tracing::warn!(tenant = %tenant, error = %error, "query failed while streaming");
+        let _ = futures::executor::block_on(error_tx.send(Err(error)));
+    });
+    let body = Body::from_stream(tokio_stream_from(rx));
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+}
+
+const CHUNK: usize = 64 << 10;
+
+/// A `Write` that sends the bytes to the response body in chunks, waiting when the client is
+/// slow (so a large result never piles up in memory) and failing when it has gone.
+struct ChannelWriter {
+    buffer: Vec<u8>,
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(
+            &mut self.buffer,
+            Vec::with_capacity(CHUNK),
+        ));
+        // A plain executor: this runs on a blocking thread that is itself inside the runtime's
+        // `block_on`, where tokio's own `blocking_send` refuses to run.
+        futures::executor::block_on(self.tx.send(Ok(chunk)))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away"))
+    }
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.buffer.extend_from_slice(buf);
+        if self.buffer.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+fn output_format(field: Option<&str>, headers: &HeaderMap) -> Result<OutputFormat, Refusal> {
+    if let Some(f) = field {
+        return match f.parse::<OutputFormat>() {
+            Ok(OutputFormat::Table) | Err(_) => Err(Refusal::bad(format!(
+                "unknown format {f:?}; expected json, csv, arrow or parquet"
+            ))),
+            Ok(format) => Ok(format),
+        };
+    }
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    for media in accept.split(',') {
+        let media = media
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let format = match media.as_str() {
+            "application/x-ndjson" | "application/jsonl" | "application/json" => OutputFormat::Json,
+            "text/csv" => OutputFormat::Csv,
+            "application/vnd.apache.arrow.stream" => OutputFormat::Arrow,
+            "application/vnd.apache.parquet" => OutputFormat::Parquet,
+            _ => continue,
+        };
+        return Ok(format);
+    }
+    Ok(OutputFormat::Json)
+}
+
+fn rfc3339(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, Refusal> {
+    value
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| {
+                    Refusal::bad(format!(
+                        "{field} {v:?} is not an RFC 3339 time like 2026-11-27T00:00:00Z: {e}"
+                    ))
+                })
+        })
+        .transpose()
+}
+
+fn time_range(req: &QueryRequest) -> Result<TimeRange, Refusal> {
+    let range = match &req.since {
+        Some(since) => {
+            if req.from.is_some() || req.to.is_some() {
+                return Err(Refusal::bad("use either since or from/to, not both"));
+            }
+            let d = humantime::parse_duration(since)
+                .map_err(|e| Refusal::bad(format!("since {since:?} is not a duration: {e}")))?;
+            let d = chrono::Duration::from_std(d)
+                .map_err(|_| Refusal::bad(format!("since {since:?} is too long")))?;
+            TimeRange {
+                from: Some(Utc::now() - d),
+                to: None,
+            }
+        }
+        None => TimeRange {
+            from: rfc3339("from", req.from.as_deref())?,
+            to: rfc3339("to", req.to.as_deref())?,
+        },
+    };
+    if let (Some(from), Some(to)) = (range.from, range.to)
+        && from >= to
+    {
+        return Err(Refusal::bad("from must be before to"));
+    }
+    Ok(range)
+}
+
+/// The runtime queries execute on: a separate, small thread pool, so that a heavy query delays
+/// other queries but never an OTLP acknowledgement.
+pub struct QueryPool {
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl QueryPool {
+    pub fn new(threads: usize) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .thread_name("tenantscope-query")
+            .enable_time()
+            .build()?;
+        Ok(Self {
+            runtime: Some(runtime),
+        })
+    }
+
+    pub fn handle(&self) -> &tokio::runtime::Handle {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives until drop")
+            .handle()
+    }
+}
+
+impl Drop for QueryPool {
+    fn drop(&mut self) {
+        // Queries still running are abandoned, not awaited (this may run inside a runtime).
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}

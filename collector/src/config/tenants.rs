@@ -1,0 +1,577 @@
+//! The `auth`, `tenants`, `query` and `reload` sections: who may send and read, and each
+//! tenant's policy (roles, signals, rate limits, redaction, retention, durability).
+//!
+//! Pure like the rest of [`super::parse`]: secrets are never read here. API keys appear only as
+//! SHA-256 hashes (`sha256:<64 hex>`, printed by `tenantscope hash-key`), and a redaction HMAC key
+//! is named by its source (a file or an environment variable) and read by the tenancy context
+//! when it builds its directory.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use audit_store::TenantId;
+use serde_yaml_ng::{Mapping, Value};
+
+use super::parse::{Walker, byte_size, describe, duration, integer, join, path, string};
+
+/// Global authentication settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Auth {
+    /// Keys that may query any tenant and use the admin endpoints.
+    pub admin_keys: Vec<KeyHash>,
+    /// Failed authentications allowed per source address and minute; beyond it 429.
+    pub max_failures_per_minute: u32,
+}
+
+/// The SHA-256 of an API key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash(pub [u8; 32]);
+
+impl std::fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sha256:{}", hex::encode(self.0))
+    }
+}
+
+impl KeyHash {
+    /// Parses `sha256:<64 hex digits>`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        const EXPECTED: &str = "expected sha256:<64 hex digits> (see `tenantscope hash-key`)";
+        s.strip_prefix("sha256:")
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(KeyHash)
+            .ok_or_else(|| EXPECTED.to_owned())
+    }
+}
+
+/// What a tenant's key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Roles {
+    pub ingest: bool,
+    pub query: bool,
+}
+
+/// One API key of a tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    pub hash: KeyHash,
+    pub roles: Roles,
+}
+
+/// Which signals a tenant may send. Records of a disabled signal are refused one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signals {
+    pub logs: bool,
+    pub traces: bool,
+    pub events: bool,
+}
+
+/// Admission limits of one tenant. Rates are token buckets; `None` is unlimited.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantLimits {
+    pub records_per_second: Option<u64>,
+    /// Bucket size; defaults to one second's worth.
+    pub records_burst: Option<u64>,
+    /// Bytes of OTLP protobuf (the tenant's share of a request, decompressed).
+    pub bytes_per_second: Option<u64>,
+    pub bytes_burst: Option<u64>,
+    /// Attributes of one record (resource attributes not counted); more: the record is refused.
+    pub max_attributes_per_record: usize,
+}
+
+/// A regular expression (compared by its text).
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+/// Replace every match of `pattern` in string values and bodies with `with` (`$1` works).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replacement {
+    pub pattern: Pattern,
+    pub with: String,
+}
+
+/// Where a tenant's pseudonymisation key comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// Redaction applied to a tenant's records before anything reaches disk.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Redaction {
+    /// Attribute keys removed (record, resource and scope attributes).
+    pub drop_attributes: Vec<String>,
+    /// Applied to string attribute values and string bodies.
+    pub replace: Vec<Replacement>,
+    /// Attribute keys whose values become `hmac-sha256:<hex>` under the tenant's key.
+    pub pseudonymize: Vec<String>,
+    pub hmac_key: Option<SecretSource>,
+}
+
+impl Redaction {
+    pub fn is_empty(&self) -> bool {
+        self.drop_attributes.is_empty() && self.replace.is_empty() && self.pseudonymize.is_empty()
+    }
+}
+
+/// How a tenant's records are made durable before the acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurabilityClass {
+    /// fsync'd to the write-ahead log before the answer (the only class so far).
+    Sync,
+}
+
+/// Everything configured for one tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantPolicy {
+    pub enabled: bool,
+    pub keys: Vec<ApiKey>,
+    pub signals: Signals,
+    pub limits: TenantLimits,
+    pub redaction: Redaction,
+    /// How long records are kept (enforced by the retention job, not yet built).
+    pub retention: Option<Duration>,
+    pub durability: DurabilityClass,
+}
+
+impl Default for TenantPolicy {
+    /// The policy of a tenant the config does not list (header/attribute mode only).
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            keys: Vec::new(),
+            signals: Signals {
+                logs: true,
+                traces: true,
+                events: true,
+            },
+            limits: TenantLimits {
+                records_per_second: None,
+                records_burst: None,
+                bytes_per_second: None,
+                bytes_burst: None,
+                max_attributes_per_record: 128,
+            },
+            redaction: Redaction::default(),
+            retention: None,
+            durability: DurabilityClass::Sync,
+        }
+    }
+}
+
+/// Limits of the query API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryLimits {
+    /// A query (planning, execution and streaming the answer) is cancelled after this long.
+    pub timeout: Duration,
+    /// Memory a query's operators may hold; beyond it the query fails.
+    pub memory_limit: u64,
+    /// Longest SQL text accepted.
+    pub max_sql_length: usize,
+}
+
+impl QueryLimits {
+    /// The limits in the store's terms.
+    pub fn store_limits(&self) -> audit_store::query::QueryLimits {
+        audit_store::query::QueryLimits {
+            memory_limit: usize::try_from(self.memory_limit).ok(),
+            max_sql_length: Some(self.max_sql_length),
+        }
+    }
+}
+
+/// How configuration changes are picked up at run time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reload {
+    /// How often the config file (and tenants file) are checked for changes; `None`: only SIGHUP.
+    pub watch_interval: Option<Duration>,
+}
+
+pub(super) fn parse_auth(w: &mut Walker, m: &Mapping, auth: &mut Auth) {
+    w.known_keys(m, "auth", &["admin_keys", "max_failures_per_minute"]);
+    if let Some(v) = m.get("admin_keys") {
+        auth.admin_keys = list(w, v, "auth.admin_keys", |w, p, item| {
+            match string(item).and_then(KeyHash::parse) {
+                Ok(h) => Some(h),
+                Err(e) => {
+                    w.error(p, e);
+                    None
+                }
+            }
+        });
+    }
+    w.field(
+        m,
+        "auth",
+        "max_failures_per_minute",
+        &mut auth.max_failures_per_minute,
+        |v| integer(v, 1, 1_000_000).map(|n| n as u32),
+    );
+}
+
+pub(super) fn parse_query(w: &mut Walker, m: &Mapping, q: &mut QueryLimits) {
+    w.known_keys(m, "query", &["timeout", "memory_limit", "max_sql_length"]);
+    w.field(m, "query", "timeout", &mut q.timeout, |v| {
+        duration(v, Duration::from_millis(10), Duration::from_secs(3600))
+    });
+    w.field(m, "query", "memory_limit", &mut q.memory_limit, byte_size);
+    w.field(m, "query", "max_sql_length", &mut q.max_sql_length, |v| {
+        byte_size(v).and_then(|n| usize::try_from(n).map_err(|_| "too large".to_string()))
+    });
+}
+
+pub(super) fn parse_reload(w: &mut Walker, m: &Mapping, r: &mut Reload) {
+    w.known_keys(m, "reload", &["watch_interval"]);
+    w.field(m, "reload", "watch_interval", &mut r.watch_interval, |v| {
+        if v.as_str() == Some("off") {
+            return Ok(None);
+        }
+        duration(v, Duration::from_millis(100), Duration::from_secs(3600)).map(Some)
+    });
+}
+
+/// Parses a mapping of tenant id → policy (the `tenants` section or a tenants file).
+pub(super) fn parse_tenants(
+    w: &mut Walker,
+    value: &Value,
+    parent: &str,
+    out: &mut BTreeMap<TenantId, TenantPolicy>,
+) {
+    let Value::Mapping(m) = value else {
+        if !value.is_null() {
+            w.error(parent, "expected a mapping of tenant id to tenant settings");
+        }
+        return;
+    };
+    for (key, value) in m {
+        let Some(id) = key.as_str() else {
+            w.error(parent, format!("tenant ids must be strings, found {key:?}"));
+            continue;
+        };
+        let p = join(parent, id);
+        let tenant = match TenantId::parse(id) {
+            Ok(t) => t,
+            Err(e) => {
+                w.error(&p, format!("invalid tenant id: {e}"));
+                continue;
+            }
+        };
+        let policy = match value {
+            Value::Null => TenantPolicy::default(),
+            Value::Mapping(m) => tenant_policy(w, m, &p),
+            other => {
+                w.error(&p, format!("expected a mapping, found {}", describe(other)));
+                continue;
+            }
+        };
+        if out.insert(tenant, policy).is_some() {
+            w.error(&p, "tenant listed twice");
+        }
+    }
+}
+
+fn tenant_policy(w: &mut Walker, m: &Mapping, p: &str) -> TenantPolicy {
+    let mut t = TenantPolicy::default();
+    w.known_keys(
+        m,
+        p,
+        &[
+            "enabled",
+            "keys",
+            "signals",
+            "limits",
+            "redaction",
+            "retention",
+            "durability",
+        ],
+    );
+    w.field(m, p, "enabled", &mut t.enabled, |v| {
+        v.as_bool()
+            .ok_or_else(|| format!("expected true or false, found {}", describe(v)))
+    });
+    if let Some(v) = m.get("keys") {
+        t.keys = list(w, v, &join(p, "keys"), api_key);
+    }
+    if let Some(v) = m.get("signals") {
+        let kp = join(p, "signals");
+        let names = list(w, v, &kp, |w, ip, item| match string(item) {
+            Ok(s @ ("logs" | "traces" | "events")) => Some(s.to_owned()),
+            Ok(other) => {
+                w.error(
+                    ip,
+                    format!("unknown signal {other:?}; expected logs, traces or events"),
+                );
+                None
+            }
+            Err(e) => {
+                w.error(ip, e);
+                None
+            }
+        });
+        let has = |s: &str| names.iter().any(|n| n == s);
+        t.signals = Signals {
+            logs: has("logs"),
+            traces: has("traces"),
+            events: has("events"),
+        };
+    }
+    if let Some(limits) = w.section(m, p, "limits") {
+        let lp = join(p, "limits");
+        w.known_keys(
+            &limits,
+            &lp,
+            &[
+                "records_per_second",
+                "records_burst",
+                "bytes_per_second",
+                "bytes_burst",
+                "max_attributes_per_record",
+            ],
+        );
+        let l = &mut t.limits;
+        let count = |v: &Value| integer(v, 1, 1 << 40).map(|n| Some(n as u64));
+        let bytes = |v: &Value| byte_size(v).map(Some);
+        w.field(
+            &limits,
+            &lp,
+            "records_per_second",
+            &mut l.records_per_second,
+            count,
+        );
+        w.field(&limits, &lp, "records_burst", &mut l.records_burst, count);
+        w.field(
+            &limits,
+            &lp,
+            "bytes_per_second",
+            &mut l.bytes_per_second,
+            bytes,
+        );
+        w.field(&limits, &lp, "bytes_burst", &mut l.bytes_burst, bytes);
+        w.field(
+            &limits,
+            &lp,
+            "max_attributes_per_record",
+            &mut l.max_attributes_per_record,
+            |v| integer(v, 1, 100_000),
+        );
+        if l.records_burst.is_some() && l.records_per_second.is_none() {
+            w.error(&join(&lp, "records_burst"), "needs records_per_second");
+        }
+        if l.bytes_burst.is_some() && l.bytes_per_second.is_none() {
+            w.error(&join(&lp, "bytes_burst"), "needs bytes_per_second");
+        }
+    }
+    if let Some(r) = w.section(m, p, "redaction") {
+        t.redaction = redaction(w, &r, &join(p, "redaction"));
+    }
+    w.field(m, p, "retention", &mut t.retention, |v| {
+        duration(
+            v,
+            Duration::from_secs(3600),
+            Duration::from_secs(100 * 366 * 86_400),
+        )
+        .map(Some)
+    });
+    w.field(m, p, "durability", &mut t.durability, |v| {
+        match string(v)? {
+            "sync" => Ok(DurabilityClass::Sync),
+            other => Err(format!("unknown durability class {other:?}; expected sync")),
+        }
+    });
+    t
+}
+
+fn api_key(w: &mut Walker, p: &str, item: &Value) -> Option<ApiKey> {
+    let Value::Mapping(m) = item else {
+        w.error(p, "expected a mapping with hash and roles");
+        return None;
+    };
+    w.known_keys(m, p, &["hash", "roles"]);
+    let hash = match m.get("hash").map(|v| string(v).and_then(KeyHash::parse)) {
+        Some(Ok(h)) => Some(h),
+        Some(Err(e)) => {
+            w.error(&join(p, "hash"), e);
+            None
+        }
+        None => {
+            w.error(p, "missing hash (sha256:<hex>, see `tenantscope hash-key`)");
+            None
+        }
+    };
+    let mut roles = Roles::default();
+    match m.get("roles") {
+        None => w.error(p, "missing roles (a list of ingest, query)"),
+        Some(v) => {
+            let rp = join(p, "roles");
+            for role in list(w, v, &rp, |w, ip, item| match string(item) {
+                Ok(s @ ("ingest" | "query")) => Some(s.to_owned()),
+                Ok("admin") => {
+                    w.error(ip, "admin keys are global: list them under auth.admin_keys");
+                    None
+                }
+                Ok(other) => {
+                    w.error(
+                        ip,
+                        format!("unknown role {other:?}; expected ingest or query"),
+                    );
+                    None
+                }
+                Err(e) => {
+                    w.error(ip, e);
+                    None
+                }
+            }) {
+                match role.as_str() {
+                    "ingest" => roles.ingest = true,
+                    _ => roles.query = true,
+                }
+            }
+        }
+    }
+    Some(ApiKey { hash: hash?, roles })
+}
+
+fn redaction(w: &mut Walker, m: &Mapping, p: &str) -> Redaction {
+    w.known_keys(
+        m,
+        p,
+        &[
+            "drop_attributes",
+            "replace",
+            "pseudonymize",
+            "hmac_key_file",
+            "hmac_key_env",
+        ],
+    );
+    let mut r = Redaction::default();
+    let strings = |w: &mut Walker, key: &str| -> Vec<String> {
+        m.get(key).map_or_else(Vec::new, |v| {
+            list(w, v, &join(p, key), |w, ip, item| match string(item) {
+                Ok(s) if !s.is_empty() => Some(s.to_owned()),
+                Ok(_) => {
+                    w.error(ip, "must not be empty");
+                    None
+                }
+                Err(e) => {
+                    w.error(ip, e);
+                    None
+                }
+            })
+        })
+    };
+    r.drop_attributes = strings(w, "drop_attributes");
+    r.pseudonymize = strings(w, "pseudonymize");
+    if let Some(v) = m.get("replace") {
+        r.replace = list(w, v, &join(p, "replace"), |w, ip, item| {
+            let Value::Mapping(rm) = item else {
+                w.error(ip, "expected a mapping with pattern and with");
+                return None;
+            };
+            w.known_keys(rm, ip, &["pattern", "with"]);
+            let pattern = match rm.get("pattern").map(string) {
+                Some(Ok(s)) => match regex::Regex::new(s) {
+                    Ok(re) => Some(Pattern(re)),
+                    Err(e) => {
+                        w.error(
+                            &join(ip, "pattern"),
+                            format!("invalid regular expression: {e}"),
+                        );
+                        None
+                    }
+                },
+                Some(Err(e)) => {
+                    w.error(&join(ip, "pattern"), e);
+                    None
+                }
+                None => {
+                    w.error(ip, "missing pattern");
+                    None
+                }
+            };
+            let with = match rm.get("with").map(string) {
+                Some(Ok(s)) => s.to_owned(),
+                Some(Err(e)) => {
+                    w.error(&join(ip, "with"), e);
+                    String::new()
+                }
+                None => "[REDACTED]".to_owned(),
+            };
+            Some(Replacement {
+                pattern: pattern?,
+                with,
+            })
+        });
+    }
+    let file = m.get("hmac_key_file").map(path);
+    let env = m.get("hmac_key_env").map(|v| string(v).map(str::to_owned));
+    r.hmac_key = match (file, env) {
+        (Some(_), Some(_)) => {
+            w.error(p, "set one of hmac_key_file and hmac_key_env, not both");
+            None
+        }
+        (Some(Ok(f)), None) => Some(SecretSource::File(f)),
+        (None, Some(Ok(e))) if !e.is_empty() => Some(SecretSource::Env(e)),
+        (Some(Err(e)), None) => {
+            w.error(&join(p, "hmac_key_file"), e);
+            None
+        }
+        (None, Some(_)) => {
+            w.error(
+                &join(p, "hmac_key_env"),
+                "expected an environment variable name",
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    if !r.pseudonymize.is_empty() && r.hmac_key.is_none() {
+        w.error(
+            &join(p, "pseudonymize"),
+            "needs a key: set hmac_key_file or hmac_key_env",
+        );
+    }
+    r
+}
+
+/// Parses each item of a YAML list with `item`; errors name `path[index]`.
+fn list<T>(
+    w: &mut Walker,
+    value: &Value,
+    path: &str,
+    mut item: impl FnMut(&mut Walker, &str, &Value) -> Option<T>,
+) -> Vec<T> {
+    let Value::Sequence(items) = value else {
+        w.error(path, format!("expected a list, found {}", describe(value)));
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| item(w, &format!("{path}[{i}]"), v))
+        .collect()
+}
+
+/// Errors that need the whole tenant table: a key hash used twice.
+pub(super) fn check_keys(w: &mut Walker, auth: &Auth, tenants: &BTreeMap<TenantId, TenantPolicy>) {
+    let mut seen: std::collections::HashMap<KeyHash, String> = std::collections::HashMap::new();
+    for h in &auth.admin_keys {
+        seen.insert(*h, "auth.admin_keys".into());
+    }
+    for (id, policy) in tenants {
+        for (i, key) in policy.keys.iter().enumerate() {
+            let here = format!("tenants.{id}.keys[{i}]");
+            if let Some(first) = seen.insert(key.hash, here.clone()) {
+                w.error(&here, format!("the same key is already used by {first}"));
+            }
+        }
+    }
+}
