@@ -51,6 +51,33 @@ impl Daemon {
         }
     }
 
+    /// Starts from a config file written into the data directory: `yaml` is appended to the
+    /// listen and storage sections, so reloads (file watch, `Running::reload`) have a file.
+    pub async fn start_from_file(yaml: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tenantscope.yaml");
+        let text = format!(
+            "listen:\n  otlp_grpc: 127.0.0.1:0\n  otlp_http: 127.0.0.1:0\n  metrics: 127.0.0.1:0\n  api: 127.0.0.1:0\nstorage:\n  data_dir: {}\n{yaml}",
+            dir.path().display()
+        );
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(&path).unwrap();
+        let running = app::start_from(config, Some(path)).await.unwrap();
+        Self {
+            grpc: running.otlp_grpc,
+            http: running.otlp_http,
+            metrics: running.metrics,
+            api: running.api,
+            running: Some(running),
+            dir,
+        }
+    }
+
+    /// The config file of [`Daemon::start_from_file`].
+    pub fn config_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("tenantscope.yaml")
+    }
+
     pub async fn stop(&mut self) {
         if let Some(running) = self.running.take() {
             running.shutdown().await.unwrap();

@@ -8,5 +8,6 @@ mod harness;
 mod http_json;
 mod lifecycle;
 mod otlp_clients;
+mod policy;
 mod query_api;
 mod recovery;
