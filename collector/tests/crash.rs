@@ -4,7 +4,8 @@
 //! file complete and named by its manifest with the right SHA-256.
 //!
 //! Set `TENANTSCOPE_CRASH_CYCLES` for more cycles (default 20) and `TENANTSCOPE_CRASH_SEED` to
-//! replay a run.
+//! replay a run. Also here, because they need the process too: a crash at every commit step, a
+//! full disk, and SIGHUP reloading keys.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -703,4 +704,79 @@ async fn a_full_disk_answers_503_and_recovers_by_itself() {
     stored.sort();
     let want = record_ids(&acked);
     assert_eq!(stored, want, "exactly the acknowledged records, once each");
+}
+
+/// Posts `body` with `Authorization: Bearer <key>`.
+async fn post_as(http: &str, key: &str, body: Vec<u8>) -> http::StatusCode {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let req = http::Request::post(format!("http://{http}/v1/logs"))
+        .header("content-type", "application/x-protobuf")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Full::new(Bytes::from(body)))
+        .unwrap();
+    client.request(req).await.unwrap().status()
+}
+
+fn key_config(key: &str) -> String {
+    let hash = hex::encode(sha2::Sha256::digest(key.as_bytes()));
+    format!(
+        "reload:\n  watch_interval: \"off\"\ntenants:\n  acme:\n    keys: [{{hash: \"sha256:{hash}\", roles: [ingest]}}]\n"
+    )
+}
+
+#[tokio::test]
+async fn sighup_reloads_keys_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("tenantscope.yaml");
+    let (old, new) = ("old-key-0000000000001", "new-key-0000000000001");
+    std::fs::write(&config, key_config(old)).unwrap();
+    let daemon = start(&dir.path().join("data"), Some(&config));
+    let body = || request("acme", "hup-r0");
+    assert_eq!(
+        post_as(&daemon.http, old, body()).await,
+        http::StatusCode::OK
+    );
+    assert_eq!(
+        post_as(&daemon.http, new, body()).await,
+        http::StatusCode::UNAUTHORIZED
+    );
+    std::fs::write(&config, key_config(new)).unwrap();
+    // The file watch is off: only the signal reloads.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        post_as(&daemon.http, new, body()).await,
+        http::StatusCode::UNAUTHORIZED
+    );
+    let pid = daemon.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while post_as(&daemon.http, new, body()).await != http::StatusCode::OK {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload the keys");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        post_as(&daemon.http, old, body()).await,
+        http::StatusCode::UNAUTHORIZED
+    );
+    // An invalid file on SIGHUP: rejected, the keys in force stay, the daemon keeps running.
+    std::fs::write(&config, "tenants: [not, a, mapping]\n").unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        post_as(&daemon.http, new, body()).await,
+        http::StatusCode::OK
+    );
+    stop_gracefully(daemon);
 }

@@ -248,6 +248,17 @@ pub async fn grpc_raw(
         .connect()
         .await
         .unwrap();
+    grpc_on(channel, path, metadata, body, gzip).await
+}
+
+/// [`grpc_raw`] on an existing channel (one HTTP/2 connection, reused).
+pub async fn grpc_on(
+    channel: tonic::transport::Channel,
+    path: &'static str,
+    metadata: &[(&str, &str)],
+    body: Vec<u8>,
+    gzip: bool,
+) -> Result<Vec<u8>, tonic::Status> {
     let mut client = tonic::client::Grpc::new(channel);
     if gzip {
         client = client.send_compressed(tonic::codec::CompressionEncoding::Gzip);

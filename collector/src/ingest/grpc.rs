@@ -1,10 +1,12 @@
 //! The OTLP/gRPC receiver: `LogsService/Export` and `TraceService/Export`.
 //!
-//! Hand-written tonic services rather than the generated ones, for one reason: tonic reports a
+//! Hand-written tonic services rather than the generated ones, for two reasons. Tonic reports a
 //! request it cannot decode as INTERNAL and an oversized one as OUT_OF_RANGE, but the OTLP spec
 //! wants INVALID_ARGUMENT for malformed payloads, and OUT_OF_RANGE is *retryable* there, so a
-//! client would resend a message that can never fit. [`fix_status`] rewrites those two codes;
-//! everything else (gzip/zstd request compression, size limits, framing) is tonic's.
+//! client would resend a message that can never fit: [`fix_status`] rewrites those two codes.
+//! And a request with a few undecodable records (invalid UTF-8) keeps its other records: the
+//! codec decodes through [`salvage`]. Everything else (gzip/zstd request compression, size limits,
+//! framing) is tonic's.
 //! `MetricsService` is not served yet: tonic answers UNIMPLEMENTED for it.
 
 use std::convert::Infallible;
@@ -19,7 +21,11 @@ use tonic::{Code, Request, Response, Status};
 
 use tonic_types::{ErrorDetails, StatusExt};
 
-use super::{ExportRequest, Ingest, IngestError, RequestMeta};
+use bytes::Buf;
+use tonic::codec::{Codec, DecodeBuf, Decoder};
+use tonic_prost::ProstEncoder;
+
+use super::{Decoded, ExportRequest, Ingest, IngestError, RequestMeta, salvage};
 use crate::telemetry::catalog::Transport;
 use crate::tenancy::TENANT_HEADER;
 
@@ -59,11 +65,44 @@ impl<E: ExportRequest> NamedService for ExportService<E> {
 
 struct Unary<E>(Ingest, PhantomData<fn() -> E>);
 
-impl<E: ExportRequest> UnaryService<E> for Unary<E> {
+/// Decodes requests with [`salvage::decode`] (records with invalid UTF-8 are refused alone) and
+/// encodes responses with prost.
+struct ExportCodec<E>(PhantomData<fn() -> E>);
+
+impl<E: ExportRequest> Codec for ExportCodec<E> {
+    type Encode = E::Response;
+    type Decode = Decoded<E>;
+    type Encoder = ProstEncoder<E::Response>;
+    type Decoder = ExportDecoder<E>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::default()
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        ExportDecoder(PhantomData)
+    }
+}
+
+struct ExportDecoder<E>(PhantomData<fn() -> E>);
+
+impl<E: ExportRequest> Decoder for ExportDecoder<E> {
+    type Item = Decoded<E>;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Decoded<E>>, Status> {
+        let bytes = buf.copy_to_bytes(buf.remaining());
+        salvage::decode::<E>(bytes)
+            .map(Some)
+            .map_err(|e| Status::invalid_argument(e.to_string()))
+    }
+}
+
+impl<E: ExportRequest> UnaryService<Decoded<E>> for Unary<E> {
     type Response = E::Response;
     type Future = BoxFuture<Result<Response<E::Response>, Status>>;
 
-    fn call(&mut self, request: Request<E>) -> Self::Future {
+    fn call(&mut self, request: Request<Decoded<E>>) -> Self::Future {
         let ingest = self.0.clone();
         let metadata = |key| {
             request
@@ -126,7 +165,7 @@ where
         let ingest = self.ingest.clone();
         let max = self.max_message_size;
         Box::pin(async move {
-            let codec = tonic_prost::ProstCodec::<E::Response, E>::default();
+            let codec = ExportCodec::<E>(PhantomData);
             let mut grpc = Grpc::new(codec)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)

@@ -25,7 +25,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
-use super::{ExportRequest, Ingest, IngestError, Outcome, RequestMeta, json};
+use super::{Decoded, ExportRequest, Ingest, IngestError, Outcome, RequestMeta, json, salvage};
 use crate::config::IngestLimits;
 use crate::telemetry::catalog::{Signal, Transport};
 use crate::tenancy::TENANT_HEADER;
@@ -147,7 +147,7 @@ async fn read_request<R: ExportRequest>(
     headers: &HeaderMap,
     body: Body,
     encoding: Encoding,
-) -> Result<R, IngestError> {
+) -> Result<Decoded<R>, IngestError> {
     let compression = headers
         .get(CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
@@ -187,9 +187,10 @@ async fn read_request<R: ExportRequest>(
     tokio::task::spawn_blocking(move || {
         let raw = decompress(compression.as_deref(), bytes, max_decompressed)?;
         match encoding {
-            Encoding::Protobuf => R::decode(raw)
-                .map_err(|e| IngestError::Malformed(format!("invalid OTLP protobuf: {e}"))),
-            Encoding::Json => json::decode::<R>(&raw).map_err(IngestError::Malformed),
+            Encoding::Protobuf => salvage::decode::<R>(raw),
+            Encoding::Json => json::decode::<R>(&raw)
+                .map(Decoded::whole)
+                .map_err(IngestError::Malformed),
         }
     })
     .await

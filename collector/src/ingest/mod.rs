@@ -14,6 +14,7 @@
 pub mod grpc;
 pub mod http;
 pub mod json;
+pub mod salvage;
 pub mod validate;
 
 use std::net::IpAddr;
@@ -39,6 +40,7 @@ use crate::telemetry::catalog::{Signal, Transport};
 use crate::tenancy::limits::{Demand, Quotas, RateLimited};
 use crate::tenancy::redact::Redactor;
 use crate::tenancy::{Authenticator, RequestTenant, TenancyError, TenantState};
+pub use salvage::Decoded;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -248,12 +250,12 @@ impl Ingest {
         &self,
         transport: Transport,
         meta: RequestMeta<'_>,
-        request: R,
+        decoded: Decoded<R>,
     ) -> Result<Outcome, IngestError> {
-        let records = request.record_count() as u64;
+        let records = decoded.request.record_count() as u64 + decoded.refused;
         let counters = self.catalog.ingest(transport, R::SIGNAL);
         counters.records_received.increment(records);
-        let result = self.export_inner(meta, request).await;
+        let result = self.export_inner(meta, decoded).await;
         match &result {
             Ok((_, refusals)) => {
                 counters.refused("signal_disabled", refusals.signal_disabled);
@@ -270,13 +272,18 @@ impl Ingest {
     async fn export_inner<R: ExportRequest>(
         &self,
         meta: RequestMeta<'_>,
-        mut request: R,
+        decoded: Decoded<R>,
     ) -> Result<(Outcome, Refusals), IngestError> {
         let access = self.auth.authenticate(meta.authorization, meta.source)?;
         let tenancy = access.for_ingest(meta.tenant_header)?;
+        let mut request = decoded.request;
         let resolved = self.admit(&tenancy, &request)?;
         let mut converter = Converter::new(now_nanos());
-        let mut refusals = Refusals::default();
+        let mut refusals = Refusals {
+            invalid: decoded.refused,
+            first: decoded.first_refusal,
+            ..Refusals::default()
+        };
         request.convert(&resolved, &mut converter, &mut refusals);
         let batches = converter
             .finish()
@@ -363,6 +370,8 @@ pub trait ExportRequest: prost::Message + DeserializeOwned + Default + Send + 's
     );
     /// The answer to an accepted request.
     fn response(outcome: &Outcome) -> Self::Response;
+    /// Decodes protobuf record by record (see [`salvage`]); `None` when even that fails.
+    fn salvage(bytes: &[u8]) -> Option<Decoded<Self>>;
 }
 
 fn attributes_of(resource: Option<&Resource>) -> &[KeyValue] {
@@ -474,6 +483,10 @@ impl ExportRequest for ExportLogsServiceRequest {
         }
     }
 
+    fn salvage(bytes: &[u8]) -> Option<Decoded<Self>> {
+        salvage::logs(bytes)
+    }
+
     fn response(outcome: &Outcome) -> Self::Response {
         ExportLogsServiceResponse {
             partial_success: (outcome.rejected > 0).then(|| ExportLogsPartialSuccess {
@@ -560,6 +573,10 @@ impl ExportRequest for ExportTraceServiceRequest {
                 }
             }
         }
+    }
+
+    fn salvage(bytes: &[u8]) -> Option<Decoded<Self>> {
+        salvage::traces(bytes)
     }
 
     fn response(outcome: &Outcome) -> Self::Response {
