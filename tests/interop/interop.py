@@ -13,11 +13,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import io
+import urllib.error
 import urllib.request
 
 import duckdb
 import grpc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 from opentelemetry._logs import LogRecord, SeverityNumber
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
@@ -64,14 +67,14 @@ class Recording:
         return True
 
 
-def start_daemon(binary, data_dir):
+def start_daemon(binary, data_dir, config=None):
     proc = subprocess.Popen(
         [
             binary, "run",
             "--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0",
             "--metrics", "127.0.0.1:0", "--api", "127.0.0.1:0",
             "--data-dir", data_dir, "--log-format", "json",
-        ],
+        ] + (["--config", config] if config else []),
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -128,8 +131,95 @@ def send_spans(exporter, tenant, by_attribute, count):
     return recording.results
 
 
+def hash_key(binary, key):
+    return subprocess.run([binary, "hash-key"], input=key, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def api_query(api, key, body, accept=None):
+    """POST /api/v1/query; returns (status, content type, body bytes)."""
+    request = urllib.request.Request(f"http://{api}/api/v1/query", data=json.dumps(body).encode(),
+                                     method="POST")
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", f"Bearer {key}")
+    if accept:
+        request.add_header("Accept", accept)
+    try:
+        with urllib.request.urlopen(request) as response:
+            return response.status, response.headers["Content-Type"], response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers["Content-Type"], error.read()
+
+
+def keyed_phase(binary):
+    """Keys bind tenants; rate limits are retried by the SDK; the query API answers per tenant."""
+    acme_key, globex_key, admin_key = "interop-acme-key-0001", "interop-globex-key-01", "interop-admin-key-001"
+    with tempfile.TemporaryDirectory() as work:
+        config = os.path.join(work, "tenantscope.yaml")
+        with open(config, "w") as f:
+            f.write(
+                f"auth:\n  admin_keys: [\"{hash_key(binary, admin_key)}\"]\n"
+                "tenants:\n"
+                f"  acme:\n    keys: [{{hash: \"{hash_key(binary, acme_key)}\", roles: [ingest, query]}}]\n"
+                "    limits: {records_per_second: 10, records_burst: 10}\n"
+                f"  globex:\n    keys: [{{hash: \"{hash_key(binary, globex_key)}\", roles: [ingest, query]}}]\n"
+            )
+        proc, started = start_daemon(binary, os.path.join(work, "data"), config)
+        grpc_addr, http_addr, api = started["otlp_grpc"], started["otlp_http"], started["api"]
+        try:
+            bearer = {"authorization": f"Bearer {acme_key}"}
+            began = time.time()
+            results = send_logs(GrpcLogExporter(endpoint=grpc_addr, insecure=True, headers=bearer),
+                                "acme", False, plain=24, events=0)
+            check("grpc exporter retries rate-limited exports until all succeed", set(results), {"SUCCESS"})
+            results = send_logs(HttpLogExporter(endpoint=f"http://{http_addr}/v1/logs", headers=bearer),
+                                "acme", False, plain=24, events=0)
+            check("http exporter honours Retry-After until all succeed", set(results), {"SUCCESS"})
+            # 2 x (24 logs + 1 event) = 50 records at 10/s after a burst of 10.
+            check("the rate limit held (50 records at 10/s)", time.time() - began >= 3.0, True)
+            exposition = urllib.request.urlopen(f"http://{started['metrics']}/metrics").read().decode()
+            limited = [l for l in exposition.splitlines()
+                       if 'reason="rate_limited"' in l and l.startswith("tenantscope_ingest_requests_rejected_total")
+                       and not l.endswith(" 0")]
+            check("rate-limited answers counted for both transports", len(limited), 2)
+            results = send_logs(
+                HttpLogExporter(endpoint=f"http://{http_addr}/v1/logs", headers={"Authorization": "Bearer wrong-key-000000"}),
+                "acme", False, plain=1, events=0)
+            check("an unknown key is refused", set(results), {"FAILURE"})
+            results = send_logs(
+                GrpcLogExporter(endpoint=grpc_addr, insecure=True,
+                                headers={"authorization": f"Bearer {acme_key}", "x-scope-orgid": "globex"}),
+                "acme", False, plain=1, events=0)
+            check("a key of acme naming globex is refused", set(results), {"FAILURE"})
+
+            flush = urllib.request.Request(f"http://{api}/admin/flush", method="POST",
+                                           headers={"Authorization": f"Bearer {admin_key}"})
+            check("admin flush", urllib.request.urlopen(flush).status, 200)
+            status, ctype, body = api_query(api, acme_key, {"sql": "SELECT tenant_id, count(*) AS n FROM logs GROUP BY tenant_id"})
+            rows = [json.loads(line) for line in body.decode().splitlines()]
+            check("query API: acme's key reads acme's rows", (status, ctype, rows),
+                  (200, "application/x-ndjson", [{"tenant_id": "acme", "n": 48}]))
+            status, _, body = api_query(api, globex_key, {"sql": "SELECT count(*) FROM logs", "tenant": "acme"})
+            check("query API: globex's key naming acme is refused", (status, json.loads(body)["error_type"]),
+                  (403, "forbidden"))
+            status, ctype, body = api_query(api, acme_key, {"sql": "SELECT body FROM logs ORDER BY body LIMIT 2"},
+                                            accept="text/csv")
+            check("query API: CSV", (status, body.decode().splitlines()[0]), (200, "body"))
+            status, ctype, body = api_query(api, acme_key, {"sql": "SELECT * FROM logs", "format": "parquet"})
+            table = pq.read_table(io.BytesIO(body))
+            check("query API: Parquet read by pyarrow", (status, table.num_rows, "redaction_policy" in table.column_names),
+                  (200, 48, True))
+            status, _, body = api_query(api, acme_key, {"sql": "SELECT * FROM read_csv('/etc/passwd')"})
+            check("query API: reading a file is refused", (status, b"root:" in body), (400, False))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+        check("keyed daemon exits 0 on SIGTERM", code, 0)
+
+
 def main():
     binary = os.path.abspath(sys.argv[1])
+    keyed_phase(binary)
     with tempfile.TemporaryDirectory() as data_dir:
         proc, started = start_daemon(binary, data_dir)
         grpc_addr, http_addr = started["otlp_grpc"], started["otlp_http"]

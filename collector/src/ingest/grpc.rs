@@ -133,15 +133,45 @@ impl<E: ExportRequest> UnaryService<Decoded<E>> for Unary<E> {
 /// The gRPC status of an ingest error (the table is [`IngestError::grpc_code`]). A retryable
 /// error carries a `google.rpc.RetryInfo` detail: for RESOURCE_EXHAUSTED the OTLP spec makes
 /// that the difference between "retry later" and "never retry".
+///
+/// The same `RetryInfo` also goes in a `google.rpc.retryinfo-bin` trailer, which is where the
+/// Python SDK's exporter looks for it.
 pub fn to_status(error: &IngestError) -> Status {
-    match error.retry_after() {
-        Some(delay) => Status::with_error_details(
-            error.grpc_code(),
-            error.to_string(),
-            ErrorDetails::with_retry_info(Some(delay)),
-        ),
-        None => Status::new(error.grpc_code(), error.to_string()),
-    }
+    let Some(delay) = error.retry_after() else {
+        return Status::new(error.grpc_code(), error.to_string());
+    };
+    let mut status = Status::with_error_details(
+        error.grpc_code(),
+        error.to_string(),
+        ErrorDetails::with_retry_info(Some(delay)),
+    );
+    let info = RetryInfo {
+        retry_delay: Some(ProtoDuration {
+            seconds: i64::try_from(delay.as_secs()).unwrap_or(i64::MAX),
+            nanos: i32::try_from(delay.subsec_nanos()).unwrap_or_default(),
+        }),
+    };
+    status.metadata_mut().insert_bin(
+        "google.rpc.retryinfo-bin",
+        tonic::metadata::MetadataValue::from_bytes(&prost::Message::encode_to_vec(&info)),
+    );
+    status
+}
+
+/// `google.rpc.RetryInfo`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<ProtoDuration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+    #[prost(int32, tag = "2")]
+    nanos: i32,
 }
 
 impl<E, B> tower_service::Service<http::Request<B>> for ExportService<E>
