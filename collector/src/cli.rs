@@ -184,14 +184,22 @@ pub async fn query(args: &QueryArgs, stdout: &mut (dyn Write + Send)) -> anyhow:
 /// Runs `tenantscope config check`: `Ok` with a summary, or the errors.
 pub fn config_check(file: &std::path::Path) -> anyhow::Result<String> {
     let config = Config::load(file)?;
+    // What the daemon would read at start: the tenants' HMAC keys.
+    crate::tenancy::Directory::build(&config)?;
+    let auth = if config.auth_required() {
+        "keys required"
+    } else {
+        "no keys: trusts X-Scope-OrgID"
+    };
     Ok(format!(
-        "{}: ok (otlp_grpc {}, otlp_http {}, metrics {}, api {}, data_dir {})",
+        "{}: ok (otlp_grpc {}, otlp_http {}, metrics {}, api {}, data_dir {}; {} tenants, {auth})",
         file.display(),
         config.listen.otlp_grpc,
         config.listen.otlp_http,
         config.listen.metrics,
         config.listen.api,
-        config.storage.data_dir.display()
+        config.storage.data_dir.display(),
+        config.tenants.len(),
     ))
 }
 

@@ -238,7 +238,23 @@ fn config_check_reports_success_and_every_error() {
     let example =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/tenantscope.example.yaml");
     let summary = tenantscope::cli::config_check(&example).unwrap();
-    assert!(summary.ends_with("ok (otlp_grpc 127.0.0.1:4317, otlp_http 127.0.0.1:4318, metrics 127.0.0.1:9464, api 127.0.0.1:8090, data_dir ./data)"), "{summary}");
+    assert!(summary.ends_with("ok (otlp_grpc 127.0.0.1:4317, otlp_http 127.0.0.1:4318, metrics 127.0.0.1:9464, api 127.0.0.1:8090, data_dir ./data; 0 tenants, no keys: trusts X-Scope-OrgID)"), "{summary}");
+
+    // A tenant whose HMAC key cannot be read fails the check, as it would fail the start.
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing-key.yaml");
+    std::fs::write(
+        &missing,
+        "tenants:\n  acme:\n    redaction:\n      pseudonymize: [user.id]\n      hmac_key_file: /nonexistent/acme.hmac\n",
+    )
+    .unwrap();
+    let err = tenantscope::cli::config_check(&missing)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tenants.acme.redaction: cannot read hmac_key_file /nonexistent/acme.hmac"),
+        "{err}"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.yaml");

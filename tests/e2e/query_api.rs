@@ -370,3 +370,45 @@ async fn property_every_tenant_reads_exactly_its_rows() {
     }
     d.stop().await;
 }
+
+#[tokio::test]
+async fn without_keys_the_request_names_the_tenant() {
+    let mut d = Daemon::start().await;
+    for (tenant, n) in [("acme", 2), ("globex", 1)] {
+        let bodies: Vec<String> = (0..n).map(|i| format!("{tenant}-{i}")).collect();
+        let headers = [
+            ("content-type", "application/json"),
+            ("x-scope-orgid", tenant),
+        ];
+        let (status, _, _) = post(
+            d.http,
+            "/v1/logs",
+            &headers,
+            logs(&bodies).to_string().into_bytes(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, _, _) = post(d.api, "/admin/flush", &[], vec![]).await;
+    assert_eq!(status, StatusCode::OK);
+    let sql =
+        serde_json::json!({"sql": "SELECT DISTINCT tenant_id, count(*) OVER () AS n FROM logs"});
+    let (status, _, body) = api_query(&d, None, sql.clone(), &[("x-scope-orgid", "acme")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        json_lines(&body),
+        vec![serde_json::json!({"tenant_id": "acme", "n": 2})]
+    );
+    let mut named = sql.clone();
+    named["tenant"] = "globex".into();
+    let (status, _, body) = api_query(&d, None, named, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        json_lines(&body),
+        vec![serde_json::json!({"tenant_id": "globex", "n": 1})]
+    );
+    let (status, _, body) = api_query(&d, None, sql, &[]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(String::from_utf8_lossy(&body).contains("no tenant"));
+    d.stop().await;
+}

@@ -262,6 +262,43 @@ mod tests {
     }
 
     #[test]
+    fn bytes_are_limited_like_records() {
+        let quotas = Quotas::default();
+        let a = TenantId::parse("a").unwrap();
+        let byte_limits = TenantLimits {
+            bytes_per_second: Some(1000),
+            bytes_burst: Some(4000),
+            ..limits(None, None)
+        };
+        let t0 = Instant::now();
+        let d = |bytes| Demand {
+            tenant: &a,
+            limits: &byte_limits,
+            records: 1_000_000,
+            bytes,
+        };
+        assert!(quotas.admit(&[d(3000)], t0).is_ok());
+        assert!(quotas.admit(&[d(1000)], t0).is_ok());
+        let refused = quotas.admit(&[d(500)], t0).unwrap_err();
+        assert_eq!(refused.limit, "bytes_per_second");
+        assert_eq!(refused.retry_after, Duration::from_millis(500));
+        assert!(
+            quotas
+                .admit(&[d(500)], t0 + Duration::from_millis(500))
+                .is_ok()
+        );
+        // Unlimited again after a reload: no bucket, nothing refused.
+        let unlimited = limits(None, None);
+        let d = Demand {
+            tenant: &a,
+            limits: &unlimited,
+            records: 1,
+            bytes: 1 << 30,
+        };
+        assert!(quotas.admit(&[d], t0).is_ok());
+    }
+
+    #[test]
     fn failed_authentications_are_throttled_per_source() {
         let throttle = AuthThrottle::new(3);
         let (x, y): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());

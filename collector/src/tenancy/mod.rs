@@ -51,6 +51,11 @@ pub enum TenancyError {
         value: String,
         error: TenantIdError,
     },
+    #[error(
+        "no tenant: query with a tenant's query key, or name the tenant in the body's tenant \
+         field or the X-Scope-OrgID header"
+    )]
+    NoQueryTenant,
     #[error("the resource attribute tenant.id must be a string value")]
     NotAString,
     #[error(
@@ -255,7 +260,7 @@ impl Access {
             }
             (Some(bound), _) => bound,
             (None, Some(named)) => named,
-            (None, None) => return Err(TenancyError::Missing),
+            (None, None) => return Err(TenancyError::NoQueryTenant),
         };
         self.check_enabled(&tenant)?;
         Ok(tenant)
