@@ -40,15 +40,7 @@ impl Daemon {
         config.listen.api = any;
         config.storage.data_dir = dir.path().to_path_buf();
         adjust(&mut config);
-        let running = app::start(config).await.unwrap();
-        Self {
-            grpc: running.otlp_grpc,
-            http: running.otlp_http,
-            metrics: running.metrics,
-            api: running.api,
-            running: Some(running),
-            dir,
-        }
+        Self::wrap(app::start(config).await.unwrap(), dir)
     }
 
     /// Starts from a config file written into the data directory: `yaml` is appended to the
@@ -62,7 +54,10 @@ impl Daemon {
         );
         std::fs::write(&path, text).unwrap();
         let config = Config::load(&path).unwrap();
-        let running = app::start_from(config, Some(path)).await.unwrap();
+        Self::wrap(app::start_from(config, Some(path)).await.unwrap(), dir)
+    }
+
+    fn wrap(running: Running, dir: tempfile::TempDir) -> Self {
         Self {
             grpc: running.otlp_grpc,
             http: running.otlp_http,

@@ -7,6 +7,7 @@
 //! `config/tenantscope.example.yaml`, which a test loads.
 
 mod parse;
+mod policy;
 mod tenants;
 
 use std::collections::BTreeMap;
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use audit_store::TenantId;
 pub use parse::{ConfigError, ConfigErrors, parse};
-pub use tenants::{
+pub use policy::{
     ApiKey, Auth, DurabilityClass, KeyHash, Pattern, QueryLimits, Redaction, Reload, Replacement,
     Roles, SecretSource, Signals, TenantLimits, TenantPolicy,
 };

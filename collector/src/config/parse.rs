@@ -39,14 +39,19 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// Parses YAML config text. An empty document is the default config.
-pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
-    let root: Value = serde_yaml_ng::from_str(text).map_err(|e| {
+/// The YAML document of `text`, or the one error saying it is not YAML.
+fn yaml(text: &str) -> Result<Value, ConfigErrors> {
+    serde_yaml_ng::from_str(text).map_err(|e| {
         ConfigErrors(vec![ConfigError {
             path: "<document>".into(),
             message: format!("not valid YAML: {e}"),
         }])
-    })?;
+    })
+}
+
+/// Parses YAML config text. An empty document is the default config.
+pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
+    let root = yaml(text)?;
     let mut w = Walker::default();
     let mut config = Config::default();
     let root = match root {
@@ -191,12 +196,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
 /// Parses a tenants file (a mapping of tenant id to settings) into `config`; a tenant listed in
 /// both places is an error, and so is a key used twice anywhere.
 pub(super) fn merge_tenants_file(text: &str, config: &mut Config) -> Result<(), ConfigErrors> {
-    let root: Value = serde_yaml_ng::from_str(text).map_err(|e| {
-        ConfigErrors(vec![ConfigError {
-            path: "<document>".into(),
-            message: format!("not valid YAML: {e}"),
-        }])
-    })?;
+    let root = yaml(text)?;
     let mut w = Walker::default();
     let mut extra = std::collections::BTreeMap::new();
     tenants::parse_tenants(&mut w, &root, "", &mut extra);

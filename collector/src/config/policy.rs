@@ -1,0 +1,190 @@
+//! Who may send and read, and each tenant's policy: the typed values of the `auth`, `tenants`,
+//! `query` and `reload` sections (parsed by [`super::tenants`]).
+//!
+//! API keys appear only as SHA-256 hashes (`sha256:<64 hex>`, printed by `tenantscope hash-key`),
+//! and a redaction HMAC key is named by its source (a file or an environment variable) and read by
+//! the tenancy context when it builds its directory.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Global authentication settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Auth {
+    /// Keys that may query any tenant and use the admin endpoints.
+    pub admin_keys: Vec<KeyHash>,
+    /// Failed authentications allowed per source address and minute; beyond it 429.
+    pub max_failures_per_minute: u32,
+}
+
+/// The SHA-256 of an API key.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash(pub [u8; 32]);
+
+impl std::fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "sha256:{}", hex::encode(self.0))
+    }
+}
+
+impl KeyHash {
+    /// Parses `sha256:<64 hex digits>`.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        const EXPECTED: &str = "expected sha256:<64 hex digits> (see `tenantscope hash-key`)";
+        s.strip_prefix("sha256:")
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(KeyHash)
+            .ok_or_else(|| EXPECTED.to_owned())
+    }
+}
+
+/// What a tenant's key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Roles {
+    pub ingest: bool,
+    pub query: bool,
+}
+
+/// One API key of a tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiKey {
+    pub hash: KeyHash,
+    pub roles: Roles,
+}
+
+/// Which signals a tenant may send. Records of a disabled signal are refused one by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signals {
+    pub logs: bool,
+    pub traces: bool,
+    pub events: bool,
+}
+
+/// Admission limits of one tenant. Rates are token buckets; `None` is unlimited.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantLimits {
+    pub records_per_second: Option<u64>,
+    /// Bucket size; defaults to one second's worth.
+    pub records_burst: Option<u64>,
+    /// Bytes of OTLP protobuf (the tenant's share of a request, decompressed).
+    pub bytes_per_second: Option<u64>,
+    pub bytes_burst: Option<u64>,
+    /// Attributes of one record (resource attributes not counted); more: the record is refused.
+    pub max_attributes_per_record: usize,
+}
+
+/// A regular expression (compared by its text).
+#[derive(Debug, Clone)]
+pub struct Pattern(pub regex::Regex);
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+/// Replace every match of `pattern` in string values and bodies with `with` (`$1` works).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replacement {
+    pub pattern: Pattern,
+    pub with: String,
+}
+
+/// Where a tenant's pseudonymisation key comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SecretSource {
+    File(PathBuf),
+    Env(String),
+}
+
+/// Redaction applied to a tenant's records before anything reaches disk.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Redaction {
+    /// Attribute keys removed (record, resource and scope attributes).
+    pub drop_attributes: Vec<String>,
+    /// Applied to string attribute values and string bodies.
+    pub replace: Vec<Replacement>,
+    /// Attribute keys whose values become `hmac-sha256:<hex>` under the tenant's key.
+    pub pseudonymize: Vec<String>,
+    pub hmac_key: Option<SecretSource>,
+}
+
+impl Redaction {
+    pub fn is_empty(&self) -> bool {
+        self.drop_attributes.is_empty() && self.replace.is_empty() && self.pseudonymize.is_empty()
+    }
+}
+
+/// How a tenant's records are made durable before the acknowledgement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurabilityClass {
+    /// fsync'd to the write-ahead log before the answer (the only class so far).
+    Sync,
+}
+
+/// Everything configured for one tenant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantPolicy {
+    pub enabled: bool,
+    pub keys: Vec<ApiKey>,
+    pub signals: Signals,
+    pub limits: TenantLimits,
+    pub redaction: Redaction,
+    /// How long records are kept (enforced by the retention job, not yet built).
+    pub retention: Option<Duration>,
+    pub durability: DurabilityClass,
+}
+
+impl Default for TenantPolicy {
+    /// The policy of a tenant the config does not list (header/attribute mode only).
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            keys: Vec::new(),
+            signals: Signals {
+                logs: true,
+                traces: true,
+                events: true,
+            },
+            limits: TenantLimits {
+                records_per_second: None,
+                records_burst: None,
+                bytes_per_second: None,
+                bytes_burst: None,
+                max_attributes_per_record: 128,
+            },
+            redaction: Redaction::default(),
+            retention: None,
+            durability: DurabilityClass::Sync,
+        }
+    }
+}
+
+/// Limits of the query API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryLimits {
+    /// A query (planning, execution and streaming the answer) is cancelled after this long.
+    pub timeout: Duration,
+    /// Memory a query's operators may hold; beyond it the query fails.
+    pub memory_limit: u64,
+    /// Longest SQL text accepted.
+    pub max_sql_length: usize,
+}
+
+impl QueryLimits {
+    /// The limits in the store's terms.
+    pub fn store_limits(&self) -> audit_store::query::QueryLimits {
+        audit_store::query::QueryLimits {
+            memory_limit: usize::try_from(self.memory_limit).ok(),
+            max_sql_length: Some(self.max_sql_length),
+        }
+    }
+}
+
+/// How configuration changes are picked up at run time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reload {
+    /// How often the config file (and tenants file) are checked for changes; `None`: only SIGHUP.
+    pub watch_interval: Option<Duration>,
+}

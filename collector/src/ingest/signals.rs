@@ -1,0 +1,233 @@
+//! What each OTLP signal's export request provides to [`super::Ingest`]: per-resource records,
+//! attributes and size; per-record signal check, validation, redaction and conversion; the
+//! partial-success response; record-by-record salvage decoding.
+
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message as _;
+
+use super::{Decoded, ExportRequest, Outcome, Refusals, Resolved, salvage, validate};
+use crate::pipeline::convert::{Converter, Origin, event_name};
+use crate::telemetry::catalog::Signal;
+use crate::tenancy::redact::Redactor;
+
+fn attributes_of(resource: Option<&Resource>) -> &[KeyValue] {
+    resource.map_or(&[][..], |r| &r.attributes)
+}
+
+fn redact_origin(
+    redactor: Option<&Redactor>,
+    resource: &mut Option<Resource>,
+    scopes: impl Iterator<Item = Option<InstrumentationScope>>,
+) -> Vec<Option<InstrumentationScope>> {
+    if let (Some(r), Some(res)) = (redactor, resource.as_mut()) {
+        r.attributes(&mut res.attributes);
+    }
+    scopes
+        .map(|mut scope| {
+            if let (Some(r), Some(s)) = (redactor, scope.as_mut()) {
+                r.attributes(&mut s.attributes);
+            }
+            scope
+        })
+        .collect()
+}
+
+impl ExportRequest for ExportLogsServiceRequest {
+    type Response = ExportLogsServiceResponse;
+    const SIGNAL: Signal = Signal::Logs;
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    const REJECTED_FIELD: &'static str = "rejectedLogRecords";
+
+    fn record_count(&self) -> usize {
+        self.resource_logs
+            .iter()
+            .flat_map(|r| &r.scope_logs)
+            .map(|s| s.log_records.len())
+            .sum()
+    }
+
+    fn resource_count(&self) -> usize {
+        self.resource_logs.len()
+    }
+
+    fn resource_records(&self, i: usize) -> u64 {
+        let r = &self.resource_logs[i];
+        r.scope_logs
+            .iter()
+            .map(|s| s.log_records.len() as u64)
+            .sum()
+    }
+
+    fn resource_attributes(&self, i: usize) -> &[KeyValue] {
+        attributes_of(self.resource_logs[i].resource.as_ref())
+    }
+
+    fn resource_bytes(&self, i: usize) -> u64 {
+        self.resource_logs[i].encoded_len() as u64
+    }
+
+    fn convert(
+        &mut self,
+        resolved: &[Resolved],
+        converter: &mut Converter,
+        refusals: &mut Refusals,
+    ) {
+        for (r, (rl, res)) in self.resource_logs.iter_mut().zip(resolved).enumerate() {
+            let Some((tenant, state)) = res else { continue };
+            let redactor = state.redactor.as_ref();
+            let policy = &state.policy;
+            let scopes = redact_origin(
+                redactor,
+                &mut rl.resource,
+                rl.scope_logs.iter_mut().map(|s| s.scope.take()),
+            );
+            for (s, (sl, scope)) in rl.scope_logs.iter_mut().zip(scopes).enumerate() {
+                let origin = Origin {
+                    resource: rl.resource.as_ref(),
+                    resource_schema_url: &rl.schema_url,
+                    scope: scope.as_ref(),
+                    scope_schema_url: &sl.schema_url,
+                    redaction_policy: redactor.map_or("", |r| r.version()),
+                };
+                for (i, record) in sl.log_records.iter_mut().enumerate() {
+                    let at = || format!("resourceLogs[{r}].scopeLogs[{s}].logRecords[{i}]");
+                    let is_event = event_name(record).is_some();
+                    let (enabled, signal) = if is_event {
+                        (policy.signals.events, "events")
+                    } else {
+                        (policy.signals.logs, "logs")
+                    };
+                    if !enabled {
+                        refusals.refuse("signal_disabled", || {
+                            format!("{}: tenant \"{tenant}\" may not send {signal}", at())
+                        });
+                        continue;
+                    }
+                    if let Err(problem) =
+                        validate::log(record, policy.limits.max_attributes_per_record, &at)
+                    {
+                        refusals.refuse("invalid_record", || problem);
+                        continue;
+                    }
+                    if let Some(r) = redactor {
+                        r.log(record);
+                    }
+                    converter.push_log(tenant, &origin, record);
+                }
+            }
+        }
+    }
+
+    fn salvage(bytes: &[u8]) -> Option<Decoded<Self>> {
+        salvage::logs(bytes)
+    }
+
+    fn response(outcome: &Outcome) -> Self::Response {
+        ExportLogsServiceResponse {
+            partial_success: (outcome.rejected > 0).then(|| ExportLogsPartialSuccess {
+                rejected_log_records: i64::try_from(outcome.rejected).unwrap_or(i64::MAX),
+                error_message: outcome.message.clone(),
+            }),
+        }
+    }
+}
+
+impl ExportRequest for ExportTraceServiceRequest {
+    type Response = ExportTraceServiceResponse;
+    const SIGNAL: Signal = Signal::Traces;
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    const REJECTED_FIELD: &'static str = "rejectedSpans";
+
+    fn record_count(&self) -> usize {
+        self.resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .map(|s| s.spans.len())
+            .sum()
+    }
+
+    fn resource_count(&self) -> usize {
+        self.resource_spans.len()
+    }
+
+    fn resource_records(&self, i: usize) -> u64 {
+        let r = &self.resource_spans[i];
+        r.scope_spans.iter().map(|s| s.spans.len() as u64).sum()
+    }
+
+    fn resource_attributes(&self, i: usize) -> &[KeyValue] {
+        attributes_of(self.resource_spans[i].resource.as_ref())
+    }
+
+    fn resource_bytes(&self, i: usize) -> u64 {
+        self.resource_spans[i].encoded_len() as u64
+    }
+
+    fn convert(
+        &mut self,
+        resolved: &[Resolved],
+        converter: &mut Converter,
+        refusals: &mut Refusals,
+    ) {
+        for (r, (rs, res)) in self.resource_spans.iter_mut().zip(resolved).enumerate() {
+            let Some((tenant, state)) = res else { continue };
+            let redactor = state.redactor.as_ref();
+            let policy = &state.policy;
+            let scopes = redact_origin(
+                redactor,
+                &mut rs.resource,
+                rs.scope_spans.iter_mut().map(|s| s.scope.take()),
+            );
+            for (s, (ss, scope)) in rs.scope_spans.iter_mut().zip(scopes).enumerate() {
+                let origin = Origin {
+                    resource: rs.resource.as_ref(),
+                    resource_schema_url: &rs.schema_url,
+                    scope: scope.as_ref(),
+                    scope_schema_url: &ss.schema_url,
+                    redaction_policy: redactor.map_or("", |r| r.version()),
+                };
+                for (i, span) in ss.spans.iter_mut().enumerate() {
+                    let at = || format!("resourceSpans[{r}].scopeSpans[{s}].spans[{i}]");
+                    if !policy.signals.traces {
+                        refusals.refuse("signal_disabled", || {
+                            format!("{}: tenant \"{tenant}\" may not send traces", at())
+                        });
+                        continue;
+                    }
+                    if let Err(problem) =
+                        validate::span(span, policy.limits.max_attributes_per_record, &at)
+                    {
+                        refusals.refuse("invalid_record", || problem);
+                        continue;
+                    }
+                    if let Some(r) = redactor {
+                        r.span(span);
+                    }
+                    converter.push_span(tenant, &origin, span);
+                }
+            }
+        }
+    }
+
+    fn salvage(bytes: &[u8]) -> Option<Decoded<Self>> {
+        salvage::traces(bytes)
+    }
+
+    fn response(outcome: &Outcome) -> Self::Response {
+        ExportTraceServiceResponse {
+            partial_success: (outcome.rejected > 0).then(|| ExportTracePartialSuccess {
+                rejected_spans: i64::try_from(outcome.rejected).unwrap_or(i64::MAX),
+                error_message: outcome.message.clone(),
+            }),
+        }
+    }
+}
