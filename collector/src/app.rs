@@ -15,6 +15,7 @@ use audit_store::layout::Layout;
 use audit_store::writer::WriterOptions;
 use axum::routing::get;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -29,6 +30,7 @@ use crate::ingest::{self, Ingest};
 use crate::pipeline::memtable::FlushPolicy;
 use crate::pipeline::{Pipeline, PipelineOptions, PipelineTask};
 use crate::telemetry::Catalog;
+use crate::telemetry::series::SeriesStore;
 use crate::tenancy::limits::Quotas;
 use crate::tenancy::reload::{ReloadOutcome, Reloader};
 use crate::tenancy::{Authenticator, Directory, Tenants};
@@ -157,11 +159,13 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
         catalog.clone(),
     )?;
     let pipeline_task = Arc::new(tokio::sync::Mutex::new(Some(pipeline_task)));
+    let series = Arc::new(SeriesStore::new(config.metrics.clone()));
     let ingest = Ingest::new(
         pipeline,
         catalog.clone(),
         auth.clone(),
         Arc::new(Quotas::default()),
+        series.clone(),
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
@@ -176,6 +180,10 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
             max_message,
         ))
         .add_service(ExportService::<ExportTraceServiceRequest>::new(
+            ingest.clone(),
+            max_message,
+        ))
+        .add_service(ExportService::<ExportMetricsServiceRequest>::new(
             ingest.clone(),
             max_message,
         ))
@@ -196,13 +204,17 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
         "/metrics",
         get(move || {
             let catalog = metrics_catalog.clone();
+            let series = series.clone();
             async move {
+                // The daemon's own metrics, then the tenants' series (distinct names).
+                let mut text = catalog.render();
+                text.push_str(&series.render(std::time::Instant::now()));
                 (
                     [(
                         http::header::CONTENT_TYPE,
                         "text/plain; version=0.0.4; charset=utf-8",
                     )],
-                    catalog.render(),
+                    text,
                 )
             }
         }),

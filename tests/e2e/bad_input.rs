@@ -218,7 +218,7 @@ async fn http_bad_input_gets_its_documented_status() {
     assert_eq!(d.count("acme", "logs").await, 1);
     assert_eq!(d.count("globex", "logs").await, 0);
 
-    let (status, _, _) = post(d.http, "/v1/metrics", &[PROTOBUF, acme], vec![]).await;
+    let (status, _, _) = post(d.http, "/v1/profiles", &[PROTOBUF, acme], vec![]).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _, _) = crate::harness::get(d.http, "/v1/logs").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
@@ -318,7 +318,7 @@ async fn grpc_bad_input_gets_its_documented_code() {
     }
     let status = grpc_call(
         &d,
-        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
+        "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export",
         Some("acme"),
         vec![],
         false,

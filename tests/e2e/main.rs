@@ -7,6 +7,7 @@ mod cli;
 mod harness;
 mod http_json;
 mod lifecycle;
+mod metrics;
 mod otlp_clients;
 mod policy;
 mod query_api;

@@ -18,8 +18,8 @@ use std::time::Duration;
 use audit_store::TenantId;
 pub use parse::{ConfigError, ConfigErrors, parse};
 pub use policy::{
-    ApiKey, Auth, DurabilityClass, KeyHash, Pattern, QueryLimits, Redaction, Reload, Replacement,
-    Roles, SecretSource, Signals, TenantLimits, TenantPolicy,
+    ApiKey, Auth, DurabilityClass, KeyHash, MetricsConfig, Pattern, QueryLimits, Redaction, Reload,
+    Replacement, Roles, SecretSource, Signals, TenantLimits, TenantPolicy,
 };
 
 /// Format of the daemon's own log lines.
@@ -44,6 +44,7 @@ pub struct Config {
     pub tenants_file: Option<PathBuf>,
     pub query: QueryLimits,
     pub reload: Reload,
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -142,6 +143,7 @@ impl Default for Config {
             reload: Reload {
                 watch_interval: Some(Duration::from_secs(2)),
             },
+            metrics: MetricsConfig::default(),
         }
     }
 }

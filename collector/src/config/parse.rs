@@ -75,6 +75,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "tenants_file",
             "query",
             "reload",
+            "metrics",
         ],
     );
 
@@ -181,6 +182,9 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     }
     if let Some(m) = w.section(&root, "", "reload") {
         tenants::parse_reload(&mut w, &m, &mut config.reload);
+    }
+    if let Some(m) = w.section(&root, "", "metrics") {
+        tenants::parse_metrics(&mut w, &m, &mut config.metrics);
     }
     // With a tenants file, keys are checked once both are merged (`merge_tenants_file`).
     if config.tenants_file.is_none() {

@@ -59,6 +59,7 @@ pub struct Signals {
     pub logs: bool,
     pub traces: bool,
     pub events: bool,
+    pub metrics: bool,
 }
 
 /// Admission limits of one tenant. Rates are token buckets; `None` is unlimited.
@@ -146,6 +147,7 @@ impl Default for TenantPolicy {
                 logs: true,
                 traces: true,
                 events: true,
+                metrics: true,
             },
             limits: TenantLimits {
                 records_per_second: None,
@@ -187,4 +189,39 @@ impl QueryLimits {
 pub struct Reload {
     /// How often the config file (and tenants file) are checked for changes; `None`: only SIGHUP.
     pub watch_interval: Option<Duration>,
+}
+
+/// Bounds of the metrics derived from tenants' data and of OTLP metrics re-exposed on `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    /// Series one tenant may have across all its metrics; beyond it, new series collapse into
+    /// one `otel_metric_overflow="true"` series per metric.
+    pub max_series_per_tenant: usize,
+    /// Series one tenant may have in one metric.
+    pub max_series_per_metric: usize,
+    /// Series of all tenants together.
+    pub max_series: usize,
+    /// Distinct `tenant` label values; further tenants are labelled `__other__`.
+    pub max_tenants: usize,
+    /// A series not updated for this long disappears from `/metrics`.
+    pub stale_after: Duration,
+    /// Upper bounds (seconds) of `tenantscope_span_duration_seconds`.
+    pub span_duration_buckets: Vec<f64>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            max_series_per_tenant: 10_000,
+            max_series_per_metric: 2_000,
+            max_series: 200_000,
+            max_tenants: 1_000,
+            stale_after: Duration::from_secs(300),
+            // The OTel Collector spanmetrics connector's defaults.
+            span_duration_buckets: vec![
+                0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.8, 1.0, 1.4, 2.0, 5.0,
+                10.0, 15.0,
+            ],
+        }
+    }
 }

@@ -11,8 +11,8 @@ use serde_yaml_ng::{Mapping, Value};
 
 use super::parse::{Walker, byte_size, describe, duration, integer, join, path, string};
 use super::policy::{
-    ApiKey, Auth, DurabilityClass, KeyHash, Pattern, QueryLimits, Redaction, Reload, Replacement,
-    Roles, SecretSource, Signals, TenantPolicy,
+    ApiKey, Auth, DurabilityClass, KeyHash, MetricsConfig, Pattern, QueryLimits, Redaction, Reload,
+    Replacement, Roles, SecretSource, Signals, TenantPolicy,
 };
 
 pub(super) fn parse_auth(w: &mut Walker, m: &Mapping, auth: &mut Auth) {
@@ -123,11 +123,11 @@ fn tenant_policy(w: &mut Walker, m: &Mapping, p: &str) -> TenantPolicy {
     if let Some(v) = m.get("signals") {
         let kp = join(p, "signals");
         let names = list(w, v, &kp, |w, ip, item| match string(item) {
-            Ok(s @ ("logs" | "traces" | "events")) => Some(s.to_owned()),
+            Ok(s @ ("logs" | "traces" | "events" | "metrics")) => Some(s.to_owned()),
             Ok(other) => {
                 w.error(
                     ip,
-                    format!("unknown signal {other:?}; expected logs, traces or events"),
+                    format!("unknown signal {other:?}; expected logs, traces, events or metrics"),
                 );
                 None
             }
@@ -141,6 +141,7 @@ fn tenant_policy(w: &mut Walker, m: &Mapping, p: &str) -> TenantPolicy {
             logs: has("logs"),
             traces: has("traces"),
             events: has("events"),
+            metrics: has("metrics"),
         };
     }
     if let Some(limits) = w.section(m, p, "limits") {
@@ -392,5 +393,70 @@ pub(super) fn check_keys(w: &mut Walker, auth: &Auth, tenants: &BTreeMap<TenantI
                 w.error(&here, format!("the same key is already used by {first}"));
             }
         }
+    }
+}
+
+pub(super) fn parse_metrics(w: &mut Walker, m: &Mapping, c: &mut MetricsConfig) {
+    let p = "metrics";
+    w.known_keys(
+        m,
+        p,
+        &[
+            "max_series_per_tenant",
+            "max_series_per_metric",
+            "max_series",
+            "max_tenants",
+            "stale_after",
+            "span_duration_buckets",
+        ],
+    );
+    w.field(
+        m,
+        p,
+        "max_series_per_tenant",
+        &mut c.max_series_per_tenant,
+        |v| integer(v, 1, 10_000_000),
+    );
+    w.field(
+        m,
+        p,
+        "max_series_per_metric",
+        &mut c.max_series_per_metric,
+        |v| integer(v, 1, 10_000_000),
+    );
+    w.field(m, p, "max_series", &mut c.max_series, |v| {
+        integer(v, 1, 100_000_000)
+    });
+    w.field(m, p, "max_tenants", &mut c.max_tenants, |v| {
+        integer(v, 1, 1_000_000)
+    });
+    w.field(m, p, "stale_after", &mut c.stale_after, |v| {
+        duration(v, Duration::from_secs(1), Duration::from_secs(86_400))
+    });
+    if let Some(v) = m.get("span_duration_buckets") {
+        let kp = join(p, "span_duration_buckets");
+        let buckets = list(w, v, &kp, |w, ip, item| {
+            match duration(item, Duration::from_micros(1), Duration::from_secs(86_400)) {
+                Ok(d) => Some(d.as_secs_f64()),
+                Err(e) => {
+                    w.error(ip, e);
+                    None
+                }
+            }
+        });
+        if buckets.is_empty() || buckets.windows(2).any(|b| b[0] >= b[1]) {
+            w.error(
+                &kp,
+                "expected a non-empty list of increasing durations like [5ms, 10ms, 1s]",
+            );
+        } else {
+            c.span_duration_buckets = buckets;
+        }
+    }
+    if c.max_series_per_metric > c.max_series_per_tenant {
+        w.error(
+            "metrics.max_series_per_metric",
+            "must be at most metrics.max_series_per_tenant",
+        );
     }
 }

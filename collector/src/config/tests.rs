@@ -89,7 +89,7 @@ extra: 1
         .iter()
         .map(|(path, message)| format!("{path}: {message}\n"))
         .collect::<String>();
-    let expected = r#"extra: unknown key; expected one of: listen, ingest, storage, log, auth, tenants, tenants_file, query, reload
+    let expected = r#"extra: unknown key; expected one of: listen, ingest, storage, log, auth, tenants, tenants_file, query, reload, metrics
 listen.otlp_htp: unknown key; expected one of: otlp_grpc, otlp_http, metrics, api
 listen.otlp_grpc: "localhost" is not an address like 127.0.0.1:4317 or [::1]:4317
 ingest.max_request_body_size: must be greater than 0
@@ -172,7 +172,8 @@ reload:
         Signals {
             logs: true,
             traces: false,
-            events: true
+            events: true,
+            metrics: false
         }
     );
     assert_eq!(acme.limits.records_per_second, Some(1000));
@@ -203,7 +204,7 @@ tenants:
         roles: [ingest, admin]
       - roles: [query]
       - hash: "{HASH_B}"
-    signals: [logs, metrics]
+    signals: [logs, profiles]
     limits:
       records_burst: 10
       rate: 1
@@ -222,7 +223,7 @@ tenants.../x: invalid tenant id: tenant id must start with an ASCII letter or di
 tenants.acme.keys[0].roles[1]: admin keys are global: list them under auth.admin_keys
 tenants.acme.keys[1]: missing hash (sha256:<hex>, see `tenantscope hash-key`)
 tenants.acme.keys[2]: missing roles (a list of ingest, query)
-tenants.acme.signals[1]: unknown signal "metrics"; expected logs, traces or events
+tenants.acme.signals[1]: unknown signal "profiles"; expected logs, traces, events or metrics
 tenants.acme.limits.rate: unknown key; expected one of: records_per_second, records_burst, bytes_per_second, bytes_burst, max_attributes_per_record
 tenants.acme.limits.records_burst: needs records_per_second
 tenants.acme.redaction.replace[0].pattern: invalid regular expression: regex parse error:

@@ -7,7 +7,7 @@
 //! And a request with a few undecodable records (invalid UTF-8) keeps its other records: the
 //! codec decodes through [`salvage`]. Everything else (gzip/zstd request compression, size limits,
 //! framing) is tonic's.
-//! `MetricsService` is not served yet: tonic answers UNIMPLEMENTED for it.
+//! The same service type serves `LogsService`, `TraceService` and `MetricsService`.
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,4 +1,4 @@
-//! The OTLP/HTTP receiver: `POST /v1/logs` and `POST /v1/traces`.
+//! The OTLP/HTTP receiver: `POST /v1/logs`, `POST /v1/traces` and `POST /v1/metrics`.
 //!
 //! Accepts `application/x-protobuf` and `application/json` (media-type parameters such as
 //! `charset` are allowed), request bodies compressed with gzip, zstd or deflate, and answers in
@@ -6,7 +6,7 @@
 //! and after decompression to `max_decompressed_body_size` (both 413). Errors carry a
 //! `google.rpc.Status` body, as the OTLP spec requires; retryable ones (429, 503) a
 //! `Retry-After`. Records refused one by one are reported in the response's `partialSuccess`.
-//! `/v1/metrics` answers 404 until metrics ingestion exists.
+//! `POST /v1/metrics` takes OTLP metrics the same way.
 
 use std::io::Read;
 
@@ -22,6 +22,7 @@ use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
@@ -84,7 +85,7 @@ pub fn router(ingest: Ingest, limits: IngestLimits) -> Router {
     Router::new()
         .route("/v1/logs", post(export::<ExportLogsServiceRequest>))
         .route("/v1/traces", post(export::<ExportTraceServiceRequest>))
-        .route("/v1/metrics", post(metrics_not_implemented))
+        .route("/v1/metrics", post(export::<ExportMetricsServiceRequest>))
         .with_state(HttpState { ingest, limits })
 }
 
@@ -98,16 +99,6 @@ async fn export<R: ExportRequest>(
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
     handle::<R>(state, source, parts.headers, body).await
-}
-
-async fn metrics_not_implemented(headers: HeaderMap) -> Response {
-    let encoding = Encoding::from_content_type(headers.get(CONTENT_TYPE)).unwrap_or(Encoding::Json);
-    status_response(
-        StatusCode::NOT_FOUND,
-        tonic::Code::Unimplemented,
-        "OTLP metrics ingestion is not implemented yet".into(),
-        encoding,
-    )
 }
 
 async fn handle<R: ExportRequest>(

@@ -30,6 +30,8 @@ use crate::pipeline::convert::Converter;
 use crate::pipeline::{Pipeline, PipelineError};
 use crate::telemetry::Catalog;
 use crate::telemetry::catalog::{Signal, Transport};
+use crate::telemetry::derived::DerivedBatch;
+use crate::telemetry::series::SeriesStore;
 use crate::tenancy::limits::{Demand, Quotas, RateLimited};
 use crate::tenancy::{Authenticator, RequestTenant, TenancyError, TenantState};
 pub use salvage::Decoded;
@@ -194,6 +196,8 @@ pub struct Ingest {
     catalog: Catalog,
     auth: Arc<Authenticator>,
     quotas: Arc<Quotas>,
+    series: Arc<SeriesStore>,
+    span_buckets: Arc<[f64]>,
 }
 
 impl Ingest {
@@ -202,12 +206,16 @@ impl Ingest {
         catalog: Catalog,
         auth: Arc<Authenticator>,
         quotas: Arc<Quotas>,
+        series: Arc<SeriesStore>,
     ) -> Self {
+        let span_buckets = Arc::from(series.config().span_duration_buckets.as_slice());
         Self {
             pipeline,
             catalog,
             auth,
             quotas,
+            series,
+            span_buckets,
         }
     }
 
@@ -276,12 +284,17 @@ impl Ingest {
             first: decoded.first_refusal,
             ..Refusals::default()
         };
-        request.convert(&resolved, &mut converter, &mut refusals);
+        let mut derived = DerivedBatch::new(self.span_buckets.clone());
+        request.convert(&resolved, &mut converter, &mut refusals, &mut derived);
         let batches = converter
             .finish()
             .map_err(|e| IngestError::Malformed(format!("cannot convert records: {e}")))?;
         if !batches.is_empty() {
             self.pipeline.submit(batches).await?;
+        }
+        // Stored (or, for OTLP metrics, nothing to store): now it counts.
+        for (_, error) in self.series.apply(derived.into_points(), Instant::now()) {
+            refusals.refuse("invalid_record", || error.to_string());
         }
         Ok((refusals.outcome(), refusals))
     }
@@ -359,6 +372,7 @@ pub trait ExportRequest: prost::Message + DeserializeOwned + Default + Send + 's
         resolved: &[Resolved],
         converter: &mut Converter,
         refusals: &mut Refusals,
+        derived: &mut DerivedBatch,
     );
     /// The answer to an accepted request.
     fn response(outcome: &Outcome) -> Self::Response;

@@ -5,20 +5,36 @@
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 
 use super::{Decoded, ExportRequest, Outcome, Refusals, Resolved, salvage, validate};
+use crate::pipeline::any_value;
 use crate::pipeline::convert::{Converter, Origin, event_name};
 use crate::telemetry::catalog::Signal;
+use crate::telemetry::derived::DerivedBatch;
+use crate::telemetry::otlp::{Target, data_points, translate};
 use crate::tenancy::redact::Redactor;
 
 fn attributes_of(resource: Option<&Resource>) -> &[KeyValue] {
     resource.map_or(&[][..], |r| &r.attributes)
+}
+
+/// The `service.name` of a resource (after redaction), empty when absent.
+fn service_name(resource: Option<&Resource>) -> String {
+    attributes_of(resource)
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| any_value::to_text(kv.value.as_ref()))
+        .unwrap_or_default()
 }
 
 fn redact_origin(
@@ -79,6 +95,7 @@ impl ExportRequest for ExportLogsServiceRequest {
         resolved: &[Resolved],
         converter: &mut Converter,
         refusals: &mut Refusals,
+        derived: &mut DerivedBatch,
     ) {
         for (r, (rl, res)) in self.resource_logs.iter_mut().zip(resolved).enumerate() {
             let Some((tenant, state)) = res else { continue };
@@ -89,6 +106,7 @@ impl ExportRequest for ExportLogsServiceRequest {
                 &mut rl.resource,
                 rl.scope_logs.iter_mut().map(|s| s.scope.take()),
             );
+            let service = service_name(rl.resource.as_ref());
             for (s, (sl, scope)) in rl.scope_logs.iter_mut().zip(scopes).enumerate() {
                 let origin = Origin {
                     resource: rl.resource.as_ref(),
@@ -116,6 +134,10 @@ impl ExportRequest for ExportLogsServiceRequest {
                     {
                         refusals.refuse("invalid_record", || problem);
                         continue;
+                    }
+                    match event_name(record) {
+                        Some(name) => derived.event(tenant, name),
+                        None => derived.log(tenant, &service, record.severity_number),
                     }
                     if let Some(r) = redactor {
                         r.log(record);
@@ -177,6 +199,7 @@ impl ExportRequest for ExportTraceServiceRequest {
         resolved: &[Resolved],
         converter: &mut Converter,
         refusals: &mut Refusals,
+        derived: &mut DerivedBatch,
     ) {
         for (r, (rs, res)) in self.resource_spans.iter_mut().zip(resolved).enumerate() {
             let Some((tenant, state)) = res else { continue };
@@ -187,6 +210,7 @@ impl ExportRequest for ExportTraceServiceRequest {
                 &mut rs.resource,
                 rs.scope_spans.iter_mut().map(|s| s.scope.take()),
             );
+            let service = service_name(rs.resource.as_ref());
             for (s, (ss, scope)) in rs.scope_spans.iter_mut().zip(scopes).enumerate() {
                 let origin = Origin {
                     resource: rs.resource.as_ref(),
@@ -209,6 +233,7 @@ impl ExportRequest for ExportTraceServiceRequest {
                         refusals.refuse("invalid_record", || problem);
                         continue;
                     }
+                    derived.span(tenant, &service, span);
                     if let Some(r) = redactor {
                         r.span(span);
                     }
@@ -229,5 +254,127 @@ impl ExportRequest for ExportTraceServiceRequest {
                 error_message: outcome.message.clone(),
             }),
         }
+    }
+}
+
+impl ExportRequest for ExportMetricsServiceRequest {
+    type Response = ExportMetricsServiceResponse;
+    const SIGNAL: Signal = Signal::Metrics;
+    const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const GRPC_PATH: &'static str =
+        "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+    const REJECTED_FIELD: &'static str = "rejectedDataPoints";
+
+    fn record_count(&self) -> usize {
+        (0..self.resource_metrics.len())
+            .map(|i| self.resource_records(i) as usize)
+            .sum()
+    }
+
+    fn resource_count(&self) -> usize {
+        self.resource_metrics.len()
+    }
+
+    fn resource_records(&self, i: usize) -> u64 {
+        self.resource_metrics[i]
+            .scope_metrics
+            .iter()
+            .flat_map(|s| &s.metrics)
+            .filter_map(|m| m.data.as_ref())
+            .map(|d| data_points(d) as u64)
+            .sum()
+    }
+
+    fn resource_attributes(&self, i: usize) -> &[KeyValue] {
+        attributes_of(self.resource_metrics[i].resource.as_ref())
+    }
+
+    fn resource_bytes(&self, i: usize) -> u64 {
+        self.resource_metrics[i].encoded_len() as u64
+    }
+
+    /// OTLP metrics are not archived: their points go to the series store through `derived`.
+    fn convert(
+        &mut self,
+        resolved: &[Resolved],
+        _converter: &mut Converter,
+        refusals: &mut Refusals,
+        derived: &mut DerivedBatch,
+    ) {
+        for (rm, res) in self.resource_metrics.iter_mut().zip(resolved) {
+            let Some((tenant, state)) = res else { continue };
+            let redactor = state.redactor.as_ref();
+            if !state.policy.signals.metrics {
+                for _ in rm
+                    .scope_metrics
+                    .iter()
+                    .flat_map(|s| &s.metrics)
+                    .filter_map(|m| m.data.as_ref())
+                    .flat_map(|d| 0..data_points(d))
+                {
+                    refusals.refuse("signal_disabled", || {
+                        format!("tenant \"{tenant}\" may not send metrics")
+                    });
+                }
+                continue;
+            }
+            if let (Some(r), Some(resource)) = (redactor, rm.resource.as_mut()) {
+                r.attributes(&mut resource.attributes);
+            }
+            let target = Target::new(rm.resource.as_ref());
+            derived
+                .points
+                .extend(target.info(tenant, rm.resource.as_ref()));
+            for sm in &mut rm.scope_metrics {
+                for metric in &mut sm.metrics {
+                    if let Some(r) = redactor {
+                        redact_points(r, metric);
+                    }
+                    for problem in translate(tenant, &target, metric, &mut derived.points) {
+                        refusals.refuse("invalid_record", || problem);
+                    }
+                }
+            }
+        }
+    }
+
+    fn salvage(_bytes: &[u8]) -> Option<Decoded<Self>> {
+        None
+    }
+
+    fn response(outcome: &Outcome) -> Self::Response {
+        ExportMetricsServiceResponse {
+            partial_success: (outcome.rejected > 0).then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: i64::try_from(outcome.rejected).unwrap_or(i64::MAX),
+                error_message: outcome.message.clone(),
+            }),
+        }
+    }
+}
+
+/// Redacts the attributes of every data point of `metric`.
+fn redact_points(r: &Redactor, metric: &mut Metric) {
+    match &mut metric.data {
+        Some(Data::Gauge(g)) => g
+            .data_points
+            .iter_mut()
+            .for_each(|p| r.attributes(&mut p.attributes)),
+        Some(Data::Sum(s)) => s
+            .data_points
+            .iter_mut()
+            .for_each(|p| r.attributes(&mut p.attributes)),
+        Some(Data::Histogram(h)) => h
+            .data_points
+            .iter_mut()
+            .for_each(|p| r.attributes(&mut p.attributes)),
+        Some(Data::ExponentialHistogram(h)) => h
+            .data_points
+            .iter_mut()
+            .for_each(|p| r.attributes(&mut p.attributes)),
+        Some(Data::Summary(s)) => s
+            .data_points
+            .iter_mut()
+            .for_each(|p| r.attributes(&mut p.attributes)),
+        None => {}
     }
 }

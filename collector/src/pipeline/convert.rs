@@ -171,13 +171,13 @@ fn nonzero(nanos: u64) -> Option<i64> {
     (nanos != 0).then(|| i64::try_from(nanos).unwrap_or(i64::MAX))
 }
 
-fn span_kind(kind: i32) -> &'static str {
+pub fn span_kind(kind: i32) -> &'static str {
     span::SpanKind::try_from(kind)
         .map(|k| k.as_str_name())
         .unwrap_or("SPAN_KIND_UNSPECIFIED")
 }
 
-fn status_code(code: i32) -> &'static str {
+pub fn status_code(code: i32) -> &'static str {
     status::StatusCode::try_from(code)
         .map(|c| c.as_str_name())
         .unwrap_or("STATUS_CODE_UNSET")

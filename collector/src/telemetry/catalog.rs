@@ -39,15 +39,17 @@ impl Transport {
 pub enum Signal {
     Logs,
     Traces,
+    Metrics,
 }
 
 impl Signal {
-    pub const ALL: [Signal; 2] = [Signal::Logs, Signal::Traces];
+    pub const ALL: [Signal; 3] = [Signal::Logs, Signal::Traces, Signal::Metrics];
 
     pub fn label(self) -> &'static str {
         match self {
             Signal::Logs => "logs",
             Signal::Traces => "traces",
+            Signal::Metrics => "metrics",
         }
     }
 }
@@ -88,6 +90,12 @@ pub mod names {
     pub const WAL_TORN_TAILS: &str = "tenantscope_wal_torn_tails_total";
     pub const WAL_CORRUPT: &str = "tenantscope_wal_corrupt_records_total";
     pub const CONFIG_RELOADS: &str = "tenantscope_config_reloads_total";
+    // Derived from what tenants send (rendered by `series`, with a tenant label).
+    pub const SPAN_CALLS: &str = "tenantscope_span_calls_total";
+    pub const SPAN_DURATION: &str = "tenantscope_span_duration_seconds";
+    pub const LOG_RECORDS: &str = "tenantscope_log_records_total";
+    pub const EVENTS: &str = "tenantscope_events_total";
+    pub const SERIES_OVERFLOW: &str = super::super::series::OVERFLOW_COUNTER;
     pub const QUERIES: &str = "tenantscope_query_requests_total";
 }
 

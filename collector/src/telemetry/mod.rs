@@ -6,6 +6,9 @@
 //! handed to the contexts that count things.
 
 pub mod catalog;
+pub mod derived;
+pub mod otlp;
+pub mod series;
 
 pub use catalog::Catalog;
 

@@ -12,6 +12,7 @@
 //! so rewriting keys cannot touch user data. Id lengths are checked later by `validate`.
 
 use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
+use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -63,6 +64,7 @@ fn enum_number(key: &str, name: &str) -> Option<i32> {
         "severityNumber" => SeverityNumber::from_str_name(name).map(|v| v as i32),
         "kind" => SpanKind::from_str_name(name).map(|v| v as i32),
         "code" => StatusCode::from_str_name(name).map(|v| v as i32),
+        "aggregationTemporality" => AggregationTemporality::from_str_name(name).map(|v| v as i32),
         _ => None,
     }
 }
