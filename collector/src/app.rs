@@ -105,7 +105,7 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
             lock_path.display()
         )
     })?;
-    let catalog = Catalog::new();
+    let catalog = Catalog::with_tenant_labels(config.metrics.max_tenant_labels);
     let directory = Directory::build(&config).context("invalid tenant configuration")?;
     let auth = Arc::new(Authenticator::new(
         Tenants::new(directory),

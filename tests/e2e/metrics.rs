@@ -181,6 +181,71 @@ async fn span_log_and_event_metrics_have_exact_values() {
         2.0
     );
     assert_eq!(lines(&text, "tenantscope_log_records_total{").len(), 2);
+
+    // Self-metrics: accepted records by tenant, requests and their latency, the queue, the log.
+    let accepted = |signal: &str, tenant: &str| {
+        value(
+            &text,
+            &format!(
+                r#"tenantscope_ingest_records_accepted_total{{transport="http",signal="{signal}",tenant="{tenant}"}}"#
+            ),
+        )
+    };
+    assert_eq!(accepted("traces", "acme"), 5.0);
+    assert_eq!(accepted("traces", "globex"), 1.0);
+    assert_eq!(accepted("logs", "acme"), 7.0);
+    assert_eq!(
+        value(
+            &text,
+            r#"tenantscope_ingest_requests_total{transport="http",signal="traces"}"#
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"tenantscope_ingest_request_duration_seconds_count{transport="http",signal="traces"}"#
+        ),
+        2.0
+    );
+    assert_eq!(value(&text, "tenantscope_pipeline_queue_in_total"), 3.0);
+    assert_eq!(value(&text, "tenantscope_pipeline_queue_out_total"), 3.0);
+    assert_eq!(
+        value(&text, "tenantscope_pipeline_ack_duration_seconds_count"),
+        3.0
+    );
+    assert!(value(&text, "tenantscope_wal_bytes_appended_total") > 0.0);
+    assert_eq!(value(&text, "tenantscope_wal_segments_opened_total"), 1.0);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn tenant_labels_are_bounded() {
+    let mut d = Daemon::start_with(|c| c.metrics.max_tenant_labels = 2).await;
+    for tenant in ["t1", "t2", "t3", "t4"] {
+        let body = serde_json::json!({"resourceLogs": [{"resource": resource("svc"), "scopeLogs": [{"logRecords": [{"severityNumber": 9}]}]}]});
+        send(&d, "/v1/logs", tenant, body).await;
+    }
+    let text = scrape(&d).await;
+    let accepted = |tenant: &str| {
+        value(
+            &text,
+            &format!(
+                r#"tenantscope_ingest_records_accepted_total{{transport="http",signal="logs",tenant="{tenant}"}}"#
+            ),
+        )
+    };
+    assert_eq!(
+        (accepted("t1"), accepted("t2"), accepted("__other__")),
+        (1.0, 1.0, 2.0)
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"tenantscope_log_records_total{tenant="__other__",service_name="svc",severity="INFO"}"#
+        ),
+        2.0
+    );
     d.stop().await;
 }
 

@@ -217,6 +217,7 @@ pub struct WalWriter {
     next_lsn: u64,
     active: Option<Active>,
     buf: Vec<u8>,
+    opened: u64,
 }
 
 struct Active {
@@ -236,7 +237,13 @@ impl WalWriter {
             next_lsn,
             active: None,
             buf: Vec::new(),
+            opened: 0,
         })
+    }
+
+    /// Segments this writer has opened since it was created.
+    pub fn segments_opened(&self) -> u64 {
+        self.opened
     }
 
     /// The LSN the next record will get.
@@ -300,6 +307,7 @@ impl WalWriter {
             .and_then(|d| d.sync_all())
             .map_err(io_err(&self.dir))?;
         self.active = Some(Active { file, path, len: 0 });
+        self.opened += 1;
         Ok(())
     }
 

@@ -214,6 +214,10 @@ async fn run(state: ApiState, request: axum::extract::Request) -> Result<Respons
             return Err(timeout());
         }
     };
+    state
+        .catalog
+        .query_seconds()
+        .record(started.elapsed().as_secs_f64());
     let schema = stream.schema();
     let stream =
         RecordBatchStreamAdapter::new(schema, futures::stream::iter(first.map(Ok)).chain(stream));

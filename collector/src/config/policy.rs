@@ -202,7 +202,7 @@ pub struct MetricsConfig {
     /// Series of all tenants together.
     pub max_series: usize,
     /// Distinct `tenant` label values; further tenants are labelled `__other__`.
-    pub max_tenants: usize,
+    pub max_tenant_labels: usize,
     /// A series not updated for this long disappears from `/metrics`.
     pub stale_after: Duration,
     /// Upper bounds (seconds) of `tenantscope_span_duration_seconds`.
@@ -215,7 +215,7 @@ impl Default for MetricsConfig {
             max_series_per_tenant: 10_000,
             max_series_per_metric: 2_000,
             max_series: 200_000,
-            max_tenants: 1_000,
+            max_tenant_labels: 1_000,
             stale_after: Duration::from_secs(300),
             // The OTel Collector spanmetrics connector's defaults.
             span_duration_buckets: vec![

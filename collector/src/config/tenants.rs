@@ -405,7 +405,7 @@ pub(super) fn parse_metrics(w: &mut Walker, m: &Mapping, c: &mut MetricsConfig) 
             "max_series_per_tenant",
             "max_series_per_metric",
             "max_series",
-            "max_tenants",
+            "max_tenant_labels",
             "stale_after",
             "span_duration_buckets",
         ],
@@ -427,7 +427,7 @@ pub(super) fn parse_metrics(w: &mut Walker, m: &Mapping, c: &mut MetricsConfig) 
     w.field(m, p, "max_series", &mut c.max_series, |v| {
         integer(v, 1, 100_000_000)
     });
-    w.field(m, p, "max_tenants", &mut c.max_tenants, |v| {
+    w.field(m, p, "max_tenant_labels", &mut c.max_tenant_labels, |v| {
         integer(v, 1, 1_000_000)
     });
     w.field(m, p, "stale_after", &mut c.stale_after, |v| {

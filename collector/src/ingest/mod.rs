@@ -157,6 +157,8 @@ pub struct Refusals {
     signal_disabled: u64,
     invalid: u64,
     first: Option<String>,
+    /// Records stored, by tenant (filled once the request is stored).
+    accepted: Vec<(TenantId, u64)>,
 }
 
 impl Refusals {
@@ -252,14 +254,23 @@ impl Ingest {
         meta: RequestMeta<'_>,
         decoded: Decoded<R>,
     ) -> Result<Outcome, IngestError> {
+        let started = Instant::now();
         let records = decoded.request.record_count() as u64 + decoded.refused;
         let counters = self.catalog.ingest(transport, R::SIGNAL);
+        counters.requests.increment(1);
         counters.records_received.increment(records);
         let result = self.export_inner(meta, decoded).await;
+        counters
+            .request_seconds
+            .record(started.elapsed().as_secs_f64());
         match &result {
             Ok((_, refusals)) => {
                 counters.refused("signal_disabled", refusals.signal_disabled);
                 counters.refused("invalid_record", refusals.invalid);
+                for (tenant, n) in &refusals.accepted {
+                    self.catalog
+                        .records_accepted(transport, R::SIGNAL, tenant.as_str(), *n);
+                }
             }
             Err(error) => {
                 self.log_rejection(transport, R::SIGNAL, error, header_text(meta.tenant_header));
@@ -289,13 +300,31 @@ impl Ingest {
         let batches = converter
             .finish()
             .map_err(|e| IngestError::Malformed(format!("cannot convert records: {e}")))?;
+        let mut accepted: Vec<(TenantId, u64)> = Vec::new();
+        let mut count =
+            |tenant: &TenantId, n: u64| match accepted.iter_mut().find(|a| &a.0 == tenant) {
+                Some(a) => a.1 += n,
+                None => accepted.push((tenant.clone(), n)),
+            };
+        for b in &batches {
+            count(&b.tenant, b.batch.num_rows() as u64);
+        }
         if !batches.is_empty() {
             self.pipeline.submit(batches).await?;
         }
         // Stored (or, for OTLP metrics, nothing to store): now it counts.
-        for (_, error) in self.series.apply(derived.into_points(), Instant::now()) {
+        let points = derived.into_points();
+        if R::SIGNAL == Signal::Metrics {
+            for p in points.iter().filter(|p| p.family != "target_info") {
+                if let Ok(t) = TenantId::parse(&p.tenant) {
+                    count(&t, 1);
+                }
+            }
+        }
+        for (_, error) in self.series.apply(points, Instant::now()) {
             refusals.refuse("invalid_record", || error.to_string());
         }
+        refusals.accepted = accepted;
         Ok((refusals.outcome(), refusals))
     }
 

@@ -94,11 +94,14 @@ impl Flusher {
         let keep_from = self.memtable.oldest_lsn().unwrap_or(wal.next_lsn());
         match wal.delete_before(keep_from) {
             Ok(0) => {}
-            Ok(n) => tracing::debug!(
-                segments = n,
-                keep_from,
-                "deleted committed write-ahead log segments"
-            ),
+            Ok(n) => {
+                self.catalog.wal().segments_deleted.increment(n as u64);
+                tracing::debug!(
+                    segments = n,
+                    keep_from,
+                    "deleted committed write-ahead log segments"
+                )
+            }
             Err(error) => {
                 tracing::warn!(error = %error, "cannot delete committed write-ahead log segments")
             }
@@ -141,6 +144,9 @@ fn commit_buffer(
     ) {
         Ok(committed) => {
             let counters = catalog.store(table);
+            counters
+                .commit_seconds
+                .record(started.elapsed().as_secs_f64());
             for file in &committed.files {
                 counters.files.increment(1);
                 counters.rows.increment(file.rows);

@@ -68,6 +68,7 @@ pub struct Pipeline {
     tx: mpsc::Sender<wal_thread::Request>,
     memtable: Arc<Memtable>,
     max_buffered_bytes: usize,
+    catalog: Catalog,
 }
 
 /// Control of the running pipeline, kept by the composition root.
@@ -123,7 +124,7 @@ impl Pipeline {
             options: options.clone(),
             memtable: memtable.clone(),
             wal,
-            catalog,
+            catalog: catalog.clone(),
             manifests: Arc::new(Mutex::new(Default::default())),
         };
         let task = tokio::spawn(flusher.run(flush_rx, wal_task));
@@ -131,6 +132,7 @@ impl Pipeline {
             tx,
             memtable,
             max_buffered_bytes: options.max_buffered_bytes,
+            catalog,
         };
         Ok((
             pipeline,
@@ -174,7 +176,12 @@ impl Pipeline {
                 mpsc::error::TrySendError::Full(_) => PipelineError::Overloaded,
                 mpsc::error::TrySendError::Closed(_) => PipelineError::ShuttingDown,
             })?;
-        done.await.unwrap_or(Err(PipelineError::ShuttingDown))
+        let counters = self.catalog.pipeline();
+        counters.queue_in.increment(1);
+        let waiting = std::time::Instant::now();
+        let result = done.await.unwrap_or(Err(PipelineError::ShuttingDown));
+        counters.ack_seconds.record(waiting.elapsed().as_secs_f64());
+        result
     }
 }
 

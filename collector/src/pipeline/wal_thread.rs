@@ -84,6 +84,8 @@ fn commit_group(
         })
         .collect();
     let count = entries.len() as u64;
+    let bytes: u64 = entries.iter().map(|e| e.payload.len() as u64).sum();
+    catalog.pipeline().queue_out.increment(group.len() as u64);
     let started = Instant::now();
     let mut wal = wal.lock().unwrap_or_else(|e| e.into_inner());
     let result = wal.append(&entries);
@@ -92,6 +94,8 @@ fn commit_group(
     match result {
         Ok(first_lsn) => {
             metrics.records.increment(count);
+            metrics.bytes.increment(bytes);
+            metrics.segments_opened.absolute(wal.segments_opened());
             metrics.groups.increment(1);
             metrics
                 .append_seconds

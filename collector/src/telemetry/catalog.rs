@@ -90,6 +90,17 @@ pub mod names {
     pub const WAL_TORN_TAILS: &str = "tenantscope_wal_torn_tails_total";
     pub const WAL_CORRUPT: &str = "tenantscope_wal_corrupt_records_total";
     pub const CONFIG_RELOADS: &str = "tenantscope_config_reloads_total";
+    pub const REQUESTS: &str = "tenantscope_ingest_requests_total";
+    pub const REQUEST_SECONDS: &str = "tenantscope_ingest_request_duration_seconds";
+    pub const RECORDS_ACCEPTED: &str = "tenantscope_ingest_records_accepted_total";
+    pub const QUEUE_IN: &str = "tenantscope_pipeline_queue_in_total";
+    pub const QUEUE_OUT: &str = "tenantscope_pipeline_queue_out_total";
+    pub const ACK_SECONDS: &str = "tenantscope_pipeline_ack_duration_seconds";
+    pub const WAL_BYTES: &str = "tenantscope_wal_bytes_appended_total";
+    pub const WAL_SEGMENTS_OPENED: &str = "tenantscope_wal_segments_opened_total";
+    pub const WAL_SEGMENTS_DELETED: &str = "tenantscope_wal_segments_deleted_total";
+    pub const COMMIT_SECONDS: &str = "tenantscope_store_commit_duration_seconds";
+    pub const QUERY_SECONDS: &str = "tenantscope_query_duration_seconds";
     // Derived from what tenants send (rendered by `series`, with a tenant label).
     pub const SPAN_CALLS: &str = "tenantscope_span_calls_total";
     pub const SPAN_DURATION: &str = "tenantscope_span_duration_seconds";
@@ -104,9 +115,17 @@ const WAL_APPEND_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.002, 0.004, 0.006, 0.008, 0.010, 0.015, 0.025, 0.05, 0.1, 0.5,
 ];
 
+/// Buckets of request, acknowledgement, commit and query latency histograms, in seconds.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
 /// Write-ahead log metrics.
 #[derive(Clone)]
 pub struct WalCounters {
+    pub bytes: Counter,
+    pub segments_opened: Counter,
+    pub segments_deleted: Counter,
     pub records: Counter,
     pub groups: Counter,
     pub append_failures: Counter,
@@ -119,6 +138,8 @@ pub struct WalCounters {
 /// Counters of one (transport, signal) pair.
 #[derive(Clone)]
 pub struct IngestCounters {
+    pub requests: Counter,
+    pub request_seconds: Histogram,
     pub records_received: Counter,
     records_rejected: HashMap<&'static str, Counter>,
     requests_rejected: HashMap<&'static str, Counter>,
@@ -153,6 +174,16 @@ pub struct StoreCounters {
     pub files: Counter,
     pub rows: Counter,
     pub bytes: Counter,
+    pub commit_seconds: Histogram,
+}
+
+/// The write-ahead log queue and the wait for a durable acknowledgement.
+#[derive(Clone)]
+pub struct PipelineCounters {
+    /// Requests queued for the write-ahead log; `in - out` is the queue depth.
+    pub queue_in: Counter,
+    pub queue_out: Counter,
+    pub ack_seconds: Histogram,
 }
 
 /// The daemon's metrics.
@@ -170,8 +201,15 @@ struct Inner {
     wal: WalCounters,
     reloads: HashMap<&'static str, Counter>,
     queries: HashMap<&'static str, Counter>,
+    query_seconds: Histogram,
+    pipeline: PipelineCounters,
+    tenant_labels: std::sync::Mutex<std::collections::HashSet<String>>,
+    max_tenant_labels: usize,
     _build_info: Gauge,
 }
+
+/// The label value standing for tenants beyond `metrics.max_tenant_labels`.
+pub const OTHER_TENANT: &str = "__other__";
 
 /// Results of a configuration reload.
 pub const RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
@@ -191,13 +229,28 @@ pub const QUERY_RESULTS: [&str; 8] = [
 impl Catalog {
     /// Registers every metric of the catalog with a new recorder.
     pub fn new() -> Self {
-        let recorder = PrometheusBuilder::new()
+        Self::with_tenant_labels(1_000)
+    }
+
+    /// A catalog whose tenant-labelled metrics name at most `max_tenant_labels` tenants.
+    pub fn with_tenant_labels(max_tenant_labels: usize) -> Self {
+        let mut builder = PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Full(names::WAL_APPEND_SECONDS.into()),
                 &WAL_APPEND_BUCKETS,
             )
-            .expect("the bucket list is not empty")
-            .build_recorder();
+            .expect("the bucket list is not empty");
+        for name in [
+            names::REQUEST_SECONDS,
+            names::ACK_SECONDS,
+            names::COMMIT_SECONDS,
+            names::QUERY_SECONDS,
+        ] {
+            builder = builder
+                .set_buckets_for_metric(Matcher::Full(name.into()), &LATENCY_BUCKETS)
+                .expect("the bucket list is not empty");
+        }
+        let recorder = builder.build_recorder();
         let handle = recorder.handle();
         let describe = |name: &'static str, unit: Unit, help: &'static str| {
             recorder.describe_counter(name.into(), Some(unit), SharedString::const_str(help));
@@ -277,6 +330,61 @@ impl Catalog {
             Unit::Count,
             "Query API requests, by result.",
         );
+        describe(
+            names::REQUESTS,
+            Unit::Count,
+            "OTLP export requests received (decoded), by transport and signal.",
+        );
+        describe(
+            names::RECORDS_ACCEPTED,
+            Unit::Count,
+            "Records stored (acknowledged), by transport, signal and tenant.",
+        );
+        describe(
+            names::QUEUE_IN,
+            Unit::Count,
+            "Requests queued for the write-ahead log (minus queue_out: the queue depth).",
+        );
+        describe(
+            names::QUEUE_OUT,
+            Unit::Count,
+            "Requests taken from the write-ahead log queue.",
+        );
+        describe(
+            names::WAL_BYTES,
+            Unit::Bytes,
+            "Payload bytes appended to the write-ahead log.",
+        );
+        describe(
+            names::WAL_SEGMENTS_OPENED,
+            Unit::Count,
+            "Write-ahead log segments opened.",
+        );
+        describe(
+            names::WAL_SEGMENTS_DELETED,
+            Unit::Count,
+            "Write-ahead log segments deleted once committed (opened minus deleted: live segments).",
+        );
+        for (name, help) in [
+            (
+                names::REQUEST_SECONDS,
+                "Time from a decoded OTLP request to its answer (authentication to acknowledgement), by transport and signal.",
+            ),
+            (
+                names::ACK_SECONDS,
+                "Time a request waits for its records to be fsync'd in the write-ahead log.",
+            ),
+            (
+                names::COMMIT_SECONDS,
+                "Time to write, fsync and commit one buffer as Parquet, by table.",
+            ),
+            (
+                names::QUERY_SECONDS,
+                "Time to plan a query and produce its first rows.",
+            ),
+        ] {
+            recorder.describe_histogram(name.into(), Some(Unit::Seconds), help.into());
+        }
         recorder.describe_histogram(
             names::WAL_APPEND_SECONDS.into(),
             Some(Unit::Seconds),
@@ -309,6 +417,11 @@ impl Catalog {
                         .collect()
                 };
                 let counters = IngestCounters {
+                    requests: counter(names::REQUESTS, base.clone()),
+                    request_seconds: recorder.register_histogram(
+                        &Key::from_parts(names::REQUEST_SECONDS, base.clone()),
+                        &metadata(),
+                    ),
                     records_received: counter(names::RECORDS_RECEIVED, base.clone()),
                     records_rejected: by_reason(names::RECORDS_REJECTED),
                     requests_rejected: by_reason(names::REQUESTS_REJECTED),
@@ -324,12 +437,19 @@ impl Catalog {
                     files: counter(names::FILES_COMMITTED, labels()),
                     rows: counter(names::ROWS_COMMITTED, labels()),
                     bytes: counter(names::BYTES_COMMITTED, labels()),
+                    commit_seconds: recorder.register_histogram(
+                        &Key::from_parts(names::COMMIT_SECONDS, labels()),
+                        &metadata(),
+                    ),
                 };
                 (table, counters)
             })
             .collect();
         let commit_failures = counter(names::COMMIT_FAILURES, vec![]);
         let wal = WalCounters {
+            bytes: counter(names::WAL_BYTES, vec![]),
+            segments_opened: counter(names::WAL_SEGMENTS_OPENED, vec![]),
+            segments_deleted: counter(names::WAL_SEGMENTS_DELETED, vec![]),
             records: counter(names::WAL_RECORDS, vec![]),
             groups: counter(names::WAL_GROUPS, vec![]),
             append_failures: counter(names::WAL_APPEND_FAILURES, vec![]),
@@ -346,6 +466,14 @@ impl Catalog {
                 .collect::<HashMap<_, _>>()
         };
         let reloads = by_result(names::CONFIG_RELOADS, &RELOAD_RESULTS);
+        let pipeline = PipelineCounters {
+            queue_in: counter(names::QUEUE_IN, vec![]),
+            queue_out: counter(names::QUEUE_OUT, vec![]),
+            ack_seconds: recorder
+                .register_histogram(&Key::from_name(names::ACK_SECONDS), &metadata()),
+        };
+        let query_seconds =
+            recorder.register_histogram(&Key::from_name(names::QUERY_SECONDS), &metadata());
         let queries = by_result(names::QUERIES, &QUERY_RESULTS);
         let build_info = recorder.register_gauge(
             &Key::from_parts(
@@ -365,6 +493,10 @@ impl Catalog {
                 wal,
                 reloads,
                 queries,
+                query_seconds,
+                pipeline,
+                tenant_labels: std::sync::Mutex::new(std::collections::HashSet::new()),
+                max_tenant_labels,
                 _build_info: build_info,
             }),
         }
@@ -390,6 +522,51 @@ impl Catalog {
     /// The query counter for `result` (one of [`QUERY_RESULTS`]).
     pub fn queries(&self, result: &'static str) -> &Counter {
         &self.inner.queries[result]
+    }
+
+    pub fn pipeline(&self) -> &PipelineCounters {
+        &self.inner.pipeline
+    }
+
+    pub fn query_seconds(&self) -> &Histogram {
+        &self.inner.query_seconds
+    }
+
+    /// Counts `records` stored for `tenant` (its label bounded by `max_tenant_labels`).
+    pub fn records_accepted(
+        &self,
+        transport: Transport,
+        signal: Signal,
+        tenant: &str,
+        records: u64,
+    ) {
+        let label = {
+            let mut seen = self
+                .inner
+                .tenant_labels
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if seen.contains(tenant) {
+                tenant.to_owned()
+            } else if seen.len() < self.inner.max_tenant_labels {
+                seen.insert(tenant.to_owned());
+                tenant.to_owned()
+            } else {
+                OTHER_TENANT.to_owned()
+            }
+        };
+        let key = Key::from_parts(
+            names::RECORDS_ACCEPTED,
+            vec![
+                Label::new("transport", transport.label()),
+                Label::new("signal", signal.label()),
+                Label::new("tenant", label),
+            ],
+        );
+        self.inner
+            .recorder
+            .register_counter(&key, &metadata())
+            .increment(records);
     }
 
     pub fn commit_failures(&self) -> &Counter {

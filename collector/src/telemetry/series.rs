@@ -8,7 +8,7 @@
 //! Budgets ([`MetricsConfig`]): a tenant may own `max_series_per_tenant` series in all and
 //! `max_series_per_metric` in one metric, the whole table `max_series`; a new series past a budget
 //! is folded into its metric's single `otel_metric_overflow="true"` series for that tenant and
-//! counted in `tenantscope_metrics_series_overflow_total`. Past `max_tenants` distinct tenants the
+//! counted in `tenantscope_metrics_series_overflow_total`. Past `max_tenant_labels` distinct tenants the
 //! label value is `__other__`. So one tenant's explosion costs a bounded amount of memory and never
 //! evicts another tenant's series. A series not updated for `stale_after` is dropped.
 //!
@@ -197,7 +197,7 @@ impl SeriesStore {
     fn apply_one(&self, t: &mut Table, p: Point, now: Instant) -> Result<(), PointError> {
         let tenant = if t.tenants.contains(&p.tenant) {
             p.tenant
-        } else if t.tenants.len() < self.config.max_tenants {
+        } else if t.tenants.len() < self.config.max_tenant_labels {
             t.tenants.insert(p.tenant.clone());
             p.tenant
         } else {

@@ -7,7 +7,7 @@ fn config() -> MetricsConfig {
         max_series_per_tenant: 4,
         max_series_per_metric: 3,
         max_series: 100,
-        max_tenants: 2,
+        max_tenant_labels: 2,
         stale_after: Duration::from_secs(60),
         ..MetricsConfig::default()
     }
@@ -166,7 +166,7 @@ fn budgets_fold_new_series_into_one_overflow_series_per_tenant_and_metric() {
         0,
         "{text}"
     );
-    // A third tenant is labelled __other__ (max_tenants 2).
+    // A third tenant is labelled __other__ (max_tenant_labels 2).
     store.apply(
         vec![point(
             "m_total",
