@@ -200,12 +200,15 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
 
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let metrics_catalog = catalog.clone();
+    let data_dir = layout.data_dir().to_path_buf();
     let metrics_app = axum::Router::new().route(
         "/metrics",
         get(move || {
             let catalog = metrics_catalog.clone();
             let series = series.clone();
+            let data_dir = data_dir.clone();
             async move {
+                catalog.read_disk(&data_dir);
                 // The daemon's own metrics, then the tenants' series (distinct names).
                 let mut text = catalog.render();
                 text.push_str(&series.render(std::time::Instant::now()));

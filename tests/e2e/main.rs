@@ -4,6 +4,7 @@
 mod auth;
 mod bad_input;
 mod cli;
+mod dashboards;
 mod harness;
 mod http_json;
 mod lifecycle;

@@ -216,6 +216,15 @@ async fn span_log_and_event_metrics_have_exact_values() {
     );
     assert!(value(&text, "tenantscope_wal_bytes_appended_total") > 0.0);
     assert_eq!(value(&text, "tenantscope_wal_segments_opened_total"), 1.0);
+    assert!(value(&text, "tenantscope_store_disk_size_bytes") > 0.0);
+    // Every family on /metrics is spelled in the catalog.
+    for family in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = family.split(' ').next().unwrap();
+        assert!(
+            tenantscope::telemetry::catalog::ALL_NAMES.contains(&name),
+            "{name} is not in catalog::ALL_NAMES"
+        );
+    }
     d.stop().await;
 }
 

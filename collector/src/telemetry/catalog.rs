@@ -101,6 +101,8 @@ pub mod names {
     pub const WAL_SEGMENTS_DELETED: &str = "tenantscope_wal_segments_deleted_total";
     pub const COMMIT_SECONDS: &str = "tenantscope_store_commit_duration_seconds";
     pub const QUERY_SECONDS: &str = "tenantscope_query_duration_seconds";
+    pub const DISK_FREE: &str = "tenantscope_store_disk_free_bytes";
+    pub const DISK_SIZE: &str = "tenantscope_store_disk_size_bytes";
     // Derived from what tenants send (rendered by `series`, with a tenant label).
     pub const SPAN_CALLS: &str = "tenantscope_span_calls_total";
     pub const SPAN_DURATION: &str = "tenantscope_span_duration_seconds";
@@ -109,6 +111,49 @@ pub mod names {
     pub const SERIES_OVERFLOW: &str = super::super::series::OVERFLOW_COUNTER;
     pub const QUERIES: &str = "tenantscope_query_requests_total";
 }
+
+/// Every metric family name the daemon exposes (histograms also as `_bucket`, `_sum`, `_count`);
+/// dashboards and rules may use only these (a test checks it).
+pub const ALL_NAMES: [&str; 38] = [
+    names::BUILD_INFO,
+    names::RECORDS_RECEIVED,
+    names::RECORDS_REJECTED,
+    names::REQUESTS_REJECTED,
+    names::FILES_COMMITTED,
+    names::ROWS_COMMITTED,
+    names::BYTES_COMMITTED,
+    names::COMMIT_FAILURES,
+    names::WAL_RECORDS,
+    names::WAL_GROUPS,
+    names::WAL_APPEND_FAILURES,
+    names::WAL_APPEND_SECONDS,
+    names::WAL_REPLAYED,
+    names::WAL_TORN_TAILS,
+    names::WAL_CORRUPT,
+    names::CONFIG_RELOADS,
+    names::QUERIES,
+    names::SPAN_CALLS,
+    names::SPAN_DURATION,
+    names::LOG_RECORDS,
+    names::EVENTS,
+    names::SERIES_OVERFLOW,
+    names::REQUESTS,
+    names::REQUEST_SECONDS,
+    names::RECORDS_ACCEPTED,
+    names::QUEUE_IN,
+    names::QUEUE_OUT,
+    names::ACK_SECONDS,
+    names::WAL_BYTES,
+    names::WAL_SEGMENTS_OPENED,
+    names::WAL_SEGMENTS_DELETED,
+    names::COMMIT_SECONDS,
+    names::QUERY_SECONDS,
+    names::DISK_FREE,
+    names::DISK_SIZE,
+    "target_info",
+    "up",
+    "scrape_duration_seconds",
+];
 
 /// Buckets of the write-ahead log append (write + fdatasync) histogram, in seconds.
 const WAL_APPEND_BUCKETS: [f64; 12] = [
@@ -202,6 +247,8 @@ struct Inner {
     reloads: HashMap<&'static str, Counter>,
     queries: HashMap<&'static str, Counter>,
     query_seconds: Histogram,
+    disk_free: Gauge,
+    disk_size: Gauge,
     pipeline: PipelineCounters,
     tenant_labels: std::sync::Mutex<std::collections::HashSet<String>>,
     max_tenant_labels: usize,
@@ -474,6 +521,19 @@ impl Catalog {
         };
         let query_seconds =
             recorder.register_histogram(&Key::from_name(names::QUERY_SECONDS), &metadata());
+        recorder.describe_gauge(
+            names::DISK_FREE.into(),
+            Some(Unit::Bytes),
+            "Bytes available to the daemon on the data directory's file system (read at scrape)."
+                .into(),
+        );
+        recorder.describe_gauge(
+            names::DISK_SIZE.into(),
+            Some(Unit::Bytes),
+            "Size of the data directory's file system (read at scrape).".into(),
+        );
+        let disk_free = recorder.register_gauge(&Key::from_name(names::DISK_FREE), &metadata());
+        let disk_size = recorder.register_gauge(&Key::from_name(names::DISK_SIZE), &metadata());
         let queries = by_result(names::QUERIES, &QUERY_RESULTS);
         let build_info = recorder.register_gauge(
             &Key::from_parts(
@@ -494,6 +554,8 @@ impl Catalog {
                 reloads,
                 queries,
                 query_seconds,
+                disk_free,
+                disk_size,
                 pipeline,
                 tenant_labels: std::sync::Mutex::new(std::collections::HashSet::new()),
                 max_tenant_labels,
@@ -522,6 +584,15 @@ impl Catalog {
     /// The query counter for `result` (one of [`QUERY_RESULTS`]).
     pub fn queries(&self, result: &'static str) -> &Counter {
         &self.inner.queries[result]
+    }
+
+    /// Reads the data directory's file system usage into the disk gauges.
+    pub fn read_disk(&self, data_dir: &std::path::Path) {
+        if let Ok(fs) = rustix::fs::statvfs(data_dir) {
+            let block = fs.f_frsize.max(1) as f64;
+            self.inner.disk_free.set(fs.f_bavail as f64 * block);
+            self.inner.disk_size.set(fs.f_blocks as f64 * block);
+        }
     }
 
     pub fn pipeline(&self) -> &PipelineCounters {
