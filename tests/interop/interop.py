@@ -2,6 +2,9 @@
 tenantscope binary; DuckDB and pyarrow read the Parquet it wrote, with Hive partitioning and
 without the daemon.
 
+Also: a real Prometheus (Debian's `prometheus`) scrapes the daemon under load with our rules loaded,
+and every query of the dashboards and rules must return data.
+
 Usage: python interop.py PATH/TO/tenantscope
 Prints "N passed, M failed" and exits non-zero on any failure.
 """
@@ -13,8 +16,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import glob
 import io
+import re
+import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import duckdb
@@ -26,9 +33,12 @@ from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpanExporter
 from opentelemetry.exporter.otlp.proto.http import Compression as HttpCompression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HttpLogExporter
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HttpMetricExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpSpanExporter
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -217,8 +227,126 @@ def keyed_phase(binary):
         check("keyed daemon exits 0 on SIGTERM", code, 0)
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dashboard_queries(root):
+    """(where, PromQL) of every dashboard panel and rule; alerts without their threshold."""
+    queries = []
+    for path in sorted(glob.glob(os.path.join(root, "dashboards", "grafana", "*.json"))):
+        with open(path) as f:
+            dashboard = json.load(f)
+        for panel in dashboard["panels"]:
+            for target in panel["targets"]:
+                expr = target["expr"].replace("$tenant", ".+").replace("$__rate_interval", "30s")
+                queries.append((f"{os.path.basename(path)}: {panel['title']}", expr))
+    with open(os.path.join(root, "dashboards", "prometheus", "rules.yaml")) as f:
+        text = f.read()
+    # A small reader for our own rules file: "- record: NAME" / "- alert: NAME" then "expr: ...".
+    name = None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("- record:"):
+            name = ("record", line.split(":", 1)[1].strip())
+            queries.append((f"rules.yaml: {name[1]}", name[1]))
+        elif line.startswith("- alert:"):
+            name = ("alert", line.split(":", 1)[1].strip())
+        elif line.startswith("expr:") and name and name[0] == "alert":
+            expr = line.split(":", 1)[1].strip()
+            expr = re.sub(r"\s*(>=|<=|==|!=|>|<)\s*[0-9.]+\s*$", "", expr)
+            queries.append((f"rules.yaml: {name[1]}", expr))
+    return queries
+
+
+def prometheus_phase(binary):
+    """A real Prometheus scrapes a loaded daemon; every dashboard and rule query returns data."""
+    root = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+    with tempfile.TemporaryDirectory() as work:
+        config = os.path.join(work, "tenantscope.yaml")
+        with open(config, "w") as f:
+            f.write("metrics:\n  max_series_per_metric: 5\n  max_series_per_tenant: 50\n"
+                    "storage:\n  max_file_age: 1s\n")
+        proc, started = start_daemon(binary, os.path.join(work, "data"), config)
+        port = free_port()
+        prom_config = os.path.join(work, "prometheus.yml")
+        with open(prom_config, "w") as f:
+            f.write(
+                "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+                f"rule_files: [{json.dumps(os.path.join(root, 'dashboards', 'prometheus', 'rules.yaml'))}]\n"
+                "scrape_configs:\n"
+                f"  - job_name: tenantscope\n    static_configs: [{{targets: [\"{started['metrics']}\"]}}]\n"
+            )
+        prom = subprocess.Popen(
+            ["prometheus", f"--config.file={prom_config}", f"--storage.tsdb.path={work}/tsdb",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                try:
+                    if urllib.request.urlopen(f"{base}/-/ready").status == 200:
+                        break
+                except OSError:
+                    time.sleep(0.2)
+            http_addr, api = started["otlp_http"], started["api"]
+            tracer_provider = TracerProvider(resource=Resource.create({"service.name": "shop", "tenant.id": "acme"}))
+            tracer_provider.add_span_processor(SimpleSpanProcessor(HttpSpanExporter(endpoint=f"http://{http_addr}/v1/traces")))
+            tracer = tracer_provider.get_tracer("prom")
+            logger_provider = LoggerProvider(resource=Resource.create({"service.name": "shop", "tenant.id": "acme"}))
+            logger_provider.add_log_record_processor(SimpleLogRecordProcessor(HttpLogExporter(endpoint=f"http://{http_addr}/v1/logs")))
+            logger = logger_provider.get_logger("prom")
+            reader = PeriodicExportingMetricReader(
+                HttpMetricExporter(endpoint=f"http://{http_addr}/v1/metrics"), export_interval_millis=1000)
+            meter_provider = MeterProvider(metric_readers=[reader],
+                                           resource=Resource.create({"service.name": "shop", "tenant.id": "acme"}))
+            counter = meter_provider.get_meter("prom").create_counter("checkout.requests", unit="{request}")
+            began = time.time()
+            i = 0
+            while time.time() - began < 15:
+                for status in (StatusCode.OK, StatusCode.OK, StatusCode.ERROR):
+                    with tracer.start_as_current_span("GET /cart", kind=SpanKind.SERVER) as span:
+                        span.set_status(Status(status))
+                logger.emit(LogRecord(body="ok", severity_number=SeverityNumber.INFO, severity_text="INFO"))
+                logger.emit(LogRecord(event_name="order.completed", body="order"))
+                counter.add(1, {"customer": f"c{i % 20}"})  # 20 series > the budget of 5: overflow
+                bad = urllib.request.Request(f"http://{http_addr}/v1/logs", data=b"{not json",
+                                             headers={"Content-Type": "application/json", "X-Scope-OrgID": "acme"})
+                try:
+                    urllib.request.urlopen(bad)
+                except urllib.error.HTTPError:
+                    pass
+                api_query(api, "unused", {"sql": "SELECT count(*) FROM logs", "tenant": "acme"})
+                if i % 5 == 0:
+                    urllib.request.urlopen(urllib.request.Request(f"http://{api}/admin/flush", method="POST"))
+                i += 1
+                time.sleep(0.2)
+            time.sleep(3)  # a few more scrapes and rule evaluations
+            empty = []
+            queries = dashboard_queries(root)
+            for where, expr in queries:
+                answer = json.load(urllib.request.urlopen(
+                    f"{base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})))
+                if answer["status"] != "success" or not answer["data"]["result"]:
+                    empty.append(f"{where}: {expr}")
+            check(f"all {len(queries)} dashboard and rule queries return data from Prometheus", empty, [])
+            meter_provider.shutdown()
+            tracer_provider.shutdown()
+            logger_provider.shutdown()
+        finally:
+            prom.terminate()
+            prom.wait(timeout=30)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+        check("daemon scraped by Prometheus exits 0 on SIGTERM", code, 0)
+
+
 def main():
     binary = os.path.abspath(sys.argv[1])
+    prometheus_phase(binary)
     keyed_phase(binary)
     with tempfile.TemporaryDirectory() as data_dir:
         proc, started = start_daemon(binary, data_dir)
