@@ -155,6 +155,11 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
                 zstd_level: storage.zstd_level,
                 ..WriterOptions::default()
             },
+            untraced_tenant: config
+                .tracing
+                .otlp_endpoint
+                .as_ref()
+                .map(|_| config.tracing.tenant.clone()),
         },
         catalog.clone(),
     )?;
@@ -297,7 +302,14 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
 
 /// Starts the daemon and runs it until SIGINT or SIGTERM; SIGHUP reloads tenants and policies
 /// from `path`.
-pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
+///
+/// `before_stop` runs once the stop signal arrives, while every listener still serves (the
+/// daemon's own spans are flushed there, possibly to this very daemon).
+pub async fn run(
+    config: Config,
+    path: Option<PathBuf>,
+    before_stop: impl FnOnce() + Send + 'static,
+) -> anyhow::Result<()> {
     // Handlers first: a signal that arrives once "started" is logged must stop us gracefully.
     let signal = shutdown_signal()?;
     let hangup = hangup_signal()?;
@@ -311,7 +323,12 @@ pub async fn run(config: Config, path: Option<PathBuf>) -> anyhow::Result<()> {
             }
         });
     }
-    running.run_until(signal).await
+    running
+        .run_until(async move {
+            signal.await;
+            let _ = tokio::task::spawn_blocking(before_stop).await;
+        })
+        .await
 }
 
 #[cfg(unix)]

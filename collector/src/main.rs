@@ -14,7 +14,7 @@ fn main() -> ExitCode {
         None => run(&cli.run),
         Some(Command::Run(args)) => run(&args),
         Some(Command::Query(args)) => {
-            let _ = telemetry::init_tracing(LogFormat::Text, "warn");
+            let _ = telemetry::init_tracing(LogFormat::Text, "warn", None);
             let result = runtime().and_then(|rt| {
                 rt.block_on(cli::query(
                     &args,
@@ -56,11 +56,33 @@ fn run(args: &RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = telemetry::init_tracing(config.log.format, &config.log.level) {
-        eprintln!("error: {e:#}");
-        return ExitCode::from(2);
-    }
-    match runtime().and_then(|rt| rt.block_on(app::run(config, args.config.clone()))) {
+    let result = runtime().and_then(|rt| {
+        rt.block_on(async {
+            // Inside the runtime: the span exporter's gRPC channel needs it.
+            let tracing = match telemetry::init_tracing(
+                config.log.format,
+                &config.log.level,
+                Some(&config.tracing),
+            ) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    return Ok(Err(ExitCode::from(2)));
+                }
+            };
+            let result = app::run(config, args.config.clone(), tracing.flusher()).await;
+            tokio::task::spawn_blocking(move || tracing.shutdown())
+                .await
+                .ok();
+            Ok(Ok(result))
+        })
+    });
+    let result = match result {
+        Ok(Ok(result)) => result,
+        Ok(Err(code)) => return code,
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "tenantscope failed");

@@ -8,9 +8,8 @@
 //! full disk, and SIGHUP reloading keys.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,55 +24,13 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 use sha2::Digest;
 
+mod support;
+
+use support::{binary, start, stop_gracefully};
+
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 const RECORDS_PER_REQUEST: usize = 40;
 const CLIENTS: usize = 4;
-
-struct Daemon {
-    child: Child,
-    http: String,
-}
-
-/// The binary under test: `TENANTSCOPE_BIN` (CI points it at the release build), else the one
-/// cargo built beside this test.
-fn binary() -> std::path::PathBuf {
-    std::env::var_os("TENANTSCOPE_BIN")
-        .map(Into::into)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_tenantscope").into())
-}
-
-/// Starts the daemon; with `config`, that YAML file.
-fn start(data_dir: &Path, config: Option<&Path>) -> Daemon {
-    let mut command = Command::new(binary());
-    if let Some(config) = config {
-        command.arg("run").arg("--config").arg(config);
-    } else {
-        command.arg("run");
-    }
-    let mut child = command
-        .args(["--log-format", "json", "--data-dir"])
-        .arg(data_dir)
-        .args(["--otlp-grpc", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
-        .args(["--metrics", "127.0.0.1:0", "--api", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start tenantscope");
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let http = loop {
-        let line = lines
-            .next()
-            .expect("tenantscope exited before it started")
-            .unwrap();
-        let event: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if event["message"] == "tenantscope started" {
-            break event["otlp_http"].as_str().unwrap().to_owned();
-        }
-    };
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Daemon { child, http }
-}
 
 /// Records in a request: the `-n<count>` suffix of its id, else [`RECORDS_PER_REQUEST`].
 fn records_in(request_id: &str) -> usize {
@@ -440,18 +397,6 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
-}
-
-fn stop_gracefully(mut daemon: Daemon) {
-    let status = Command::new("kill")
-        .args(["-TERM", &daemon.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(
-        daemon.child.wait().unwrap().success(),
-        "graceful stop failed"
-    );
 }
 
 async fn post(http: &str, body: Vec<u8>) -> http::StatusCode {

@@ -31,6 +31,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Deserialize;
+use tracing::Instrument as _;
 
 use super::ApiState;
 use crate::tenancy::{TENANT_HEADER, TenancyError};
@@ -193,13 +194,17 @@ async fn run(state: ApiState, request: axum::extract::Request) -> Result<Respons
     let query_tenant = tenant.clone();
     // Planning and the first batch run on the query pool, so a runaway query never holds an
     // ingest thread, and the deadline below fires even while an operator is busy.
-    let mut task = state.pool.handle().spawn(async move {
-        let mut stream =
-            audit_store::query::run(&layout, &query_tenant, range, &sql, store_limits).await?;
-        // Pull the first batch before answering, so that most failures still get a status.
-        let first = stream.next().await.transpose()?;
-        Ok::<_, QueryError>((stream, first))
-    });
+    let span = tracing::info_span!("query", tenant = %tenant, format = ?format);
+    let mut task = state.pool.handle().spawn(
+        async move {
+            let mut stream =
+                audit_store::query::run(&layout, &query_tenant, range, &sql, store_limits).await?;
+            // Pull the first batch before answering, so that most failures still get a status.
+            let first = stream.next().await.transpose()?;
+            Ok::<_, QueryError>((stream, first))
+        }
+        .instrument(span.clone()),
+    );
     let (stream, first) = match tokio::time::timeout_at(deadline.into(), &mut task).await {
         Ok(Ok(result)) => result?,
         Ok(Err(join_error)) => {
@@ -221,7 +226,7 @@ async fn run(state: ApiState, request: axum::extract::Request) -> Result<Respons
     let schema = stream.schema();
     let stream =
         RecordBatchStreamAdapter::new(schema, futures::stream::iter(first.map(Ok)).chain(stream));
-    tracing::info!(tenant = %tenant, format = ?format, "query started");
+    span.in_scope(|| tracing::info!(tenant = %tenant, format = ?format, "query started"));
 
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let handle = state.pool.handle().clone();

@@ -19,7 +19,7 @@ use audit_store::TenantId;
 pub use parse::{ConfigError, ConfigErrors, parse};
 pub use policy::{
     ApiKey, Auth, DurabilityClass, KeyHash, MetricsConfig, Pattern, QueryLimits, Redaction, Reload,
-    Replacement, Roles, SecretSource, Signals, TenantLimits, TenantPolicy,
+    Replacement, Roles, SecretSource, SelfTracing, Signals, TenantLimits, TenantPolicy,
 };
 
 /// Format of the daemon's own log lines.
@@ -45,6 +45,7 @@ pub struct Config {
     pub query: QueryLimits,
     pub reload: Reload,
     pub metrics: MetricsConfig,
+    pub tracing: SelfTracing,
 }
 
 impl Config {
@@ -144,6 +145,7 @@ impl Default for Config {
                 watch_interval: Some(Duration::from_secs(2)),
             },
             metrics: MetricsConfig::default(),
+            tracing: SelfTracing::default(),
         }
     }
 }

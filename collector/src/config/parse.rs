@@ -76,6 +76,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "query",
             "reload",
             "metrics",
+            "tracing",
         ],
     );
 
@@ -185,6 +186,9 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     }
     if let Some(m) = w.section(&root, "", "metrics") {
         tenants::parse_metrics(&mut w, &m, &mut config.metrics);
+    }
+    if let Some(m) = w.section(&root, "", "tracing") {
+        tenants::parse_tracing(&mut w, &m, &mut config.tracing);
     }
     // With a tenants file, keys are checked once both are merged (`merge_tenants_file`).
     if config.tenants_file.is_none() {

@@ -225,3 +225,25 @@ impl Default for MetricsConfig {
         }
     }
 }
+
+/// Where the daemon's own spans go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SelfTracing {
+    /// OTLP/gRPC endpoint (`http://host:port`); `None`: no spans are exported. It may be this
+    /// daemon's own OTLP/gRPC listener: spans about ingesting its own spans are never made.
+    pub otlp_endpoint: Option<String>,
+    /// The `tenant.id` resource attribute of the exported spans.
+    pub tenant: audit_store::TenantId,
+    /// Fraction of request traces kept (0 to 1).
+    pub sample_ratio: f64,
+}
+
+impl Default for SelfTracing {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            tenant: audit_store::TenantId::parse("tenantscope").expect("a valid tenant id"),
+            sample_ratio: 1.0,
+        }
+    }
+}

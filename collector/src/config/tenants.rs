@@ -12,7 +12,7 @@ use serde_yaml_ng::{Mapping, Value};
 use super::parse::{Walker, byte_size, describe, duration, integer, join, path, string};
 use super::policy::{
     ApiKey, Auth, DurabilityClass, KeyHash, MetricsConfig, Pattern, QueryLimits, Redaction, Reload,
-    Replacement, Roles, SecretSource, Signals, TenantPolicy,
+    Replacement, Roles, SecretSource, SelfTracing, Signals, TenantPolicy,
 };
 
 pub(super) fn parse_auth(w: &mut Walker, m: &Mapping, auth: &mut Auth) {
@@ -459,4 +459,37 @@ pub(super) fn parse_metrics(w: &mut Walker, m: &Mapping, c: &mut MetricsConfig) 
             "must be at most metrics.max_series_per_tenant",
         );
     }
+}
+
+pub(super) fn parse_tracing(w: &mut Walker, m: &Mapping, t: &mut SelfTracing) {
+    let p = "tracing";
+    w.known_keys(m, p, &["otlp_endpoint", "tenant", "sample_ratio"]);
+    w.field(m, p, "otlp_endpoint", &mut t.otlp_endpoint, |v| {
+        let s = string(v)?;
+        if s.is_empty() {
+            return Ok(None);
+        }
+        match s.parse::<http::Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() =>
+            {
+                Ok(Some(s.to_owned()))
+            }
+            _ => Err(format!(
+                "{s:?} is not an endpoint like http://127.0.0.1:4317"
+            )),
+        }
+    });
+    w.field(m, p, "tenant", &mut t.tenant, |v| {
+        TenantId::parse(string(v)?).map_err(|e| format!("invalid tenant id: {e}"))
+    });
+    w.field(m, p, "sample_ratio", &mut t.sample_ratio, |v| {
+        match v.as_f64() {
+            Some(r) if (0.0..=1.0).contains(&r) => Ok(r),
+            _ => Err(format!(
+                "expected a number from 0 to 1, found {}",
+                describe(v)
+            )),
+        }
+    });
 }

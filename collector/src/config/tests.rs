@@ -89,7 +89,7 @@ extra: 1
         .iter()
         .map(|(path, message)| format!("{path}: {message}\n"))
         .collect::<String>();
-    let expected = r#"extra: unknown key; expected one of: listen, ingest, storage, log, auth, tenants, tenants_file, query, reload, metrics
+    let expected = r#"extra: unknown key; expected one of: listen, ingest, storage, log, auth, tenants, tenants_file, query, reload, metrics, tracing
 listen.otlp_htp: unknown key; expected one of: otlp_grpc, otlp_http, metrics, api
 listen.otlp_grpc: "localhost" is not an address like 127.0.0.1:4317 or [::1]:4317
 ingest.max_request_body_size: must be greater than 0

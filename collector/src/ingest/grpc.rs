@@ -113,11 +113,15 @@ impl<E: ExportRequest> UnaryService<Decoded<E>> for Unary<E> {
         let header = metadata(TENANT_HEADER);
         let authorization = metadata("authorization");
         let source = request.remote_addr().map(|a| a.ip());
+        let self_export = request
+            .metadata()
+            .contains_key(crate::telemetry::SELF_EXPORT_HEADER);
         Box::pin(async move {
             let meta = RequestMeta {
                 authorization: authorization.as_deref(),
                 tenant_header: header.as_deref(),
                 source,
+                self_export,
             };
             match ingest
                 .export(Transport::Grpc, meta, request.into_inner())

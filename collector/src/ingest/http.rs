@@ -119,6 +119,7 @@ async fn handle<R: ExportRequest>(
         authorization: headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
         tenant_header: headers.get(TENANT_HEADER).map(|v| v.as_bytes()),
         source,
+        self_export: headers.contains_key(crate::telemetry::SELF_EXPORT_HEADER),
     };
     match state.ingest.export(Transport::Http, meta, request).await {
         Ok(outcome) => {

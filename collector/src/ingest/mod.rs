@@ -19,8 +19,10 @@ mod signals;
 pub mod validate;
 
 use std::net::IpAddr;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tracing::Instrument as _;
 
 use audit_store::TenantId;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
@@ -141,6 +143,9 @@ pub struct RequestMeta<'a> {
     pub tenant_header: Option<&'a [u8]>,
     /// The peer's address, for the failed-authentication throttle.
     pub source: Option<IpAddr>,
+    /// The daemon's own span exporter sent this ([`crate::telemetry::SELF_EXPORT_HEADER`]):
+    /// handling it makes no span.
+    pub self_export: bool,
 }
 
 /// Records of an accepted request that were refused one by one (OTLP `partial_success`).
@@ -259,7 +264,29 @@ impl Ingest {
         let counters = self.catalog.ingest(transport, R::SIGNAL);
         counters.requests.increment(1);
         counters.records_received.increment(records);
-        let result = self.export_inner(meta, decoded).await;
+        let span = if meta.self_export {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "otlp.export",
+                transport = transport.label(),
+                signal = R::SIGNAL.label(),
+                records,
+                tenant = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+            )
+        };
+        let result = self
+            .export_inner(meta, decoded, &span)
+            .instrument(span.clone())
+            .await;
+        span.record(
+            "outcome",
+            match &result {
+                Ok(_) => "stored",
+                Err(e) => e.reason(),
+            },
+        );
         counters
             .request_seconds
             .record(started.elapsed().as_secs_f64());
@@ -284,11 +311,15 @@ impl Ingest {
         &self,
         meta: RequestMeta<'_>,
         decoded: Decoded<R>,
+        span: &tracing::Span,
     ) -> Result<(Outcome, Refusals), IngestError> {
         let access = self.auth.authenticate(meta.authorization, meta.source)?;
         let tenancy = access.for_ingest(meta.tenant_header)?;
         let mut request = decoded.request;
         let resolved = self.admit(&tenancy, &request)?;
+        let mut tenants: Vec<&str> = resolved.iter().flatten().map(|(t, _)| t.as_str()).collect();
+        tenants.dedup();
+        span.record("tenant", tenants.join(",").as_str());
         let mut converter = Converter::new(now_nanos());
         let mut refusals = Refusals {
             invalid: decoded.refused,

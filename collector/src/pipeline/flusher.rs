@@ -73,12 +73,26 @@ impl Flusher {
             let options = self.options.writer.clone();
             let manifests = self.manifests.clone();
             let catalog = self.catalog.clone();
+            let untraced = self.options.untraced_tenant.clone();
             let failed = tokio::task::spawn_blocking(move || {
                 let mut failed = Vec::new();
                 for (tenant, table, buffer) in due {
-                    if !commit_buffer(
-                        &layout, &manifests, &tenant, table, &buffer, &options, &catalog,
-                    ) {
+                    let span = if untraced.as_ref() == Some(&tenant) {
+                        tracing::Span::none()
+                    } else {
+                        tracing::info_span!(
+                            "store.commit",
+                            tenant = %tenant,
+                            table = table.name(),
+                            rows = buffer.rows
+                        )
+                    };
+                    let committed = span.in_scope(|| {
+                        commit_buffer(
+                            &layout, &manifests, &tenant, table, &buffer, &options, &catalog,
+                        )
+                    });
+                    if !committed {
                         failed.push((tenant, table, buffer));
                     }
                 }

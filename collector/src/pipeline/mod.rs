@@ -59,6 +59,8 @@ pub struct PipelineOptions {
     pub max_buffered_bytes: usize,
     pub flush: FlushPolicy,
     pub writer: WriterOptions,
+    /// Commits of this tenant make no span (the daemon's own spans, when it stores them).
+    pub untraced_tenant: Option<TenantId>,
 }
 
 /// The handle receivers submit through. Cheap to clone; the pipeline drains and stops once every

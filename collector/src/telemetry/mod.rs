@@ -1,9 +1,16 @@
-//! The daemon's own observability: its log lines ([`init_tracing`]) and its metrics
-//! ([`catalog::Catalog`], rendered on `/metrics`).
+//! The daemon's own observability: its log lines and spans ([`init_tracing`]) and its metrics
+//! ([`catalog::Catalog`], rendered on `/metrics` with the tenants' [`series::SeriesStore`]).
 //!
-//! Tracing is process-global and initialised once by `main`; the metric catalog is per daemon
-//! instance (tests run several daemons in one process), built by the composition root and
-//! handed to the contexts that count things.
+//! Tracing is process-global and initialised once by `main` (inside the runtime, which the OTLP
+//! exporter needs); the metric catalog is per daemon instance (tests run several daemons in one
+//! process), built by the composition root and handed to the contexts that count things.
+//!
+//! Spans: `otlp.export` (one per OTLP request, with transport, signal and tenant),
+//! `store.commit` (one per Parquet commit, with tenant and table) and `query` (with tenant). Log
+//! lines inside a span carry its fields, the tenant among them. With `tracing.otlp_endpoint` set
+//! the spans are exported over OTLP/gRPC; the exporter marks its requests with the
+//! [`SELF_EXPORT_HEADER`] metadata, and a request so marked — or a commit of the
+//! `tracing.tenant` tenant — makes no span, so exporting to this very daemon cannot feed back.
 
 pub mod catalog;
 pub mod derived;
@@ -12,25 +19,116 @@ pub mod series;
 
 pub use catalog::Catalog;
 
-use crate::config::LogFormat;
+use std::time::Duration;
 
-/// Installs the global `tracing` subscriber. `RUST_LOG`, when set, overrides `level`.
-pub fn init_tracing(format: LogFormat, level: &str) -> anyhow::Result<()> {
+use opentelemetry::KeyValue;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{SpanExporter, WithExportConfig, WithTonicConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracerProvider,
+};
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+
+use crate::config::{LogFormat, SelfTracing};
+
+/// gRPC metadata (and HTTP header) marking an export of the daemon's own spans.
+pub const SELF_EXPORT_HEADER: &str = "x-tenantscope-self";
+
+/// Keeps the span exporter alive; [`Tracing::shutdown`] flushes it.
+pub struct Tracing {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Tracing {
+    /// A function that exports the spans buffered so far (bounded wait).
+    pub fn flusher(&self) -> impl FnOnce() + Send + 'static {
+        let provider = self.provider.clone();
+        move || {
+            if let Some(p) = provider {
+                let _ = p.force_flush();
+            }
+        }
+    }
+
+    /// Exports the spans still buffered (bounded wait) and stops the exporter.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider {
+            let _ = provider.shutdown_with_timeout(Duration::from_secs(5));
+        }
+    }
+}
+
+/// Installs the global `tracing` subscriber: log lines to stderr (`RUST_LOG`, when set,
+/// overrides `level`), and the OTLP span exporter when `tracing.otlp_endpoint` is set. Must run
+/// inside the Tokio runtime when spans are exported.
+pub fn init_tracing(
+    format: LogFormat,
+    level: &str,
+    spans: Option<&SelfTracing>,
+) -> anyhow::Result<Tracing> {
     let filter = match std::env::var("RUST_LOG") {
         Ok(env) if !env.is_empty() => tracing_subscriber::EnvFilter::builder().parse(env)?,
         _ => tracing_subscriber::EnvFilter::builder().parse(level)?,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let result = match format {
-        LogFormat::Json => builder
+    let fmt = match format {
+        LogFormat::Json => fmt
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
+            .boxed(),
+        LogFormat::Text => fmt.boxed(),
     };
-    result.map_err(|e| anyhow::anyhow!("installing the log subscriber failed: {e}"))
+    let provider = match spans.and_then(|s| s.otlp_endpoint.as_deref().map(|e| (s, e))) {
+        Some((config, endpoint)) => Some(span_provider(config, endpoint)?),
+        None => None,
+    };
+    let otel = provider.as_ref().map(|p| {
+        tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("tenantscope"))
+            .with_filter(
+                tracing_subscriber::filter::Targets::new()
+                    .with_target("tenantscope", tracing::Level::INFO),
+            )
+    });
+    tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("installing the log subscriber failed: {e}"))?;
+    Ok(Tracing { provider })
+}
+
+fn span_provider(config: &SelfTracing, endpoint: &str) -> anyhow::Result<SdkTracerProvider> {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert(SELF_EXPORT_HEADER, "1".parse()?);
+    let exporter = SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .with_metadata(metadata)
+        .build()?;
+    let processor = BatchSpanProcessor::builder(exporter)
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_scheduled_delay(Duration::from_millis(500))
+                .build(),
+        )
+        .build();
+    let resource = Resource::builder_empty()
+        .with_attribute(KeyValue::new("service.name", "tenantscope"))
+        .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+        .with_attribute(KeyValue::new("tenant.id", config.tenant.to_string()))
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            config.sample_ratio,
+        ))))
+        .with_resource(resource)
+        .build())
 }
