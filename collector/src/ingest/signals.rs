@@ -20,7 +20,7 @@ use super::{Decoded, ExportRequest, Outcome, Refusals, Resolved, salvage, valida
 use crate::pipeline::any_value;
 use crate::pipeline::convert::{Converter, Origin, event_name};
 use crate::telemetry::catalog::Signal;
-use crate::telemetry::derived::DerivedBatch;
+use crate::telemetry::derived::{DerivedBatch, SeverityCounts, severity_index};
 use crate::telemetry::otlp::{Target, data_points, translate};
 use crate::tenancy::redact::Redactor;
 
@@ -107,6 +107,7 @@ impl ExportRequest for ExportLogsServiceRequest {
                 rl.scope_logs.iter_mut().map(|s| s.scope.take()),
             );
             let service = service_name(rl.resource.as_ref());
+            let mut severities: SeverityCounts = Default::default();
             for (s, (sl, scope)) in rl.scope_logs.iter_mut().zip(scopes).enumerate() {
                 let origin = Origin {
                     resource: rl.resource.as_ref(),
@@ -137,7 +138,7 @@ impl ExportRequest for ExportLogsServiceRequest {
                     }
                     match event_name(record) {
                         Some(name) => derived.event(tenant, name),
-                        None => derived.log(tenant, &service, record.severity_number),
+                        None => severities[severity_index(record.severity_number)] += 1,
                     }
                     if let Some(r) = redactor {
                         r.log(record);
@@ -145,6 +146,7 @@ impl ExportRequest for ExportLogsServiceRequest {
                     converter.push_log(tenant, &origin, record);
                 }
             }
+            derived.logs(tenant, &service, &severities);
         }
     }
 

@@ -21,6 +21,28 @@ use super::catalog::names;
 use super::series::{Buckets, Kind, Point, Update};
 use crate::pipeline::convert::{span_kind, status_code};
 
+/// The `severity` label values, indexed by [`severity_index`].
+const SEVERITIES: [&str; 7] = [
+    "UNSPECIFIED",
+    "TRACE",
+    "DEBUG",
+    "INFO",
+    "WARN",
+    "ERROR",
+    "FATAL",
+];
+
+/// Log records of one resource by severity (see [`severity_index`]), counted without allocating.
+pub type SeverityCounts = [u64; 7];
+
+/// The index in [`SeverityCounts`] of an OTLP severity number's range.
+pub fn severity_index(severity_number: i32) -> usize {
+    match severity_number {
+        1..=24 => ((severity_number - 1) / 4 + 1) as usize,
+        _ => 0,
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct SpanKey {
     tenant: TenantId,
@@ -75,20 +97,16 @@ impl DerivedBatch {
             .observe(seconds);
     }
 
-    pub fn log(&mut self, tenant: &TenantId, service: &str, severity_number: i32) {
-        let severity = match severity_number {
-            1..=4 => "TRACE",
-            5..=8 => "DEBUG",
-            9..=12 => "INFO",
-            13..=16 => "WARN",
-            17..=20 => "ERROR",
-            21..=24 => "FATAL",
-            _ => "UNSPECIFIED",
-        };
-        *self
-            .logs
-            .entry((tenant.clone(), service.to_owned(), severity))
-            .or_default() += 1;
+    /// Adds a resource's log records, counted by [`severity_index`].
+    pub fn logs(&mut self, tenant: &TenantId, service: &str, counts: &SeverityCounts) {
+        for (i, &n) in counts.iter().enumerate() {
+            if n > 0 {
+                *self
+                    .logs
+                    .entry((tenant.clone(), service.to_owned(), SEVERITIES[i]))
+                    .or_default() += n;
+            }
+        }
     }
 
     pub fn event(&mut self, tenant: &TenantId, name: &str) {
@@ -157,5 +175,32 @@ impl DerivedBatch {
             ));
         }
         points
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severity_ranges() {
+        let label = |n| SEVERITIES[severity_index(n)];
+        let table = [
+            (0, "UNSPECIFIED"),
+            (1, "TRACE"),
+            (4, "TRACE"),
+            (5, "DEBUG"),
+            (9, "INFO"),
+            (12, "INFO"),
+            (13, "WARN"),
+            (17, "ERROR"),
+            (21, "FATAL"),
+            (24, "FATAL"),
+            (25, "UNSPECIFIED"),
+            (-3, "UNSPECIFIED"),
+        ];
+        for (n, want) in table {
+            assert_eq!(label(n), want, "{n}");
+        }
     }
 }
