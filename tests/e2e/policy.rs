@@ -314,8 +314,17 @@ async fn real_exporters_retry_rate_limited_requests_and_everything_arrives() {
             "tenantscope_ingest_requests_rejected_total{{transport=\"{transport}\",signal=\"logs\",reason=\"rate_limited\"}}"
         )
     };
-    assert!(d.metric(&limited("grpc")).await >= 1.0);
-    assert!(d.metric(&limited("http")).await >= 1.0);
+    let grpc_limited = d.metric(&limited("grpc")).await;
+    let http_limited = d.metric(&limited("http")).await;
+    assert!(grpc_limited >= 1.0 && http_limited >= 1.0);
+    // The same refusals, by tenant and limit.
+    let by_tenant = |tenant: &str| {
+        format!(
+            "tenantscope_tenancy_rate_limited_total{{tenant=\"{tenant}\",limit=\"records_per_second\"}}"
+        )
+    };
+    assert_eq!(d.metric(&by_tenant("acme")).await, grpc_limited);
+    assert_eq!(d.metric(&by_tenant("globex")).await, http_limited);
     d.stop().await;
 }
 

@@ -268,7 +268,8 @@ def prometheus_phase(binary):
         config = os.path.join(work, "tenantscope.yaml")
         with open(config, "w") as f:
             f.write("metrics:\n  max_series_per_metric: 5\n  max_series_per_tenant: 50\n"
-                    "storage:\n  max_file_age: 1s\n")
+                    "storage:\n  max_file_age: 1s\n"
+                    "tenants:\n  limited:\n    limits: {records_per_second: 1, records_burst: 1}\n")
         proc, started = start_daemon(binary, os.path.join(work, "data"), config)
         port = free_port()
         prom_config = os.path.join(work, "prometheus.yml")
@@ -315,10 +316,15 @@ def prometheus_phase(binary):
                 counter.add(1, {"customer": f"c{i % 20}"})  # 20 series > the budget of 5: overflow
                 bad = urllib.request.Request(f"http://{http_addr}/v1/logs", data=b"{not json",
                                              headers={"Content-Type": "application/json", "X-Scope-OrgID": "acme"})
-                try:
-                    urllib.request.urlopen(bad)
-                except urllib.error.HTTPError:
-                    pass
+                limited = urllib.request.Request(
+                    f"http://{http_addr}/v1/logs",
+                    data=b'{"resourceLogs":[{"scopeLogs":[{"logRecords":[{},{},{}]}]}]}',
+                    headers={"Content-Type": "application/json", "X-Scope-OrgID": "limited"})
+                for request in (bad, limited):
+                    try:
+                        urllib.request.urlopen(request)
+                    except urllib.error.HTTPError:
+                        pass
                 api_query(api, "unused", {"sql": "SELECT count(*) FROM logs", "tenant": "acme"})
                 if i % 5 == 0:
                     urllib.request.urlopen(urllib.request.Request(f"http://{api}/admin/flush", method="POST"))

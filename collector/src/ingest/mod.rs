@@ -300,6 +300,9 @@ impl Ingest {
                 }
             }
             Err(error) => {
+                if let IngestError::RateLimited(r) = error {
+                    self.catalog.rate_limited(r.tenant.as_str(), r.limit);
+                }
                 self.log_rejection(transport, R::SIGNAL, error, header_text(meta.tenant_header));
                 counters.rejected(error.reason(), records);
             }

@@ -102,6 +102,7 @@ pub mod names {
     pub const COMMIT_SECONDS: &str = "tenantscope_store_commit_duration_seconds";
     pub const QUERY_SECONDS: &str = "tenantscope_query_duration_seconds";
     pub const DISK_FREE: &str = "tenantscope_store_disk_free_bytes";
+    pub const RATE_LIMITED: &str = "tenantscope_tenancy_rate_limited_total";
     pub const DISK_SIZE: &str = "tenantscope_store_disk_size_bytes";
     // Derived from what tenants send (rendered by `series`, with a tenant label).
     pub const SPAN_CALLS: &str = "tenantscope_span_calls_total";
@@ -114,7 +115,8 @@ pub mod names {
 
 /// Every metric family name the daemon exposes (histograms also as `_bucket`, `_sum`, `_count`);
 /// dashboards and rules may use only these (a test checks it).
-pub const ALL_NAMES: [&str; 38] = [
+pub const ALL_NAMES: [&str; 39] = [
+    names::RATE_LIMITED,
     names::BUILD_INFO,
     names::RECORDS_RECEIVED,
     names::RECORDS_REJECTED,
@@ -388,6 +390,11 @@ impl Catalog {
             "Records stored (acknowledged), by transport, signal and tenant.",
         );
         describe(
+            names::RATE_LIMITED,
+            Unit::Count,
+            "Requests refused because a tenant was over its rate limit, by tenant and limit.",
+        );
+        describe(
             names::QUEUE_IN,
             Unit::Count,
             "Requests queued for the write-ahead log (minus queue_out: the queue depth).",
@@ -603,7 +610,25 @@ impl Catalog {
         &self.inner.query_seconds
     }
 
-    /// Counts `records` stored for `tenant` (its label bounded by `max_tenant_labels`).
+    /// The `tenant` label value of `tenant`: itself while fewer than `max_tenant_labels` tenants
+    /// have been named, else [`OTHER_TENANT`].
+    fn tenant_label(&self, tenant: &str) -> String {
+        let mut seen = self
+            .inner
+            .tenant_labels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if seen.contains(tenant) {
+            tenant.to_owned()
+        } else if seen.len() < self.inner.max_tenant_labels {
+            seen.insert(tenant.to_owned());
+            tenant.to_owned()
+        } else {
+            OTHER_TENANT.to_owned()
+        }
+    }
+
+    /// Counts `records` stored for `tenant`.
     pub fn records_accepted(
         &self,
         transport: Transport,
@@ -611,33 +636,34 @@ impl Catalog {
         tenant: &str,
         records: u64,
     ) {
-        let label = {
-            let mut seen = self
-                .inner
-                .tenant_labels
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if seen.contains(tenant) {
-                tenant.to_owned()
-            } else if seen.len() < self.inner.max_tenant_labels {
-                seen.insert(tenant.to_owned());
-                tenant.to_owned()
-            } else {
-                OTHER_TENANT.to_owned()
-            }
-        };
         let key = Key::from_parts(
             names::RECORDS_ACCEPTED,
             vec![
                 Label::new("transport", transport.label()),
                 Label::new("signal", signal.label()),
-                Label::new("tenant", label),
+                Label::new("tenant", self.tenant_label(tenant)),
             ],
         );
         self.inner
             .recorder
             .register_counter(&key, &metadata())
             .increment(records);
+    }
+
+    /// Counts a request of `tenant` refused by its rate limit `limit` (`records_per_second` or
+    /// `bytes_per_second`).
+    pub fn rate_limited(&self, tenant: &str, limit: &'static str) {
+        let key = Key::from_parts(
+            names::RATE_LIMITED,
+            vec![
+                Label::new("tenant", self.tenant_label(tenant)),
+                Label::new("limit", limit),
+            ],
+        );
+        self.inner
+            .recorder
+            .register_counter(&key, &metadata())
+            .increment(1);
     }
 
     pub fn commit_failures(&self) -> &Counter {
