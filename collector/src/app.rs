@@ -179,7 +179,11 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
 
     let max_message =
         usize::try_from(config.ingest.max_decompressed_body_size).unwrap_or(usize::MAX);
+    // HTTP/2 flow-control windows sized for OTLP batches (hundreds of KB): with the 64 KiB
+    // defaults a large export stalls on window updates.
     let grpc = tonic::transport::Server::builder()
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(16 << 20))
         .add_service(ExportService::<ExportLogsServiceRequest>::new(
             ingest.clone(),
             max_message,
