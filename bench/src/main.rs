@@ -8,6 +8,7 @@
 //! ```
 //! Loopback targets only, unless `--allow-remote`.
 
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -79,18 +80,21 @@ struct LoadArgs {
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Shapes { seed } => {
+            let mut out = std::io::stdout().lock();
             for shape in Shape::ALL {
                 let n = shape.records_per_request();
                 let raw = Payloads::build(shape, 16, 100, n, Compression::None, seed);
                 let zstd = Payloads::build(shape, 16, 100, n, Compression::Zstd, seed);
                 let zstd_per_record =
                     zstd.http.iter().map(|b| b.len()).sum::<usize>() as f64 / (16 * n) as f64;
-                println!(
+                // An error (a closed pipe) ends the listing instead of panicking.
+                writeln!(
+                    out,
                     "{:10} {n:4} records/request  {:6.1} B/record protobuf  {:6.1} B/record zstd",
                     shape.name(),
                     raw.bytes_per_record(),
                     zstd_per_record
-                );
+                )?;
             }
             Ok(())
         }

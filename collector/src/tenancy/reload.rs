@@ -128,4 +128,9 @@ fn needs_restart(old: &Config, new: &Config) -> bool {
         || old.log != new.log
         || old.query != new.query
         || old.reload != new.reload
+        || old.metrics != new.metrics
+        || old.tracing != new.tracing
+        || old.storage.max_file_age != new.storage.max_file_age
+        || old.storage.target_file_rows != new.storage.target_file_rows
+        || old.storage.max_buffered_bytes != new.storage.max_buffered_bytes
 }
