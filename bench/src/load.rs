@@ -30,6 +30,8 @@ pub struct LoadOptions {
     pub duration: Duration,
     /// Open loop: requests per second over all connections. `None`: closed loop.
     pub rate: Option<f64>,
+    /// Stop after this many requests (all connections together), even before `duration`.
+    pub max_requests: Option<u64>,
 }
 
 /// What a run measured.
@@ -92,8 +94,10 @@ pub async fn run(payloads: &Payloads, options: &LoadOptions) -> anyhow::Result<R
         "traces" => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
         _ => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
     };
+    let issued = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
     for c in 0..options.connections {
+        let issued = issued.clone();
         let payloads = payloads.clone();
         let options = options.clone();
         let tally = tally.clone();
@@ -109,7 +113,7 @@ pub async fn run(payloads: &Payloads, options: &LoadOptions) -> anyhow::Result<R
             Protocol::Http => None,
         };
         tasks.push(tokio::spawn(async move {
-            let mut i = c * 7919;
+            let mut i = c;
             let mut intended = started;
             loop {
                 if let Some(step) = interval {
@@ -125,8 +129,12 @@ pub async fn run(payloads: &Payloads, options: &LoadOptions) -> anyhow::Result<R
                         break;
                     }
                 }
+                let number = issued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if options.max_requests.is_some_and(|max| number >= max) {
+                    break;
+                }
                 let n = i % payloads.raw.len();
-                i += 1;
+                i += options.connections;
                 let (status, ok, bytes) = match &channel {
                     Some(channel) => {
                         let body = payloads.raw[n].clone();

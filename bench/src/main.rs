@@ -63,6 +63,13 @@ struct LoadArgs {
     /// Distinct pre-built requests to cycle through.
     #[arg(long, default_value_t = 256)]
     bodies: usize,
+    /// Spread the records over this many UTC days before today: one pre-built request per
+    /// (tenant, day), cycled, so every tenant gets the same rows on every day.
+    #[arg(long)]
+    days: Option<u64>,
+    /// Stop after this many records (rounded up to whole requests).
+    #[arg(long)]
+    total_records: Option<u64>,
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// The receiver's pid: its CPU seconds and RSS are reported.
@@ -114,14 +121,24 @@ async fn load_command(args: LoadArgs) -> anyhow::Result<()> {
     );
     let records = args.records.unwrap_or(args.shape.records_per_request());
     let built = Instant::now();
-    let payloads = Payloads::build(
-        args.shape,
-        args.bodies,
-        args.tenants,
-        records,
-        args.compression,
-        args.seed,
-    );
+    let payloads = match args.days {
+        Some(days) => Payloads::build_spread(
+            args.shape,
+            args.tenants,
+            days.max(1),
+            records,
+            args.compression,
+            args.seed,
+        ),
+        None => Payloads::build(
+            args.shape,
+            args.bodies,
+            args.tenants,
+            records,
+            args.compression,
+            args.seed,
+        ),
+    };
     let build_seconds = built.elapsed().as_secs_f64();
     let options = LoadOptions {
         target,
@@ -130,6 +147,7 @@ async fn load_command(args: LoadArgs) -> anyhow::Result<()> {
         connections: args.connections.max(1),
         duration: Duration::from_secs_f64(args.seconds),
         rate: args.rate.map(|r| r / records as f64),
+        max_requests: args.total_records.map(|n| n.div_ceil(records as u64)),
     };
     let before = args.pid.and_then(proc_stats::cpu_seconds);
     let report = load::run(&payloads, &options).await?;

@@ -413,6 +413,51 @@ impl Payloads {
         }
     }
 
+    /// One request per (tenant, day) over the `days` UTC days before today: request `i` is tenant
+    /// `i % tenants` on day `i / tenants`, so cycling through them gives every tenant the same
+    /// number of rows on every day (what the query benchmark needs).
+    pub fn build_spread(
+        shape: Shape,
+        tenants: usize,
+        days: u64,
+        records_per_request: usize,
+        compression: Compression,
+        seed: u64,
+    ) -> Self {
+        const DAY: u64 = 86_400_000_000_000;
+        let mut rng = Rng::new(seed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let today = now - now % DAY;
+        let tenants = tenants.max(1);
+        let raw: Vec<Bytes> = (0..tenants * days as usize)
+            .map(|i| {
+                let day = (i / tenants) as u64;
+                // Somewhere in that day, leaving room for the records 1 µs apart.
+                let offset = rng.below(DAY - records_per_request as u64 * 1_000);
+                let start = today - (days - day) * DAY + offset;
+                Bytes::from(request(
+                    shape,
+                    &mut rng,
+                    i % tenants,
+                    records_per_request,
+                    start,
+                ))
+            })
+            .collect();
+        let http = raw
+            .iter()
+            .map(|r| Bytes::from(compression.apply(r)))
+            .collect();
+        Self {
+            shape,
+            records_per_request,
+            raw,
+            http,
+        }
+    }
+
     /// Mean uncompressed protobuf bytes per record.
     pub fn bytes_per_record(&self) -> f64 {
         let total: usize = self.raw.iter().map(Bytes::len).sum();
