@@ -401,16 +401,7 @@ impl Payloads {
                 ))
             })
             .collect();
-        let http = raw
-            .iter()
-            .map(|r| Bytes::from(compression.apply(r)))
-            .collect();
-        Self {
-            shape,
-            records_per_request,
-            raw,
-            http,
-        }
+        Self::compressed(shape, records_per_request, raw, compression)
     }
 
     /// One request per (tenant, day) over the `days` UTC days before today: request `i` is tenant
@@ -446,6 +437,15 @@ impl Payloads {
                 ))
             })
             .collect();
+        Self::compressed(shape, records_per_request, raw, compression)
+    }
+
+    fn compressed(
+        shape: Shape,
+        records_per_request: usize,
+        raw: Vec<Bytes>,
+        compression: Compression,
+    ) -> Self {
         let http = raw
             .iter()
             .map(|r| Bytes::from(compression.apply(r)))
