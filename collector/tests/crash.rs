@@ -400,11 +400,18 @@ fn copy_dir(from: &Path, to: &Path) {
 }
 
 async fn post(http: &str, body: Vec<u8>) -> http::StatusCode {
+    post_with(http, None, body).await
+}
+
+/// Posts `body` to `/v1/logs`, with `Authorization: Bearer <key>` when a key is given.
+async fn post_with(http: &str, key: Option<&str>, body: Vec<u8>) -> http::StatusCode {
     let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let req = http::Request::post(format!("http://{http}/v1/logs"))
-        .header("content-type", "application/x-protobuf")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
+    let mut req = http::Request::post(format!("http://{http}/v1/logs"))
+        .header("content-type", "application/x-protobuf");
+    if let Some(key) = key {
+        req = req.header("authorization", format!("Bearer {key}"));
+    }
+    let req = req.body(Full::new(Bytes::from(body))).unwrap();
     client.request(req).await.unwrap().status()
 }
 
@@ -653,13 +660,7 @@ async fn a_full_disk_answers_503_and_recovers_by_itself() {
 
 /// Posts `body` with `Authorization: Bearer <key>`.
 async fn post_as(http: &str, key: &str, body: Vec<u8>) -> http::StatusCode {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-    let req = http::Request::post(format!("http://{http}/v1/logs"))
-        .header("content-type", "application/x-protobuf")
-        .header("authorization", format!("Bearer {key}"))
-        .body(Full::new(Bytes::from(body)))
-        .unwrap();
-    client.request(req).await.unwrap().status()
+    post_with(http, Some(key), body).await
 }
 
 fn key_config(key: &str) -> String {
@@ -692,14 +693,7 @@ async fn sighup_reloads_keys_without_a_restart() {
         post_as(&daemon.http, new, body()).await,
         http::StatusCode::UNAUTHORIZED
     );
-    let pid = daemon.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    support::signal(&daemon, "HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     while post_as(&daemon.http, new, body()).await != http::StatusCode::OK {
         assert!(Instant::now() < deadline, "SIGHUP did not reload the keys");
@@ -711,13 +705,7 @@ async fn sighup_reloads_keys_without_a_restart() {
     );
     // An invalid file on SIGHUP: rejected, the keys in force stay, the daemon keeps running.
     std::fs::write(&config, "tenants: [not, a, mapping]\n").unwrap();
-    assert!(
-        Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    support::signal(&daemon, "HUP");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
         post_as(&daemon.http, new, body()).await,

@@ -72,13 +72,18 @@ pub fn start_on(data_dir: &Path, config: Option<&Path>, grpc: &str) -> Daemon {
     }
 }
 
-/// SIGTERM, then the exit status must be success.
-pub fn stop_gracefully(mut daemon: Daemon) {
+/// Sends the signal `name` (`TERM`, `HUP`, ...) to the daemon.
+pub fn signal(daemon: &Daemon, name: &str) {
     let status = Command::new("kill")
-        .args(["-TERM", &daemon.child.id().to_string()])
+        .args([format!("-{name}"), daemon.child.id().to_string()])
         .status()
         .unwrap();
-    assert!(status.success());
+    assert!(status.success(), "kill -{name} failed");
+}
+
+/// SIGTERM, then the exit status must be success.
+pub fn stop_gracefully(mut daemon: Daemon) {
+    signal(&daemon, "TERM");
     assert!(
         daemon.child.wait().unwrap().success(),
         "graceful stop failed"
