@@ -1,7 +1,7 @@
 //! The Parquet writer and its commit protocol.
 //!
-//! [`write_partition`] writes the rows of one tenant, one table and one UTC day as one Parquet
-//! file: sorted by `timestamp`, zstd-compressed, with page statistics on times and numbers (where
+//! [`write_batches`] writes the rows of one tenant and table as one Parquet file per UTC day:
+//! sorted by `timestamp`, zstd-compressed, with page statistics on times and numbers (where
 //! they prune), dictionaries where values repeat, and a bloom filter on
 //! `trace_id`. The file is written under a hidden temporary name, fsync'd, renamed to its final
 //! `.parquet` name, and the directory is fsync'd: a reader never sees a partial file.
@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use arrow::array::{Array, BooleanArray, RecordBatch, TimestampNanosecondArray};
-use arrow::compute::{concat_batches, filter_record_batch, sort_to_indices, take_record_batch};
+use arrow::array::{RecordBatch, TimestampNanosecondArray};
+use arrow::compute::interleave_record_batch;
 use arrow::error::ArrowError;
 use chrono::NaiveDate;
 use parquet::arrow::ArrowWriter;
@@ -121,7 +121,12 @@ impl Default for WriterOptions {
 }
 
 /// Writes `batches` (all of `table`'s schema, all for `tenant`) as one committed file per UTC
-/// day of their `timestamp` column.
+/// day of their `timestamp` column, each sorted by time.
+///
+/// The batches are never concatenated: one sorted order of (time, batch, row) is computed, split
+/// into days (contiguous once sorted), and each file is written from it in chunks — runs that
+/// are already in order are written as slices of their batch (no copy), the rest gathered
+/// (`interleave`) a chunk at a time. So memory is the input plus one chunk.
 pub fn write_batches(
     layout: &Layout,
     tenant: &TenantId,
@@ -133,72 +138,70 @@ pub fn write_batches(
         table: table.name(),
         source,
     };
-    let batch = concat_batches(&table.schema(), batches).map_err(schema_err)?;
-    let mut committed = Vec::new();
-    for (date, rows) in split_by_date(&batch).map_err(schema_err)? {
-        if let Some(file) = write_partition(layout, tenant, table, date, &[rows], options)? {
-            committed.push(file);
+    let schema = table.schema();
+    let mut order: Vec<(i64, u32, u32)> =
+        Vec::with_capacity(batches.iter().map(|b| b.num_rows()).sum());
+    for (b, batch) in batches.iter().enumerate() {
+        if batch.schema().fields() != schema.fields() {
+            return Err(schema_err(ArrowError::SchemaError(
+                "a record batch has another schema".into(),
+            )));
         }
+        let ts = timestamps(batch).map_err(schema_err)?;
+        order.extend(
+            ts.values()
+                .iter()
+                .enumerate()
+                .map(|(r, &t)| (t, b as u32, r as u32)),
+        );
+    }
+    // Stable, and linear when the rows already come in order.
+    order.sort_by_key(|&(t, _, _)| t);
+    let mut committed = Vec::new();
+    for run in order.chunk_by(|a, b| day_of(a.0) == day_of(b.0)) {
+        let date = date_of(day_of(run[0].0)).map_err(schema_err)?;
+        committed.push(write_sorted(
+            layout, tenant, table, date, batches, run, options,
+        )?);
     }
     Ok(committed)
 }
 
-/// Splits rows by the UTC date of their `timestamp`.
-fn split_by_date(batch: &RecordBatch) -> Result<Vec<(NaiveDate, RecordBatch)>, ArrowError> {
-    let ts = batch
-        .column_by_name("timestamp")
-        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
-        .ok_or_else(|| ArrowError::SchemaError("no timestamp(ns) column".into()))?;
-    const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
-    let days: Vec<i64> = ts
-        .values()
-        .iter()
-        .map(|ns| ns.div_euclid(NANOS_PER_DAY))
-        .collect();
-    let to_date = |day: i64| {
-        chrono::DateTime::from_timestamp(day * 86_400, 0)
-            .map(|t| t.date_naive())
-            .ok_or_else(|| ArrowError::ComputeError(format!("day {day} out of range")))
-    };
-    let Some(&first) = days.first() else {
-        return Ok(vec![]);
-    };
-    if days.iter().all(|&d| d == first) {
-        return Ok(vec![(to_date(first)?, batch.clone())]);
-    }
-    let mut distinct = days.clone();
-    distinct.sort_unstable();
-    distinct.dedup();
-    distinct
-        .into_iter()
-        .map(|day| {
-            let mask: BooleanArray = days.iter().map(|&d| Some(d == day)).collect();
-            Ok((to_date(day)?, filter_record_batch(batch, &mask)?))
-        })
-        .collect()
+const NANOS_PER_DAY: i64 = 86_400 * 1_000_000_000;
+
+fn day_of(nanos: i64) -> i64 {
+    nanos.div_euclid(NANOS_PER_DAY)
 }
 
-/// Writes `batches` (all of `table`'s schema, all for `tenant`, all dated `date`) as one
-/// committed Parquet file. Returns `None` when there are no rows.
-pub fn write_partition(
+fn date_of(day: i64) -> Result<NaiveDate, ArrowError> {
+    chrono::DateTime::from_timestamp(day * 86_400, 0)
+        .map(|t| t.date_naive())
+        .ok_or_else(|| ArrowError::ComputeError(format!("day {day} out of range")))
+}
+
+fn timestamps(batch: &RecordBatch) -> Result<&TimestampNanosecondArray, ArrowError> {
+    batch
+        .column_by_name("timestamp")
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .ok_or_else(|| ArrowError::SchemaError("no timestamp(ns) column".into()))
+}
+
+/// Rows gathered per `interleave` call.
+const CHUNK_ROWS: usize = 8192;
+/// An in-order run at least this long is written as a slice of its batch instead of gathered.
+const MIN_SLICE_ROWS: usize = 256;
+
+/// Writes the rows `order` names (sorted by time, all dated `date`) as one committed Parquet
+/// file: temporary name, fsync, rename, directory fsync.
+fn write_sorted(
     layout: &Layout,
     tenant: &TenantId,
     table: Table,
     date: NaiveDate,
     batches: &[RecordBatch],
+    order: &[(i64, u32, u32)],
     options: &WriterOptions,
-) -> Result<Option<CommittedFile>, WriteError> {
-    let schema = table.schema();
-    let schema_err = |source| WriteError::Schema {
-        table: table.name(),
-        source,
-    };
-    let batch = concat_batches(&schema, batches).map_err(schema_err)?;
-    if batch.num_rows() == 0 {
-        return Ok(None);
-    }
-    let batch = sort_by_timestamp(&batch).map_err(schema_err)?;
-
+) -> Result<CommittedFile, WriteError> {
     let dir = layout.partition_dir(tenant, table, date);
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let final_name = unique_file_name();
@@ -210,26 +213,20 @@ pub fn write_partition(
         .create_new(true)
         .open(&tmp_path)
         .map_err(io_err(&tmp_path))?;
-    let result = encode(file, &batch, options, &tmp_path).and_then(|bytes| {
+    let result = encode(file, table, batches, order, options, &tmp_path).and_then(|bytes| {
         std::fs::rename(&tmp_path, &final_path).map_err(io_err(&final_path))?;
         sync_dir(&dir)?;
         Ok(bytes)
     });
-    let ts = batch
-        .column_by_name("timestamp")
-        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>());
-    let (min_timestamp, max_timestamp) = ts
-        .map(|t| (t.value(0), t.value(t.len() - 1)))
-        .unwrap_or_default();
     match result {
-        Ok((bytes, sha256)) => Ok(Some(CommittedFile {
+        Ok((bytes, sha256)) => Ok(CommittedFile {
             path: final_path,
-            rows: batch.num_rows(),
+            rows: order.len(),
             bytes,
-            min_timestamp,
-            max_timestamp,
+            min_timestamp: order[0].0,
+            max_timestamp: order[order.len() - 1].0,
             sha256,
-        })),
+        }),
         Err(e) => {
             // Best effort: a temporary file is invisible to readers either way.
             let _ = std::fs::remove_file(&tmp_path);
@@ -276,10 +273,12 @@ const NO_DICTIONARY: &[&str] = &[
     "links",
 ];
 
-/// Encodes `batch` into `file`, fsyncs it; returns its size and SHA-256.
+/// Encodes the rows `order` names into `file`, fsyncs it; returns its size and SHA-256.
 fn encode(
     file: File,
-    batch: &RecordBatch,
+    table: Table,
+    batches: &[RecordBatch],
+    order: &[(i64, u32, u32)],
     options: &WriterOptions,
     path: &Path,
 ) -> Result<(u64, String), WriteError> {
@@ -305,27 +304,41 @@ fn encode(
         file,
         hasher: Sha256::new(),
     };
-    let mut writer = ArrowWriter::try_new(sink, batch.schema(), Some(props))?;
-    writer.write(batch)?;
+    let mut writer = ArrowWriter::try_new(sink, table.schema(), Some(props))?;
+    let sources: Vec<&RecordBatch> = batches.iter().collect();
+    let mut gathered: Vec<(usize, usize)> = Vec::with_capacity(CHUNK_ROWS);
+    let gather = |writer: &mut ArrowWriter<HashingWriter>, gathered: &mut Vec<(usize, usize)>| {
+        if gathered.is_empty() {
+            return Ok(());
+        }
+        let chunk =
+            interleave_record_batch(&sources, gathered).map_err(|source| WriteError::Schema {
+                table: table.name(),
+                source,
+            })?;
+        gathered.clear();
+        writer.write(&chunk).map_err(WriteError::from)
+    };
+    // Maximal runs of consecutive rows of one batch.
+    for run in order.chunk_by(|a, b| a.1 == b.1 && a.2 + 1 == b.2) {
+        let (batch, first) = (run[0].1 as usize, run[0].2 as usize);
+        if run.len() >= MIN_SLICE_ROWS {
+            gather(&mut writer, &mut gathered)?;
+            writer.write(&batches[batch].slice(first, run.len()))?;
+            continue;
+        }
+        for &(_, b, r) in run {
+            gathered.push((b as usize, r as usize));
+            if gathered.len() == CHUNK_ROWS {
+                gather(&mut writer, &mut gathered)?;
+            }
+        }
+    }
+    gather(&mut writer, &mut gathered)?;
     let sink = writer.into_inner()?;
     sink.file.sync_all().map_err(io_err(path))?;
     let bytes = sink.file.metadata().map_err(io_err(path))?.len();
     Ok((bytes, hex::encode(sink.hasher.finalize())))
-}
-
-fn sort_by_timestamp(batch: &RecordBatch) -> Result<RecordBatch, ArrowError> {
-    let column = batch
-        .column_by_name("timestamp")
-        .ok_or_else(|| ArrowError::SchemaError("no timestamp column".into()))?;
-    let already_sorted = column
-        .as_any()
-        .downcast_ref::<TimestampNanosecondArray>()
-        .is_some_and(|ts| ts.values().windows(2).all(|w| w[0] <= w[1]));
-    if already_sorted {
-        return Ok(batch.clone());
-    }
-    let indices = sort_to_indices(column, None, None)?;
-    take_record_batch(batch, &indices)
 }
 
 /// `<nanoseconds since epoch, 20 digits>-<pid>-<sequence>.parquet`: unique within a data

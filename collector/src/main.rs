@@ -8,6 +8,12 @@ use tenantscope::cli::{Cli, Command, ConfigCommand, RunArgs};
 use tenantscope::config::LogFormat;
 use tenantscope::{app, cli, telemetry};
 
+/// mimalloc instead of the system allocator: the hot path allocates and frees per request from
+/// many threads, where glibc's malloc cost ~17 % of the daemon's CPU and kept freed memory in
+/// per-thread arenas (see BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {

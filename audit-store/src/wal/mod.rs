@@ -78,6 +78,29 @@ pub struct Record {
     pub table: Table,
     pub durability: Durability,
     pub payload: Vec<u8>,
+    /// Where it is, to read it again with [`WalReader`].
+    pub location: Location,
+}
+
+/// Where a record's frame is: enough to read it again while its segment exists (segments are
+/// deleted only once everything in them is committed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    /// The segment, named by its first LSN.
+    pub segment: u64,
+    /// Byte offset of the frame in the segment.
+    pub offset: u64,
+    /// Length of the whole frame (header included).
+    pub len: u32,
+}
+
+/// What [`WalWriter::append`] wrote.
+#[derive(Debug, Clone)]
+pub struct Appended {
+    /// The LSN of the first entry; the others follow one by one.
+    pub first_lsn: u64,
+    /// Where each entry is, in order.
+    pub locations: Vec<Location>,
 }
 
 /// Why the log could not be written or read.
@@ -90,6 +113,13 @@ pub enum WalError {
     },
     #[error("a write-ahead log record is {0} bytes; the largest allowed is {max}", max = u32::MAX)]
     TooLarge(usize),
+    #[error("write-ahead log record {lsn} in {path} at offset {offset} is damaged: {reason}")]
+    Damaged {
+        path: PathBuf,
+        lsn: u64,
+        offset: u64,
+        reason: &'static str,
+    },
 }
 
 impl WalError {
@@ -97,7 +127,7 @@ impl WalError {
     pub fn is_disk_full(&self) -> bool {
         match self {
             WalError::Io { source, .. } => source.raw_os_error() == Some(28),
-            WalError::TooLarge(_) => false,
+            WalError::TooLarge(_) | WalError::Damaged { .. } => false,
         }
     }
 }
@@ -155,7 +185,7 @@ pub fn encode(buf: &mut Vec<u8>, lsn: u64, entry: &Entry<'_>) -> Result<(), WalE
 
 /// Decodes a frame body whose checksum matched: the record and whether it ends its request.
 /// `None` when its fields are invalid.
-fn decode_body(body: &[u8]) -> Option<(Record, bool)> {
+fn decode_body(body: &[u8], location: Location) -> Option<(Record, bool)> {
     let (&version, rest) = body.split_first()?;
     if version != VERSION || rest.len() < 12 {
         return None;
@@ -176,6 +206,7 @@ fn decode_body(body: &[u8]) -> Option<(Record, bool)> {
         table,
         durability,
         payload: rest[tenant_len..].to_vec(),
+        location,
     };
     Some((record, ends_request))
 }
@@ -223,6 +254,7 @@ pub struct WalWriter {
 struct Active {
     file: File,
     path: PathBuf,
+    first_lsn: u64,
     len: u64,
 }
 
@@ -251,21 +283,30 @@ impl WalWriter {
         self.next_lsn
     }
 
-    /// Writes and fsyncs `entries`; returns the LSN of the first. On error nothing of the group
-    /// counts as written, its LSNs are burnt, and the next append uses a new segment.
-    pub fn append(&mut self, entries: &[Entry<'_>]) -> Result<u64, WalError> {
+    /// Writes and fsyncs `entries`; returns the LSN of the first and where each one is. On error
+    /// nothing of the group counts as written, its LSNs are burnt, and the next append uses a
+    /// new segment.
+    pub fn append(&mut self, entries: &[Entry<'_>]) -> Result<Appended, WalError> {
         let first = self.next_lsn;
         self.next_lsn += entries.len() as u64;
-        self.buf.clear();
-        for (i, entry) in entries.iter().enumerate() {
-            encode(&mut self.buf, first + i as u64, entry)?;
-        }
         if self.active.is_none() {
             self.open_segment(first)?;
         }
         let Some(active) = self.active.as_mut() else {
             unreachable!("a segment was just opened")
         };
+        self.buf.clear();
+        let mut locations = Vec::with_capacity(entries.len());
+        for (i, entry) in entries.iter().enumerate() {
+            let start = self.buf.len();
+            encode(&mut self.buf, first + i as u64, entry)?;
+            locations.push(Location {
+                segment: active.first_lsn,
+                offset: active.len + start as u64,
+                // `encode` refuses bodies whose length does not fit in a u32.
+                len: (self.buf.len() - start) as u32,
+            });
+        }
         let result = active
             .file
             .write_all(&self.buf)
@@ -277,7 +318,10 @@ impl WalWriter {
                 if active.len >= self.segment_limit {
                     self.active = None;
                 }
-                Ok(first)
+                Ok(Appended {
+                    first_lsn: first,
+                    locations,
+                })
             }
             Err(error) => {
                 // Never fsync this descriptor again. Cut what may have reached the file, so a
@@ -306,7 +350,12 @@ impl WalWriter {
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err(&self.dir))?;
-        self.active = Some(Active { file, path, len: 0 });
+        self.active = Some(Active {
+            file,
+            path,
+            first_lsn,
+            len: 0,
+        });
         self.opened += 1;
         Ok(())
     }
@@ -339,6 +388,61 @@ impl WalWriter {
             deleted += 1;
         }
         Ok(deleted)
+    }
+}
+
+/// Reads records again by their [`Location`] (the flusher does, when it writes Parquet), keeping
+/// the segments it has opened. Every read checks the frame's checksum and that it holds the LSN
+/// asked for.
+pub struct WalReader {
+    dir: PathBuf,
+    open: std::collections::HashMap<u64, File>,
+}
+
+impl WalReader {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_path_buf(),
+            open: Default::default(),
+        }
+    }
+
+    /// The record `lsn`, which the writer put at `location`.
+    pub fn read(&mut self, lsn: u64, location: Location) -> Result<Record, WalError> {
+        use std::os::unix::fs::FileExt;
+        let path = segment_path(&self.dir, location.segment);
+        let file = match self.open.entry(location.segment) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(File::open(&path).map_err(io_err(&path))?)
+            }
+        };
+        let mut frame = vec![0u8; location.len as usize];
+        file.read_exact_at(&mut frame, location.offset)
+            .map_err(io_err(&path))?;
+        let damaged = |reason| WalError::Damaged {
+            path: path.clone(),
+            lsn,
+            offset: location.offset,
+            reason,
+        };
+        if frame.len() < FRAME_HEADER {
+            return Err(damaged("frame shorter than its header"));
+        }
+        let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+        let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        let body = &frame[FRAME_HEADER..];
+        if len != body.len() {
+            return Err(damaged("frame length differs from where it was written"));
+        }
+        if crc32c::crc32c(body) != crc {
+            return Err(damaged("checksum mismatch"));
+        }
+        match decode_body(body, location) {
+            Some((record, _)) if record.lsn == lsn => Ok(record),
+            Some(_) => Err(damaged("another LSN at this place")),
+            None => Err(damaged("invalid record fields")),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 
-use super::{FRAME_HEADER, Record, WalError, decode_body, io_err, list_segments};
+use super::{FRAME_HEADER, Location, Record, WalError, decode_body, io_err, list_segments};
 
 /// What replay found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -44,8 +44,13 @@ pub fn replay(dir: &Path, mut visit: impl FnMut(Record)) -> Result<ReplayReport,
             let Some(body) = rest.get(FRAME_HEADER..FRAME_HEADER + len) else {
                 break Some(Damage::Torn);
             };
+            let location = Location {
+                segment: first_lsn,
+                offset: offset as u64,
+                len: (FRAME_HEADER + len) as u32,
+            };
             let decoded = (crc32c::crc32c(body) == crc)
-                .then(|| decode_body(body))
+                .then(|| decode_body(body, location))
                 .flatten()
                 .filter(|(r, _)| r.lsn >= report.next_lsn); // LSNs only grow
             let Some((record, ends_request)) = decoded else {

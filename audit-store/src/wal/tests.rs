@@ -16,7 +16,7 @@ fn append(w: &mut WalWriter, tenant_id: &TenantId, payloads: &[&[u8]]) -> u64 {
             payload: p,
         })
         .collect();
-    w.append(&entries).unwrap()
+    w.append(&entries).unwrap().first_lsn
 }
 
 fn read_all(dir: &Path) -> (Vec<(u64, String, Vec<u8>)>, ReplayReport) {
@@ -147,7 +147,15 @@ fn frames_carry_tenant_table_and_durability() {
         },
     )
     .unwrap();
-    let (record, ends_request) = decode_body(&buf[FRAME_HEADER..]).unwrap();
+    let (record, ends_request) = decode_body(
+        &buf[FRAME_HEADER..],
+        Location {
+            segment: 0,
+            offset: 0,
+            len: buf.len() as u32,
+        },
+    )
+    .unwrap();
     assert!(ends_request);
     assert_eq!(
         (
@@ -200,4 +208,59 @@ fn a_request_cut_short_is_dropped_whole() {
             ends[1] as u64
         );
     }
+}
+
+#[test]
+fn records_are_read_again_where_the_writer_and_replay_say_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let acme = tenant("acme");
+    // Small segments: the records spread over several files.
+    let mut w = WalWriter::new(dir.path(), 7, 40).unwrap();
+    let entry = |payload: &'static [u8]| Entry {
+        tenant: &acme,
+        table: Table::Logs,
+        durability: Durability::Sync,
+        ends_request: true,
+        payload,
+    };
+    let a = w.append(&[entry(b"first"), entry(b"second")]).unwrap();
+    let b = w.append(&[entry(b"third")]).unwrap();
+    assert_eq!((a.first_lsn, b.first_lsn), (7, 9));
+    assert_ne!(a.locations[0].segment, b.locations[0].segment);
+    let mut reader = WalReader::new(dir.path());
+    let read = |reader: &mut WalReader, lsn, location| reader.read(lsn, location).unwrap().payload;
+    assert_eq!(read(&mut reader, 7, a.locations[0]), b"first");
+    assert_eq!(read(&mut reader, 8, a.locations[1]), b"second");
+    assert_eq!(read(&mut reader, 9, b.locations[0]), b"third");
+    // Replay reports the same places.
+    let mut replayed = Vec::new();
+    replay(dir.path(), |r| replayed.push((r.lsn, r.location))).unwrap();
+    assert_eq!(
+        replayed,
+        vec![
+            (7, a.locations[0]),
+            (8, a.locations[1]),
+            (9, b.locations[0])
+        ]
+    );
+    // The wrong LSN or a damaged byte is refused, never returned.
+    assert!(matches!(
+        reader.read(8, a.locations[0]),
+        Err(WalError::Damaged {
+            reason: "another LSN at this place",
+            ..
+        })
+    ));
+    let path = segment_path(dir.path(), a.locations[0].segment);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = a.locations[1].offset as usize + a.locations[1].len as usize - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    assert!(matches!(
+        WalReader::new(dir.path()).read(8, a.locations[1]),
+        Err(WalError::Damaged {
+            reason: "checksum mismatch",
+            ..
+        })
+    ));
 }

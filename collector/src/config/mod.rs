@@ -82,10 +82,13 @@ pub struct Storage {
     pub max_file_age: Duration,
     /// ... or once it holds this many rows.
     pub target_file_rows: usize,
-    /// ... or once it holds this many bytes of Arrow data (Parquet is roughly 4× smaller).
+    /// ... or once its records take this many bytes in the write-ahead log (Arrow IPC; Parquet
+    /// is roughly 8× smaller). Also the most a commit reads back into memory at once: a larger
+    /// buffer is written as several files.
     pub target_file_buffer_bytes: u64,
-    /// All buffers together; beyond it ingest answers 503 / UNAVAILABLE. Above half of it the
-    /// largest buffers are written early.
+    /// All buffers together, in bytes of write-ahead log records not yet in Parquet (on disk, not
+    /// in memory); beyond it ingest answers 503 / UNAVAILABLE. Above half of it the largest
+    /// buffers are written early.
     pub max_buffered_bytes: u64,
     /// Requests that may wait for the write-ahead log; more are refused with 503 / UNAVAILABLE.
     pub queue_capacity: usize,
@@ -120,7 +123,7 @@ impl Default for Config {
                 data_dir: PathBuf::from("./data"),
                 max_file_age: Duration::from_secs(30),
                 target_file_rows: 1_000_000,
-                target_file_buffer_bytes: 256 << 20,
+                target_file_buffer_bytes: 64 << 20,
                 max_buffered_bytes: 1 << 30,
                 queue_capacity: 1024,
                 wal_segment_size: 64 << 20,

@@ -1,8 +1,13 @@
-//! The flusher: memtable buffers → Parquet files + manifest lines → log segments deleted.
+//! The flusher: memtable buffers → records read back from the log → Parquet files + manifest
+//! lines → log segments deleted.
 //!
-//! Runs as one task; commits run on blocking threads. A buffer whose commit fails (disk full, I/O
-//! error) goes back into the memtable and is tried again on the next tick; its records stay in the
-//! write-ahead log meanwhile. Log segments are deleted only below the oldest LSN still waiting.
+//! Runs as one task; each round of commits runs on a thread of its own at a lower CPU priority
+//! (nice +10), so that encoding Parquet uses the CPU the acknowledgement path leaves idle instead
+//! of delaying acknowledgements. A buffer whose commit fails (disk full, I/O error) goes back into
+//! the memtable and is tried again on the next tick; its records stay in the write-ahead log
+//! meanwhile. A record that cannot be read back (damaged since it was written) is reported,
+//! counted as corrupt and left out of its file. Log segments are deleted only below the oldest LSN
+//! still waiting.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,7 +15,8 @@ use std::time::Instant;
 
 use audit_store::layout::Layout;
 use audit_store::manifest::Manifest;
-use audit_store::wal::WalWriter;
+use audit_store::wal::payload::decode_batches;
+use audit_store::wal::{WalReader, WalWriter};
 use audit_store::writer::commit;
 use audit_store::{Table, TenantId};
 use tokio::sync::{mpsc, oneshot};
@@ -74,9 +80,29 @@ impl Flusher {
             let manifests = self.manifests.clone();
             let catalog = self.catalog.clone();
             let untraced = self.options.untraced_tenant.clone();
-            let failed = tokio::task::spawn_blocking(move || {
-                let mut failed = Vec::new();
-                for (tenant, table, buffer) in due {
+            let wal_dir = self.options.wal_dir.clone();
+            let target_bytes = self.options.flush.target_bytes;
+            let failed = run_in_background(move || {
+                let mut reader = WalReader::new(&wal_dir);
+                let mut failed: Vec<(TenantId, Table, Vec<Buffer>)> = Vec::new();
+                // A commit holds its records in memory while it writes: at most about
+                // `target_bytes` of them, whatever a buffer grew to between two ticks.
+                let pieces = due.into_iter().flat_map(|(tenant, table, buffer)| {
+                    buffer
+                        .split(target_bytes)
+                        .into_iter()
+                        .map(move |piece| (tenant.clone(), table, piece))
+                });
+                for (tenant, table, buffer) in pieces {
+                    // Once a piece failed, the later pieces of its pair wait behind it.
+                    if let Some(last) = failed.last_mut()
+                        && let (t, tb, pieces) = last
+                        && *t == tenant
+                        && *tb == table
+                    {
+                        pieces.push(buffer);
+                        continue;
+                    }
                     let span = if untraced.as_ref() == Some(&tenant) {
                         tracing::Span::none()
                     } else {
@@ -89,19 +115,26 @@ impl Flusher {
                     };
                     let committed = span.in_scope(|| {
                         commit_buffer(
-                            &layout, &manifests, &tenant, table, &buffer, &options, &catalog,
+                            &layout,
+                            &manifests,
+                            &mut reader,
+                            (&tenant, table),
+                            &buffer,
+                            &options,
+                            &catalog,
                         )
                     });
                     if !committed {
-                        failed.push((tenant, table, buffer));
+                        failed.push((tenant, table, vec![buffer]));
                     }
                 }
                 failed
             })
-            .await
-            .unwrap_or_default();
-            for (tenant, table, buffer) in failed {
-                self.memtable.put_back(tenant, table, buffer);
+            .await;
+            for (tenant, table, pieces) in failed {
+                if let Some(buffer) = Buffer::join(pieces) {
+                    self.memtable.put_back(tenant, table, buffer);
+                }
             }
         }
         let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
@@ -123,12 +156,76 @@ impl Flusher {
     }
 }
 
+/// Nice value of the commit threads: under contention the scheduler gives them about a tenth of
+/// the CPU the request threads get; when the CPU is idle they take all of it.
+const COMMIT_NICE: i32 = 10;
+
+/// Runs `work` on a new thread at [`COMMIT_NICE`] and waits for its result without blocking the
+/// runtime. If the thread dies, the result is `Default` (nothing committed is reported failed;
+/// the buffers stay in the log and are replayed at the next start).
+async fn run_in_background<T: Send + Default + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("tenantscope-commit".into())
+        .spawn(move || {
+            if let Err(error) =
+                rustix::process::setpriority_process(Some(rustix::thread::gettid()), COMMIT_NICE)
+            {
+                tracing::debug!(error = %error, "cannot lower the commit thread's priority");
+            }
+            let _ = tx.send(work());
+        });
+    match spawned {
+        Ok(_) => rx.await.unwrap_or_default(),
+        Err(error) => {
+            tracing::error!(error = %error, "cannot start a commit thread");
+            T::default()
+        }
+    }
+}
+
+/// Reads a buffer's records back from the log. A record that cannot be read or decoded is
+/// reported and left out: it was acknowledged, so this is data loss, and loud.
+fn read_back(
+    reader: &mut WalReader,
+    (tenant, table): (&TenantId, Table),
+    buffer: &Buffer,
+    catalog: &Catalog,
+) -> Vec<arrow::array::RecordBatch> {
+    let mut batches = Vec::with_capacity(buffer.records.len());
+    for pending in &buffer.records {
+        let decoded = reader
+            .read(pending.lsn, pending.location)
+            .map_err(|e| e.to_string())
+            .and_then(|record| {
+                if record.tenant != *tenant || record.table != table {
+                    return Err(format!(
+                        "it belongs to {}/{}",
+                        record.tenant,
+                        record.table.name()
+                    ));
+                }
+                decode_batches(&record.payload).map_err(|e| e.to_string())
+            });
+        match decoded {
+            Ok(mut decoded) => batches.append(&mut decoded),
+            Err(error) => {
+                tracing::error!(tenant = %tenant, table = table.name(), lsn = pending.lsn, rows = pending.rows, error = %error, "an acknowledged record cannot be read back from the write-ahead log; it is left out of its Parquet file");
+                catalog.wal().corrupt_segments.increment(1);
+            }
+        }
+    }
+    batches
+}
+
 /// Commits one buffer; false when it failed (the caller puts it back).
 fn commit_buffer(
     layout: &Layout,
     manifests: &Mutex<HashMap<TenantId, Manifest>>,
-    tenant: &TenantId,
-    table: Table,
+    reader: &mut WalReader,
+    (tenant, table): (&TenantId, Table),
     buffer: &Buffer,
     options: &audit_store::writer::WriterOptions,
     catalog: &Catalog,
@@ -147,15 +244,8 @@ fn commit_buffer(
         },
     };
     let lsns = buffer.first_lsn..=buffer.last_lsn;
-    match commit(
-        layout,
-        manifest,
-        tenant,
-        table,
-        &buffer.batches,
-        lsns,
-        options,
-    ) {
+    let batches = read_back(reader, (tenant, table), buffer, catalog);
+    match commit(layout, manifest, tenant, table, &batches, lsns, options) {
         Ok(committed) => {
             let counters = catalog.store(table);
             counters

@@ -167,7 +167,7 @@ impl Pipeline {
             items.push(wal_thread::Item {
                 tenant: b.tenant,
                 table: b.table,
-                batch: b.batch,
+                rows: b.batch.num_rows(),
                 payload,
             });
         }
@@ -200,6 +200,8 @@ fn replay_into(
     let mut skipped = 0u64;
     let mut undecodable = 0u64;
     let report = replay(&options.wal_dir, |record| {
+        // Decoded once here to count its rows and to find an undecodable record now rather than
+        // at its commit; the memtable keeps only where it is.
         let key = (record.tenant.clone(), record.table);
         let done = *committed.entry(key).or_insert_with(|| {
             Manifest::read(layout, &record.tenant)
@@ -212,9 +214,12 @@ fn replay_into(
         }
         match decode_batches(&record.payload) {
             Ok(batches) => {
-                for batch in batches {
-                    records.push((record.tenant.clone(), record.table, record.lsn, batch));
-                }
+                let pending = memtable::Pending {
+                    lsn: record.lsn,
+                    location: record.location,
+                    rows: batches.iter().map(|b| b.num_rows()).sum(),
+                };
+                records.push((record.tenant, record.table, pending));
             }
             Err(error) => {
                 undecodable += 1;

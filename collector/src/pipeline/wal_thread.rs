@@ -1,20 +1,19 @@
 //! The write-ahead log thread: group commit.
 //!
 //! One OS thread owns the appends. It takes every request waiting in its queue, writes all their
-//! records with one `write` and one `fdatasync`, inserts them into the memtable (still holding the
-//! log lock, so the flusher never sees a logged record missing from the memtable) and answers each
-//! request. While one fsync runs, new requests queue up and share the next one.
+//! records with one `write` and one `fdatasync`, inserts where they are into the memtable (still
+//! holding the log lock, so the flusher never sees a logged record missing from the memtable) and
+//! answers each request. While one fsync runs, new requests queue up and share the next one.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use arrow::array::RecordBatch;
 use audit_store::wal::{Durability, Entry, WalWriter};
 use audit_store::{Table, TenantId};
 use tokio::sync::{mpsc, oneshot};
 
 use super::PipelineError;
-use super::memtable::Memtable;
+use super::memtable::{Memtable, Pending};
 use crate::telemetry::Catalog;
 
 /// Largest group written with one fsync, in payload bytes.
@@ -23,7 +22,8 @@ const MAX_GROUP_BYTES: usize = 16 << 20;
 pub struct Item {
     pub tenant: TenantId,
     pub table: Table,
-    pub batch: RecordBatch,
+    pub rows: usize,
+    /// The record batch as Arrow IPC.
     pub payload: Vec<u8>,
 }
 
@@ -92,7 +92,7 @@ fn commit_group(
     drop(entries);
     let metrics = catalog.wal();
     match result {
-        Ok(first_lsn) => {
+        Ok(appended) => {
             metrics.records.increment(count);
             metrics.bytes.increment(bytes);
             metrics.segments_opened.absolute(wal.segments_opened());
@@ -101,11 +101,20 @@ fn commit_group(
                 .append_seconds
                 .record(started.elapsed().as_secs_f64());
             let mut acks = Vec::with_capacity(group.len());
-            let mut lsn = first_lsn;
+            let mut lsn = appended.first_lsn;
+            let mut locations = appended.locations.into_iter();
             let mut records = Vec::with_capacity(count as usize);
             for request in group {
                 for item in request.items {
-                    records.push((item.tenant, item.table, lsn, item.batch));
+                    let Some(location) = locations.next() else {
+                        unreachable!("the log returns one location per entry")
+                    };
+                    let pending = Pending {
+                        lsn,
+                        location,
+                        rows: item.rows,
+                    };
+                    records.push((item.tenant, item.table, pending));
                     lsn += 1;
                 }
                 acks.push(request.ack);
