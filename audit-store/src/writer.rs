@@ -2,7 +2,7 @@
 //!
 //! [`write_batches`] writes the rows of one tenant and table as one Parquet file per UTC day:
 //! sorted by `timestamp`, zstd-compressed, with page statistics on times and numbers (where
-//! they prune), dictionaries where values repeat, and a bloom filter on
+//! they prune), no dictionaries (zstd finds the repeats), and a bloom filter on
 //! `trace_id`. The file is written under a hidden temporary name, fsync'd, renamed to its final
 //! `.parquet` name, and the directory is fsync'd: a reader never sees a partial file.
 //!
@@ -263,16 +263,6 @@ const STATISTICS: &[&str] = &[
     "duration_ns",
 ];
 
-/// Columns of (nearly) unique values, written without a dictionary.
-const NO_DICTIONARY: &[&str] = &[
-    "body",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "events",
-    "links",
-];
-
 /// Encodes the rows `order` names into `file`, fsyncs it; returns its size and SHA-256.
 fn encode(
     file: File,
@@ -285,19 +275,19 @@ fn encode(
     let level = ZstdLevel::try_new(options.zstd_level)?;
     // Statistics only where a query can prune by them (times and numbers, the file being sorted
     // by time): min/max of every string column cost a byte comparison per value — 10 % of the
-    // daemon's CPU under load — and prune nothing for unsorted or unique values. Dictionary
-    // encoding likewise only where values repeat.
+    // daemon's CPU under load — and prune nothing for unsorted or unique values. No dictionary
+    // encoding: on audit-v1 data zstd finds the repeats anyway (103.0 B/row without dictionaries,
+    // 104.0 with them on every repeating column) and interning every value cost 38 % of the
+    // encoding time (`examples/writer_cost.rs`, BENCHMARKS.md).
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(options.max_row_group_rows))
         .set_statistics_enabled(EnabledStatistics::None)
+        .set_dictionary_enabled(false)
         .set_column_bloom_filter_enabled("trace_id".into(), true);
     for column in STATISTICS {
         props =
             props.set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::Page);
-    }
-    for column in NO_DICTIONARY {
-        props = props.set_column_dictionary_enabled(ColumnPath::from(*column), false);
     }
     let props = props.build();
     let sink = HashingWriter {

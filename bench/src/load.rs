@@ -114,7 +114,13 @@ pub async fn run(payloads: &Payloads, options: &LoadOptions) -> anyhow::Result<R
         };
         tasks.push(tokio::spawn(async move {
             let mut i = c;
-            let mut intended = started;
+            // Connections take their slots in turn (connection c is c/connections of a step
+            // late), so the offered load is evenly spaced rather than bursts of one request per
+            // connection at once.
+            let mut intended = started
+                + interval.map_or(Duration::ZERO, |step| {
+                    step.mul_f64(c as f64 / options.connections as f64)
+                });
             loop {
                 if let Some(step) = interval {
                     // Open loop: wait for this request's slot; latency counts from the slot.

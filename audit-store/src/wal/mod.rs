@@ -368,27 +368,46 @@ impl WalWriter {
     /// Deletes every segment all of whose records have an LSN below `lsn` (they are committed).
     /// Returns the number of segments deleted.
     pub fn delete_before(&mut self, lsn: u64) -> Result<usize, WalError> {
+        remove_segments(&self.segments_before(lsn)?)
+    }
+
+    /// The segments all of whose records have an LSN below `lsn`, without deleting them: the
+    /// caller removes them with [`remove_segments`] after letting go of the writer (unlinking a
+    /// large file can wait for its writeback; appends need not wait for that). Segment names are
+    /// never reused, so they stay safe to remove.
+    pub fn segments_before(&self, lsn: u64) -> Result<Vec<PathBuf>, WalError> {
         let segments = list_segments(&self.dir)?;
-        let active = self.active.as_ref().map(|a| a.path.clone());
-        let mut deleted = 0;
+        let active = self.active.as_ref().map(|a| &a.path);
+        let mut done = Vec::new();
         for pair in segments.windows(2) {
             let ((_, path), (next_first, _)) = (&pair[0], &pair[1]);
-            if *next_first <= lsn && Some(path) != active.as_ref() {
-                std::fs::remove_file(path).map_err(io_err(path))?;
-                deleted += 1;
+            if *next_first <= lsn && Some(path) != active {
+                done.push(path.clone());
             }
         }
         // The newest segment has no successor: it is complete only when it is not active and
         // every LSN handed out so far is committed.
         if let Some((_, path)) = segments.last()
-            && Some(path) != active.as_ref()
+            && Some(path) != active
             && self.next_lsn <= lsn
         {
-            std::fs::remove_file(path).map_err(io_err(path))?;
-            deleted += 1;
+            done.push(path.clone());
         }
-        Ok(deleted)
+        Ok(done)
     }
+}
+
+/// Deletes these segment files (from [`WalWriter::segments_before`]); returns how many.
+pub fn remove_segments(paths: &[PathBuf]) -> Result<usize, WalError> {
+    for path in paths {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            // Already gone (a previous attempt stopped half-way): the goal is reached.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_err(path)(e)),
+        }
+    }
+    Ok(paths.len())
 }
 
 /// Reads records again by their [`Location`] (the flusher does, when it writes Parquet), keeping

@@ -16,7 +16,7 @@ use std::time::Instant;
 use audit_store::layout::Layout;
 use audit_store::manifest::Manifest;
 use audit_store::wal::payload::decode_batches;
-use audit_store::wal::{WalReader, WalWriter};
+use audit_store::wal::{WalReader, WalWriter, remove_segments};
 use audit_store::writer::commit;
 use audit_store::{Table, TenantId};
 use tokio::sync::{mpsc, oneshot};
@@ -137,21 +137,34 @@ impl Flusher {
                 }
             }
         }
-        let mut wal = self.wal.lock().unwrap_or_else(|e| e.into_inner());
-        let keep_from = self.memtable.oldest_lsn().unwrap_or(wal.next_lsn());
-        match wal.delete_before(keep_from) {
-            Ok(0) => {}
-            Ok(n) => {
-                self.catalog.wal().segments_deleted.increment(n as u64);
-                tracing::debug!(
-                    segments = n,
-                    keep_from,
-                    "deleted committed write-ahead log segments"
-                )
-            }
-            Err(error) => {
-                tracing::warn!(error = %error, "cannot delete committed write-ahead log segments")
-            }
+        // Off the runtime: taking the log's lock can wait for an fsync, and unlinking segments
+        // for their writeback.
+        let wal = self.wal.clone();
+        let memtable = self.memtable.clone();
+        let catalog = self.catalog.clone();
+        run_in_background(move || trim_log(&wal, &memtable, &catalog)).await;
+    }
+}
+
+/// Deletes the log segments no buffer needs any more.
+fn trim_log(wal: &Mutex<WalWriter>, memtable: &Memtable, catalog: &Catalog) {
+    let (keep_from, done) = {
+        let wal = wal.lock().unwrap_or_else(|e| e.into_inner());
+        let keep_from = memtable.oldest_lsn().unwrap_or(wal.next_lsn());
+        (keep_from, wal.segments_before(keep_from))
+    };
+    match done.and_then(|paths| remove_segments(&paths)) {
+        Ok(0) => {}
+        Ok(n) => {
+            catalog.wal().segments_deleted.increment(n as u64);
+            tracing::debug!(
+                segments = n,
+                keep_from,
+                "deleted committed write-ahead log segments"
+            )
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "cannot delete committed write-ahead log segments")
         }
     }
 }
