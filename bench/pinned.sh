@@ -6,7 +6,8 @@
 #
 #   bench/pinned.sh [--shape audit-v1] [--runs 3] [--seconds 8] [--connections 4] [--rate N]
 #
-# Prints one line per run and the median. Loopback only. Needs the release binaries and taskset.
+# Prints one line per run and the median. Loopback only. Needs the release binaries, taskset
+# and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target="${CARGO_TARGET_DIR:-target}/release"
@@ -45,7 +46,7 @@ for run in $(seq 1 "$runs"); do
     json="$(taskset -c 1 "$target/tenantscope-bench" load --http "$http" --shape "$shape" \
         --connections "$connections" --seconds "$seconds" --pid "$pid" --json ${rate:+--rate "$rate"})"
     rss_peak="$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")"
-    curl -sf -X POST "http://$api/admin/flush" > /dev/null
+    python3 -c 'import sys, urllib.request; urllib.request.urlopen(urllib.request.Request(sys.argv[1], method="POST"), timeout=300).read()' "http://$api/admin/flush"
     after="$(cpu_ticks "$pid")"
     hz="$(getconf CLK_TCK)"
     line="$(python3 - "$json" "$before" "$after" "$hz" "$rss_idle" "$rss_peak" <<'PY'
