@@ -10,6 +10,7 @@
 # and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/daemon.sh
 target="${CARGO_TARGET_DIR:-target}/release"
 shape=audit-v1 runs=3 seconds=8 connections=4 rate=""
 while [ $# -gt 0 ]; do
@@ -28,18 +29,7 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 results=()
 for run in $(seq 1 "$runs"); do
-    rm -rf "$work/data" "$work/log"
-    taskset -c 0 "$target/tenantscope" run --data-dir "$work/data" --log-format json \
-        --otlp-grpc 127.0.0.1:0 --otlp-http 127.0.0.1:0 --metrics 127.0.0.1:0 --api 127.0.0.1:0 \
-        2> "$work/log" &
-    pid=$!
-    for _ in $(seq 1 100); do
-        grep -q '"tenantscope started"' "$work/log" 2>/dev/null && break
-        sleep 0.1
-    done
-    started="$(grep '"tenantscope started"' "$work/log")"
-    http="$(echo "$started" | sed -E 's/.*"otlp_http":"([^"]+)".*/\1/')"
-    api="$(echo "$started" | sed -E 's/.*"api":"([^"]+)".*/\1/')"
+    start_daemon "$work" taskset -c 0
     sleep 1
     rss_idle="$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")"
     before="$(cpu_ticks "$pid")"

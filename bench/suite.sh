@@ -6,6 +6,7 @@
 #   cargo build --release -p tenantscope -p tenantscope-bench
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/daemon.sh
 target="${CARGO_TARGET_DIR:-target}/release"
 seconds=10
 connections=4
@@ -15,17 +16,7 @@ case "${1:-}" in
 esac
 work="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-"$target/tenantscope" run --data-dir "$work/data" --log-format json \
-    --otlp-grpc 127.0.0.1:0 --otlp-http 127.0.0.1:0 --metrics 127.0.0.1:0 --api 127.0.0.1:0 \
-    2> "$work/log" &
-pid=$!
-for _ in $(seq 1 100); do
-    grep -q '"tenantscope started"' "$work/log" 2>/dev/null && break
-    sleep 0.1
-done
-started="$(grep '"tenantscope started"' "$work/log")"
-http="$(echo "$started" | sed -E 's/.*"otlp_http":"([^"]+)".*/\1/')"
-grpc="$(echo "$started" | sed -E 's/.*"otlp_grpc":"([^"]+)".*/\1/')"
+start_daemon "$work"
 echo "| shape | transport | records/s | per daemon CPU-s | MB/s wire | p50 ms | p99 ms | p99.9 ms | failed | daemon RSS MiB |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 failures=0
