@@ -28,7 +28,7 @@ fn main() {
     let mut batches = Vec::new();
     replay(std::path::Path::new(&dir), |r| {
         if r.table == Table::Logs {
-            batches.extend(decode_batches(&r.payload).unwrap());
+            batches.extend(decode_batches(r.table, r.payload).unwrap());
         }
     })
     .unwrap();

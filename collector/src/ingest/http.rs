@@ -111,7 +111,7 @@ async fn handle<R: ExportRequest>(
         Ok(e) => e,
         Err(error) => return reject(&state.ingest, R::SIGNAL, error, Encoding::Json),
     };
-    let request = match read_request::<R>(&state.limits, &headers, body, encoding).await {
+    let request = match read_request::<R>(&state, &headers, body, encoding).await {
         Ok(r) => r,
         Err(error) => return reject(&state.ingest, R::SIGNAL, error, encoding),
     };
@@ -135,7 +135,7 @@ async fn handle<R: ExportRequest>(
 
 /// Reads, bounds, decompresses and decodes a request body.
 async fn read_request<R: ExportRequest>(
-    limits: &IngestLimits,
+    state: &HttpState,
     headers: &HeaderMap,
     body: Body,
     encoding: Encoding,
@@ -152,6 +152,7 @@ async fn read_request<R: ExportRequest>(
             )));
         }
     };
+    let limits = &state.limits;
     let sent_limit = limits.max_request_body_size;
     let too_large_sent = IngestError::TooLarge {
         what: "request body",
@@ -175,6 +176,8 @@ async fn read_request<R: ExportRequest>(
             )));
         }
     };
+    // The body is read (so the connection stays usable) but not decoded while overloaded.
+    state.ingest.admit_load()?;
     let max_decompressed = limits.max_decompressed_body_size;
     tokio::task::spawn_blocking(move || {
         let raw = decompress(compression.as_deref(), bytes, max_decompressed)?;

@@ -226,6 +226,15 @@ impl Ingest {
         }
     }
 
+    /// Refuses work early while the pipeline is over its backlog bound (see
+    /// [`Pipeline::overloaded`]).
+    pub fn admit_load(&self) -> Result<(), IngestError> {
+        if self.pipeline.overloaded() {
+            return Err(IngestError::Pipeline(PipelineError::Overloaded));
+        }
+        Ok(())
+    }
+
     /// Counts a request refused before it could be decoded.
     pub fn reject_undecoded(&self, transport: Transport, signal: Signal, error: &IngestError) {
         self.log_rejection(transport, signal, error, None);
@@ -316,6 +325,7 @@ impl Ingest {
         decoded: Decoded<R>,
         span: &tracing::Span,
     ) -> Result<(Outcome, Refusals), IngestError> {
+        self.admit_load()?;
         let access = self.auth.authenticate(meta.authorization, meta.source)?;
         let tenancy = access.for_ingest(meta.tenant_header)?;
         let mut request = decoded.request;

@@ -35,6 +35,7 @@ fn service_name(resource: Option<&Resource>) -> String {
         .find(|kv| kv.key == "service.name")
         .and_then(|kv| any_value::to_text(kv.value.as_ref()))
         .unwrap_or_default()
+        .into_owned()
 }
 
 fn redact_origin(

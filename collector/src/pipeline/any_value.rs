@@ -5,15 +5,18 @@
 //! base64 JSON string (`"aGk="`, as OTLP/JSON writes them), arrays and key-value lists as JSON
 //! arrays and objects whose nested strings are JSON strings. An empty `AnyValue` is `null`.
 
+use std::borrow::Cow;
+
 use base64::Engine;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
 use serde_json::Value as Json;
 
-/// The stored text of a value; `None` for an absent or empty value.
-pub fn to_text(value: Option<&AnyValue>) -> Option<String> {
+/// The stored text of a value; `None` for an absent or empty value. A string is borrowed, not
+/// copied: this runs for every attribute of every record.
+pub fn to_text(value: Option<&AnyValue>) -> Option<Cow<'_, str>> {
     match value?.value.as_ref()? {
-        Value::StringValue(s) => Some(s.clone()),
-        other => Some(to_json(Some(other)).to_string()),
+        Value::StringValue(s) => Some(Cow::Borrowed(s)),
+        other => Some(Cow::Owned(to_json(Some(other)).to_string())),
     }
 }
 

@@ -88,8 +88,8 @@ impl Converter {
         columns
             .dropped_attributes_count
             .append_value(record.dropped_attributes_count);
-        columns.trace_id.append_value(hex::encode(&record.trace_id));
-        columns.span_id.append_value(hex::encode(&record.span_id));
+        append_hex(&mut columns.trace_id, &record.trace_id);
+        append_hex(&mut columns.span_id, &record.span_id);
         columns.flags.append_value(record.flags);
         columns.common.push_tail(origin);
     }
@@ -100,10 +100,9 @@ impl Converter {
         let start = nonzero(span.start_time_unix_nano).unwrap_or(received_at);
         let end = nonzero(span.end_time_unix_nano).unwrap_or(start);
         c.common.push_head(tenant, start, received_at, origin);
-        c.trace_id.append_value(hex::encode(&span.trace_id));
-        c.span_id.append_value(hex::encode(&span.span_id));
-        c.parent_span_id
-            .append_value(hex::encode(&span.parent_span_id));
+        append_hex(&mut c.trace_id, &span.trace_id);
+        append_hex(&mut c.span_id, &span.span_id);
+        append_hex(&mut c.parent_span_id, &span.parent_span_id);
         c.trace_state.append_value(&span.trace_state);
         c.flags.append_value(span.flags);
         c.name.append_value(&span.name);
@@ -228,6 +227,20 @@ fn span_links_json(links: &[span::Link]) -> String {
 }
 
 type StringMapBuilder = MapBuilder<StringBuilder, StringBuilder>;
+
+/// Appends lower-case hex of a trace or span id without allocating (ids are 8 or 16 bytes;
+/// anything longer, which validation refuses anyway, takes the allocating path).
+fn append_hex(builder: &mut StringBuilder, bytes: &[u8]) {
+    let mut buffer = [0u8; 64];
+    match buffer.get_mut(..bytes.len() * 2) {
+        Some(out) => {
+            // Cannot fail: `out` is exactly twice as long as `bytes`, and hex is ASCII.
+            hex::encode_to_slice(bytes, out).expect("buffer sized for the id");
+            builder.append_value(std::str::from_utf8(out).expect("hex is ASCII"));
+        }
+        None => builder.append_value(hex::encode(bytes)),
+    }
+}
 
 fn append_map(builder: &mut StringMapBuilder, attributes: &[KeyValue]) {
     for kv in attributes {

@@ -220,7 +220,7 @@ fn read_back(
                         record.table.name()
                     ));
                 }
-                decode_batches(&record.payload).map_err(|e| e.to_string())
+                decode_batches(record.table, record.payload).map_err(|e| e.to_string())
             });
         match decoded {
             Ok(mut decoded) => batches.append(&mut decoded),

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use audit_store::layout::Layout;
 use audit_store::manifest::{Manifest, recover};
-use audit_store::wal::payload::{decode_batches, encode_batch};
+use audit_store::wal::payload::{self, encode_batch};
 use audit_store::wal::{WalWriter, replay};
 use audit_store::writer::WriterOptions;
 use audit_store::{Table, TenantId};
@@ -145,6 +145,13 @@ impl Pipeline {
         ))
     }
 
+    /// Whether the log's backlog is over `storage.max_buffered_bytes`: requests are refused
+    /// (503, retryable) until commits catch up. Receivers ask before decoding, so shedding load
+    /// costs little.
+    pub fn overloaded(&self) -> bool {
+        self.memtable.bytes() >= self.max_buffered_bytes
+    }
+
     /// Makes the batches of one request durable; returns once they are fsync'd in the log.
     pub async fn submit(&self, batches: Vec<TenantBatch>) -> Result<(), PipelineError> {
         let batches: Vec<TenantBatch> = batches
@@ -154,7 +161,7 @@ impl Pipeline {
         if batches.is_empty() {
             return Ok(());
         }
-        if self.memtable.bytes() >= self.max_buffered_bytes {
+        if self.overloaded() {
             return Err(PipelineError::Overloaded);
         }
         let mut items = Vec::with_capacity(batches.len());
@@ -212,12 +219,12 @@ fn replay_into(
             skipped += 1;
             return;
         }
-        match decode_batches(&record.payload) {
-            Ok(batches) => {
+        match payload::rows(record.table, &record.payload) {
+            Ok(rows) => {
                 let pending = memtable::Pending {
                     lsn: record.lsn,
                     location: record.location,
-                    rows: batches.iter().map(|b| b.num_rows()).sum(),
+                    rows,
                 };
                 records.push((record.tenant, record.table, pending));
             }

@@ -49,6 +49,7 @@ impl Target {
                 .iter()
                 .find(|kv| kv.key == k)
                 .and_then(|kv| any_value::to_text(kv.value.as_ref()))
+                .map(|text| text.into_owned())
         };
         let mut labels = Vec::new();
         let job = match (get("service.namespace"), get("service.name")) {
@@ -452,6 +453,7 @@ fn attributes<'a>(attrs: impl Iterator<Item = &'a KeyValue>) -> Labels {
             key = format!("exported_{key}");
         }
         let value = any_value::to_text(kv.value.as_ref()).unwrap_or_default();
+        let value = value.into_owned();
         by_key.entry(key).or_default().push((kv.key.clone(), value));
     }
     by_key

@@ -163,6 +163,7 @@ mod tests {
             .iter()
             .find(|kv| kv.key == key)
             .and_then(|kv| any_value::to_text(kv.value.as_ref()))
+            .map(|text| text.into_owned())
     }
 
     #[test]
