@@ -34,6 +34,9 @@ pub struct LoadOptions {
     pub max_requests: Option<u64>,
 }
 
+/// How long a closed-loop connection pauses after a refused request.
+pub const REFUSED_BACKOFF: Duration = Duration::from_millis(100);
+
 /// What a run measured.
 #[derive(Debug, Clone, Default)]
 pub struct Report {
@@ -158,14 +161,21 @@ pub async fn run(payloads: &Payloads, options: &LoadOptions) -> anyhow::Result<R
                     }
                 };
                 let latency = intended.elapsed();
-                let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
-                *t.by_status.entry(status).or_default() += 1;
-                t.bytes += bytes;
-                if ok {
-                    t.ok += 1;
-                    t.latencies.push(latency);
-                } else {
-                    t.failed += 1;
+                {
+                    let mut t = tally.lock().unwrap_or_else(|p| p.into_inner());
+                    *t.by_status.entry(status).or_default() += 1;
+                    t.bytes += bytes;
+                    if ok {
+                        t.ok += 1;
+                        t.latencies.push(latency);
+                    } else {
+                        t.failed += 1;
+                    }
+                }
+                if !ok && interval.is_none() {
+                    // Closed loop: a refused request's connection waits before its next one, as
+                    // an exporter waits out Retry-After, rather than spinning on refusals.
+                    tokio::time::sleep(REFUSED_BACKOFF).await;
                 }
             }
         }));

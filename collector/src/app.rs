@@ -10,11 +10,11 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use crate::ingest::logs::LogsRequest;
 use anyhow::Context as _;
 use audit_store::layout::Layout;
 use audit_store::writer::WriterOptions;
 use axum::routing::get;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::net::TcpListener;
@@ -184,7 +184,7 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
     let grpc = tonic::transport::Server::builder()
         .initial_stream_window_size(Some(4 << 20))
         .initial_connection_window_size(Some(16 << 20))
-        .add_service(ExportService::<ExportLogsServiceRequest>::new(
+        .add_service(ExportService::<LogsRequest>::new(
             ingest.clone(),
             max_message,
         ))

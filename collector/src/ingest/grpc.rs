@@ -5,7 +5,8 @@
 //! wants INVALID_ARGUMENT for malformed payloads, and OUT_OF_RANGE is *retryable* there, so a
 //! client would resend a message that can never fit: [`fix_status`] rewrites those two codes.
 //! And a request with a few undecodable records (invalid UTF-8) keeps its other records: the
-//! codec decodes through [`salvage`]. Everything else (gzip/zstd request compression, size limits,
+//! codec decodes through [`ExportRequest::decode_protobuf`] ([`super::logs`] for logs,
+//! [`super::salvage`] for the others). Everything else (gzip/zstd request compression, size limits,
 //! framing) is tonic's.
 //! The same service type serves `LogsService`, `TraceService` and `MetricsService`.
 
@@ -25,7 +26,7 @@ use bytes::Buf;
 use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic_prost::ProstEncoder;
 
-use super::{Decoded, ExportRequest, Ingest, IngestError, RequestMeta, salvage};
+use super::{Decoded, ExportRequest, Ingest, IngestError, RequestMeta};
 use crate::telemetry::catalog::Transport;
 use crate::tenancy::TENANT_HEADER;
 
@@ -65,8 +66,8 @@ impl<E: ExportRequest> NamedService for ExportService<E> {
 
 struct Unary<E>(Ingest, PhantomData<fn() -> E>);
 
-/// Decodes requests with [`salvage::decode`] (records with invalid UTF-8 are refused alone) and
-/// encodes responses with prost.
+/// Decodes requests with [`ExportRequest::decode_protobuf`] (records with invalid UTF-8 are
+/// refused alone) and encodes responses with prost.
 struct ExportCodec<E>(PhantomData<fn() -> E>);
 
 impl<E: ExportRequest> Codec for ExportCodec<E> {
@@ -92,7 +93,7 @@ impl<E: ExportRequest> Decoder for ExportDecoder<E> {
 
     fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Decoded<E>>, Status> {
         let bytes = buf.copy_to_bytes(buf.remaining());
-        salvage::decode::<E>(bytes)
+        E::decode_protobuf(bytes)
             .map(Some)
             .map_err(|e| Status::invalid_argument(e.to_string()))
     }

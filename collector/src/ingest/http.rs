@@ -21,12 +21,12 @@ use std::net::{IpAddr, SocketAddr};
 use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use http_body_util::{BodyExt, Limited};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
-use super::{Decoded, ExportRequest, Ingest, IngestError, Outcome, RequestMeta, json, salvage};
+use super::logs::LogsRequest;
+use super::{Decoded, ExportRequest, Ingest, IngestError, Outcome, RequestMeta};
 use crate::config::IngestLimits;
 use crate::telemetry::catalog::{Signal, Transport};
 use crate::tenancy::TENANT_HEADER;
@@ -83,7 +83,7 @@ struct HttpState {
 /// The OTLP/HTTP routes.
 pub fn router(ingest: Ingest, limits: IngestLimits) -> Router {
     Router::new()
-        .route("/v1/logs", post(export::<ExportLogsServiceRequest>))
+        .route("/v1/logs", post(export::<LogsRequest>))
         .route("/v1/traces", post(export::<ExportTraceServiceRequest>))
         .route("/v1/metrics", post(export::<ExportMetricsServiceRequest>))
         .with_state(HttpState { ingest, limits })
@@ -182,8 +182,8 @@ async fn read_request<R: ExportRequest>(
     tokio::task::spawn_blocking(move || {
         let raw = decompress(compression.as_deref(), bytes, max_decompressed)?;
         match encoding {
-            Encoding::Protobuf => salvage::decode::<R>(raw),
-            Encoding::Json => json::decode::<R>(&raw)
+            Encoding::Protobuf => R::decode_protobuf(raw),
+            Encoding::Json => R::decode_json(&raw)
                 .map(Decoded::whole)
                 .map_err(IngestError::Malformed),
         }

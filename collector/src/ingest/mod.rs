@@ -14,9 +14,11 @@
 pub mod grpc;
 pub mod http;
 pub mod json;
+pub mod logs;
 pub mod salvage;
 mod signals;
 pub mod validate;
+mod wire;
 
 use std::net::IpAddr;
 
@@ -26,7 +28,6 @@ use tracing::Instrument as _;
 
 use audit_store::TenantId;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
-use serde::de::DeserializeOwned;
 
 use crate::pipeline::convert::Converter;
 use crate::pipeline::{Pipeline, PipelineError};
@@ -423,7 +424,7 @@ impl Ingest {
 }
 
 /// An OTLP export request: what the receivers need to know about each signal.
-pub trait ExportRequest: prost::Message + DeserializeOwned + Default + Send + 'static {
+pub trait ExportRequest: Send + Sized + 'static {
     type Response: prost::Message + Default + Send + 'static;
     const SIGNAL: Signal;
     /// The gRPC service name and method path.
@@ -432,6 +433,11 @@ pub trait ExportRequest: prost::Message + DeserializeOwned + Default + Send + 's
     /// The OTLP/JSON name of the partial-success count.
     const REJECTED_FIELD: &'static str;
 
+    /// Decodes OTLP protobuf; records that cannot be decoded are refused alone where the rest
+    /// of the request can be read (see [`salvage`]).
+    fn decode_protobuf(bytes: bytes::Bytes) -> Result<Decoded<Self>, IngestError>;
+    /// Decodes OTLP/JSON (see [`json`]).
+    fn decode_json(body: &[u8]) -> Result<Self, String>;
     fn record_count(&self) -> usize;
     fn resource_count(&self) -> usize;
     fn resource_records(&self, i: usize) -> u64;
@@ -449,8 +455,6 @@ pub trait ExportRequest: prost::Message + DeserializeOwned + Default + Send + 's
     );
     /// The answer to an accepted request.
     fn response(outcome: &Outcome) -> Self::Response;
-    /// Decodes protobuf record by record (see [`salvage`]); `None` when even that fails.
-    fn salvage(bytes: &[u8]) -> Option<Decoded<Self>>;
 }
 
 fn header_text(header: Option<&[u8]>) -> Option<&str> {

@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-use super::{ExportRequest, IngestError};
+use super::IngestError;
 
 /// A decoded request and the records decoding already refused.
 #[derive(Debug, Default)]
@@ -36,11 +36,14 @@ impl<R> Decoded<R> {
     }
 }
 
-/// Decodes OTLP protobuf, salvaging the good records when some are undecodable.
-pub fn decode<R: ExportRequest>(bytes: Bytes) -> Result<Decoded<R>, IngestError> {
+/// Decodes OTLP protobuf, salvaging the good records with `salvage` when some are undecodable.
+pub fn decode<R: Message + Default>(
+    bytes: Bytes,
+    salvage: impl FnOnce(&[u8]) -> Option<Decoded<R>>,
+) -> Result<Decoded<R>, IngestError> {
     match R::decode(bytes.clone()) {
         Ok(request) => Ok(Decoded::whole(request)),
-        Err(strict) => R::salvage(&bytes)
+        Err(strict) => salvage(&bytes)
             .filter(|d| d.refused > 0)
             .ok_or_else(|| IngestError::Malformed(format!("invalid OTLP protobuf: {strict}"))),
     }
@@ -225,7 +228,7 @@ mod tests {
         let at = bytes.windows(4).position(|w| w == b"BAD!").unwrap();
         bytes[at] = 0xff;
         assert!(ExportLogsServiceRequest::decode(&bytes[..]).is_err());
-        let decoded = decode::<ExportLogsServiceRequest>(Bytes::from(bytes)).unwrap();
+        let decoded = decode(Bytes::from(bytes), logs).unwrap();
         assert_eq!(decoded.refused, 1);
         let first = decoded.first_refusal.unwrap();
         assert!(
@@ -236,7 +239,7 @@ mod tests {
         assert_eq!(kept.len(), 2);
 
         // Garbage is still refused whole.
-        let err = decode::<ExportLogsServiceRequest>(Bytes::from_static(&[0xff, 0xff, 0xff]));
+        let err = decode(Bytes::from_static(&[0xff, 0xff, 0xff]), logs);
         assert!(matches!(err, Err(IngestError::Malformed(_))));
     }
 }

@@ -16,13 +16,20 @@ use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 
-use super::{Decoded, ExportRequest, Outcome, Refusals, Resolved, salvage, validate};
+use super::logs::{self, LogFields, LogsRequest, ViewRecord};
+use super::{
+    Decoded, ExportRequest, IngestError, Outcome, Refusals, Resolved, json, salvage, validate,
+};
 use crate::pipeline::any_value;
 use crate::pipeline::convert::{Converter, Origin, event_name};
 use crate::telemetry::catalog::Signal;
 use crate::telemetry::derived::{DerivedBatch, SeverityCounts, severity_index};
 use crate::telemetry::otlp::{Target, data_points, translate};
+use crate::tenancy::TenantState;
 use crate::tenancy::redact::Redactor;
+use audit_store::TenantId;
+use bytes::Bytes;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 fn attributes_of(resource: Option<&Resource>) -> &[KeyValue] {
     resource.map_or(&[][..], |r| &r.attributes)
@@ -56,39 +63,43 @@ fn redact_origin(
         .collect()
 }
 
-impl ExportRequest for ExportLogsServiceRequest {
+impl ExportRequest for LogsRequest {
     type Response = ExportLogsServiceResponse;
     const SIGNAL: Signal = Signal::Logs;
     const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
     const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
     const REJECTED_FIELD: &'static str = "rejectedLogRecords";
 
+    fn decode_protobuf(bytes: Bytes) -> Result<Decoded<Self>, IngestError> {
+        LogsRequest::decode(bytes)
+    }
+
+    fn decode_json(body: &[u8]) -> Result<Self, String> {
+        LogsRequest::from_message(&json::decode::<ExportLogsServiceRequest>(body)?)
+    }
+
     fn record_count(&self) -> usize {
-        self.resource_logs
-            .iter()
-            .flat_map(|r| &r.scope_logs)
-            .map(|s| s.log_records.len())
-            .sum()
+        LogsRequest::record_count(self)
     }
 
     fn resource_count(&self) -> usize {
-        self.resource_logs.len()
+        self.resources.len()
     }
 
     fn resource_records(&self, i: usize) -> u64 {
-        let r = &self.resource_logs[i];
-        r.scope_logs
+        self.resources[i]
+            .scopes
             .iter()
-            .map(|s| s.log_records.len() as u64)
+            .map(|s| s.records.len() as u64)
             .sum()
     }
 
     fn resource_attributes(&self, i: usize) -> &[KeyValue] {
-        attributes_of(self.resource_logs[i].resource.as_ref())
+        attributes_of(self.resources[i].resource.as_ref())
     }
 
     fn resource_bytes(&self, i: usize) -> u64 {
-        self.resource_logs[i].encoded_len() as u64
+        self.resources[i].encoded_len
     }
 
     fn convert(
@@ -98,18 +109,19 @@ impl ExportRequest for ExportLogsServiceRequest {
         refusals: &mut Refusals,
         derived: &mut DerivedBatch,
     ) {
-        for (r, (rl, res)) in self.resource_logs.iter_mut().zip(resolved).enumerate() {
+        let mut resources = std::mem::take(&mut self.resources);
+        let mut attributes = Vec::new();
+        for (r, (rl, res)) in resources.iter_mut().zip(resolved).enumerate() {
             let Some((tenant, state)) = res else { continue };
             let redactor = state.redactor.as_ref();
-            let policy = &state.policy;
             let scopes = redact_origin(
                 redactor,
                 &mut rl.resource,
-                rl.scope_logs.iter_mut().map(|s| s.scope.take()),
+                rl.scopes.iter_mut().map(|s| s.scope.take()),
             );
             let service = service_name(rl.resource.as_ref());
             let mut severities: SeverityCounts = Default::default();
-            for (s, (sl, scope)) in rl.scope_logs.iter_mut().zip(scopes).enumerate() {
+            for (s, (sl, scope)) in rl.scopes.iter().zip(scopes).enumerate() {
                 let origin = Origin {
                     resource: rl.resource.as_ref(),
                     resource_schema_url: &rl.schema_url,
@@ -117,42 +129,52 @@ impl ExportRequest for ExportLogsServiceRequest {
                     scope_schema_url: &sl.schema_url,
                     redaction_policy: redactor.map_or("", |r| r.version()),
                 };
-                for (i, record) in sl.log_records.iter_mut().enumerate() {
+                let mut log = LogContext {
+                    tenant,
+                    state,
+                    origin: &origin,
+                    converter: &mut *converter,
+                    refusals: &mut *refusals,
+                    derived: &mut *derived,
+                    severities: &mut severities,
+                };
+                for (i, range) in sl.records.iter().enumerate() {
                     let at = || format!("resourceLogs[{r}].scopeLogs[{s}].logRecords[{i}]");
-                    let is_event = event_name(record).is_some();
-                    let (enabled, signal) = if is_event {
-                        (policy.signals.events, "events")
-                    } else {
-                        (policy.signals.logs, "logs")
+                    let raw = self.raw(range);
+                    // Redaction rewrites records: those of a tenant with rules are decoded owned.
+                    let view = match redactor {
+                        None => logs::read_record(raw, &mut attributes),
+                        Some(_) => None,
                     };
-                    if !enabled {
-                        refusals.refuse("signal_disabled", || {
-                            format!("{}: tenant \"{tenant}\" may not send {signal}", at())
-                        });
+                    if let Some(view) = view {
+                        let record = ViewRecord {
+                            view: &view,
+                            attributes: &attributes,
+                        };
+                        log.accept(&record, &at);
                         continue;
                     }
-                    if let Err(problem) =
-                        validate::log(record, policy.limits.max_attributes_per_record, &at)
-                    {
-                        refusals.refuse("invalid_record", || problem);
-                        continue;
+                    match LogRecord::decode(raw) {
+                        Ok(mut record) => {
+                            let redact = |record: &mut LogRecord| {
+                                if let Some(r) = redactor {
+                                    r.log(record);
+                                }
+                            };
+                            if log.admit(&record, &at) {
+                                redact(&mut record);
+                                log.push(&record);
+                            }
+                        }
+                        Err(e) => log
+                            .refusals
+                            .refuse("invalid_record", || format!("{}: undecodable: {e}", at())),
                     }
-                    match event_name(record) {
-                        Some(name) => derived.event(tenant, name),
-                        None => severities[severity_index(record.severity_number)] += 1,
-                    }
-                    if let Some(r) = redactor {
-                        r.log(record);
-                    }
-                    converter.push_log(tenant, &origin, record);
                 }
             }
             derived.logs(tenant, &service, &severities);
         }
-    }
-
-    fn salvage(bytes: &[u8]) -> Option<Decoded<Self>> {
-        salvage::logs(bytes)
+        self.resources = resources;
     }
 
     fn response(outcome: &Outcome) -> Self::Response {
@@ -161,6 +183,58 @@ impl ExportRequest for ExportLogsServiceRequest {
                 rejected_log_records: i64::try_from(outcome.rejected).unwrap_or(i64::MAX),
                 error_message: outcome.message.clone(),
             }),
+        }
+    }
+}
+
+/// What accepting the log records of one scope needs.
+struct LogContext<'c, 'o> {
+    tenant: &'c TenantId,
+    state: &'c TenantState,
+    origin: &'c Origin<'o>,
+    converter: &'c mut Converter,
+    refusals: &'c mut Refusals,
+    derived: &'c mut DerivedBatch,
+    severities: &'c mut SeverityCounts,
+}
+
+impl LogContext<'_, '_> {
+    /// Checks the tenant may send this kind of record and that it can be stored, and counts it;
+    /// false when it is refused.
+    fn admit<R: LogFields>(&mut self, record: &R, at: &dyn Fn() -> String) -> bool {
+        let policy = &self.state.policy;
+        let name = event_name(record);
+        let (enabled, signal) = if name.is_some() {
+            (policy.signals.events, "events")
+        } else {
+            (policy.signals.logs, "logs")
+        };
+        if !enabled {
+            let tenant = self.tenant;
+            self.refusals.refuse("signal_disabled", || {
+                format!("{}: tenant \"{tenant}\" may not send {signal}", at())
+            });
+            return false;
+        }
+        if let Err(problem) = validate::log(record, policy.limits.max_attributes_per_record, at) {
+            self.refusals.refuse("invalid_record", || problem);
+            return false;
+        }
+        match name {
+            Some(name) => self.derived.event(self.tenant, name),
+            None => self.severities[severity_index(record.severity_number())] += 1,
+        }
+        true
+    }
+
+    fn push<R: LogFields>(&mut self, record: &R) {
+        self.converter.push_log(self.tenant, self.origin, record);
+    }
+
+    /// [`LogContext::admit`], then [`LogContext::push`].
+    fn accept<R: LogFields>(&mut self, record: &R, at: &dyn Fn() -> String) {
+        if self.admit(record, at) {
+            self.push(record);
         }
     }
 }
@@ -246,8 +320,12 @@ impl ExportRequest for ExportTraceServiceRequest {
         }
     }
 
-    fn salvage(bytes: &[u8]) -> Option<Decoded<Self>> {
-        salvage::traces(bytes)
+    fn decode_protobuf(bytes: Bytes) -> Result<Decoded<Self>, IngestError> {
+        salvage::decode(bytes, salvage::traces)
+    }
+
+    fn decode_json(body: &[u8]) -> Result<Self, String> {
+        json::decode(body)
     }
 
     fn response(outcome: &Outcome) -> Self::Response {
@@ -341,8 +419,12 @@ impl ExportRequest for ExportMetricsServiceRequest {
         }
     }
 
-    fn salvage(_bytes: &[u8]) -> Option<Decoded<Self>> {
-        None
+    fn decode_protobuf(bytes: Bytes) -> Result<Decoded<Self>, IngestError> {
+        salvage::decode(bytes, |_| None)
+    }
+
+    fn decode_json(body: &[u8]) -> Result<Self, String> {
+        json::decode(body)
     }
 
     fn response(outcome: &Outcome) -> Self::Response {

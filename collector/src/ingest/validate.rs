@@ -3,24 +3,25 @@
 //! attributes per record. A record that fails is refused alone, through OTLP `partial_success`;
 //! the rest of its request is stored.
 
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Span;
+
+use super::logs::LogFields;
 
 const TRACE_ID_LEN: usize = 16;
 const SPAN_ID_LEN: usize = 8;
 
 /// Why `record` (found at `at`, e.g. `resourceLogs[0].scopeLogs[1].logRecords[2]`) cannot be
 /// stored, if it cannot.
-pub fn log(
-    record: &LogRecord,
+pub fn log<R: LogFields>(
+    record: &R,
     max_attributes: usize,
     at: &dyn Fn() -> String,
 ) -> Result<(), String> {
-    id(&record.trace_id, TRACE_ID_LEN, "traceId", at)?;
-    id(&record.span_id, SPAN_ID_LEN, "spanId", at)?;
-    time(record.time_unix_nano, "timeUnixNano", at)?;
-    time(record.observed_time_unix_nano, "observedTimeUnixNano", at)?;
-    attributes(record.attributes.len(), max_attributes, at)
+    id(record.trace_id(), TRACE_ID_LEN, "traceId", at)?;
+    id(record.span_id(), SPAN_ID_LEN, "spanId", at)?;
+    time(record.time_unix_nano(), "timeUnixNano", at)?;
+    time(record.observed_time_unix_nano(), "observedTimeUnixNano", at)?;
+    attributes(record.attribute_count(), max_attributes, at)
 }
 
 /// Why `span` cannot be stored, if it cannot.

@@ -18,13 +18,12 @@ use arrow::array::{
 };
 use audit_store::{Table, TenantId};
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
 use serde_json::json;
 
 use super::any_value;
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValueKind;
+use crate::ingest::logs::LogFields;
 
 /// The attribute that marks a log record as a domain event when `event_name` is empty.
 pub const EVENT_NAME_ATTRIBUTE: &str = "event.name";
@@ -64,7 +63,7 @@ impl Converter {
         }
     }
 
-    pub fn push_log(&mut self, tenant: &TenantId, origin: &Origin<'_>, record: &LogRecord) {
+    pub fn push_log<R: LogFields>(&mut self, tenant: &TenantId, origin: &Origin<'_>, record: &R) {
         let event_name = event_name(record);
         let table = if event_name.is_some() {
             Table::Events
@@ -72,25 +71,36 @@ impl Converter {
             Table::Logs
         };
         let columns = self.logs.entry((tenant.clone(), table)).or_default();
-        let observed = nonzero(record.observed_time_unix_nano).unwrap_or(self.received_at);
-        let timestamp = nonzero(record.time_unix_nano).unwrap_or(observed);
+        let observed = nonzero(record.observed_time_unix_nano()).unwrap_or(self.received_at);
+        let timestamp = nonzero(record.time_unix_nano()).unwrap_or(observed);
         columns
             .common
             .push_head(tenant, timestamp, observed, origin);
-        columns.severity_number.append_value(record.severity_number);
-        columns.severity_text.append_value(&record.severity_text);
-        match any_value::to_text(record.body.as_ref()) {
+        columns
+            .severity_number
+            .append_value(record.severity_number());
+        columns.severity_text.append_value(record.severity_text());
+        match record.body_text() {
             Some(body) => columns.body.append_value(body),
             None => columns.body.append_null(),
         }
         columns.event_name.append_value(event_name.unwrap_or(""));
-        append_map(&mut columns.attributes, &record.attributes);
+        let map = &mut columns.attributes;
+        record.for_each_attribute(|key, value| {
+            map.keys().append_value(key);
+            match value {
+                Some(text) => map.values().append_value(text),
+                None => map.values().append_null(),
+            }
+        });
+        // Cannot fail: every key above got exactly one value.
+        map.append(true).expect("map keys and values match");
         columns
             .dropped_attributes_count
-            .append_value(record.dropped_attributes_count);
-        append_hex(&mut columns.trace_id, &record.trace_id);
-        append_hex(&mut columns.span_id, &record.span_id);
-        columns.flags.append_value(record.flags);
+            .append_value(record.dropped_attributes_count());
+        append_hex(&mut columns.trace_id, record.trace_id());
+        append_hex(&mut columns.span_id, record.span_id());
+        columns.flags.append_value(record.flags());
         columns.common.push_tail(origin);
     }
 
@@ -151,18 +161,14 @@ impl Converter {
 }
 
 /// The event name of a log record: the `event_name` field, else an `event.name` string attribute.
-pub fn event_name(record: &LogRecord) -> Option<&str> {
-    if !record.event_name.is_empty() {
-        return Some(&record.event_name);
+pub fn event_name<R: LogFields>(record: &R) -> Option<&str> {
+    let field = record.event_name_field();
+    if !field.is_empty() {
+        return Some(field);
     }
     record
-        .attributes
-        .iter()
-        .find(|kv| kv.key == EVENT_NAME_ATTRIBUTE)
-        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            AnyValueKind::StringValue(s) if !s.is_empty() => Some(s.as_str()),
-            _ => None,
-        })
+        .string_attribute(EVENT_NAME_ATTRIBUTE)
+        .filter(|s| !s.is_empty())
 }
 
 fn nonzero(nanos: u64) -> Option<i64> {

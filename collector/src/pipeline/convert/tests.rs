@@ -1,6 +1,7 @@
 use arrow::array::{Array, AsArray, MapArray};
 use arrow::datatypes::{Int32Type, Int64Type, TimestampNanosecondType, UInt32Type};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Status;
 
 use super::*;
