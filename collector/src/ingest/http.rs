@@ -179,7 +179,8 @@ async fn read_request<R: ExportRequest>(
     // The body is read (so the connection stays usable) but not decoded while overloaded.
     state.ingest.admit_load()?;
     let max_decompressed = limits.max_decompressed_body_size;
-    tokio::task::spawn_blocking(move || {
+    let in_place = R::DECODES_IN_PLACE && compression.is_none() && encoding == Encoding::Protobuf;
+    let decode = move || {
         let raw = decompress(compression.as_deref(), bytes, max_decompressed)?;
         match encoding {
             Encoding::Protobuf => R::decode_protobuf(raw),
@@ -187,9 +188,14 @@ async fn read_request<R: ExportRequest>(
                 .map(Decoded::whole)
                 .map_err(IngestError::Malformed),
         }
-    })
-    .await
-    .map_err(|e| IngestError::Malformed(format!("decoding failed: {e}")))?
+    };
+    // Indexing an uncompressed request in place costs microseconds: no thread hop for it.
+    if in_place {
+        return decode();
+    }
+    tokio::task::spawn_blocking(decode)
+        .await
+        .map_err(|e| IngestError::Malformed(format!("decoding failed: {e}")))?
 }
 
 fn decompress(encoding: Option<&str>, body: Bytes, limit: u64) -> Result<Bytes, IngestError> {

@@ -433,6 +433,9 @@ pub trait ExportRequest: Send + Sized + 'static {
     /// The OTLP/JSON name of the partial-success count.
     const REJECTED_FIELD: &'static str;
 
+    /// Whether [`ExportRequest::decode_protobuf`] only indexes the request (cheap enough to run on
+    /// the async runtime, without a hop to a blocking thread).
+    const DECODES_IN_PLACE: bool = false;
     /// Decodes OTLP protobuf; records that cannot be decoded are refused alone where the rest
     /// of the request can be read (see [`salvage`]).
     fn decode_protobuf(bytes: bytes::Bytes) -> Result<Decoded<Self>, IngestError>;

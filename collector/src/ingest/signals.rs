@@ -69,6 +69,7 @@ impl ExportRequest for LogsRequest {
     const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
     const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
     const REJECTED_FIELD: &'static str = "rejectedLogRecords";
+    const DECODES_IN_PLACE: bool = true;
 
     fn decode_protobuf(bytes: Bytes) -> Result<Decoded<Self>, IngestError> {
         LogsRequest::decode(bytes)
