@@ -57,7 +57,7 @@ struct LoadArgs {
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
     /// Open loop at this many records per second (latency from each request's slot); without
-    /// it, closed loop.
+    /// it, closed loop (a connection pauses 100 ms after a refused request).
     #[arg(long)]
     rate: Option<f64>,
     /// Distinct pre-built requests to cycle through.
