@@ -3,7 +3,9 @@
 //! One schema per [`Table`]; `logs` and `events` share theirs (an event is a log record with an
 //! event name). Column names are snake_case and follow `DESIGN.md`; timestamps are nanoseconds
 //! since the Unix epoch in UTC; attribute maps are `MAP<string, string>` with non-string values as
-//! their JSON text. A golden test prints these schemas so every change to them is deliberate.
+//! their JSON text. A golden test prints these schemas so every change to them is deliberate:
+//! records waiting in the write-ahead log are stored without their schema, so a change must also
+//! bump [`crate::wal::payload::FORMAT`] and keep a reader for the old one.
 
 use std::sync::{Arc, LazyLock};
 
