@@ -32,7 +32,13 @@ f = lambda v, d=0: "-" if v is None else f"{v:,.{d}f}"
 print(f"| {shape} | {transport} | {f(r['records_per_second'])} | {f(r['records_per_daemon_cpu_second'])} "
       f"| {f(r['wire_mb_per_second'], 1)} | {f(r['latency_ms']['p50'], 1)} | {f(r['latency_ms']['p99'], 1)} "
       f"| {f(r['latency_ms']['p999'], 1)} | {r['requests_failed']} | {f(r['daemon_rss_mib'])} |")
-sys.exit(0 if r["requests_ok"] > 0 and r["requests_failed"] == 0 else 1)
+# Refusals for overload (the log's backlog over storage.max_buffered_bytes while commits catch up)
+# are the daemon shedding load as designed; anything else is a failure.
+retryable = {"http 503", "http 429", "grpc Unavailable", "grpc ResourceExhausted"}
+hard = {k: v for k, v in r["by_status"].items() if not (k.startswith("http 2") or k == "grpc Ok" or k in retryable)}
+if hard:
+    print(f"  {shape} over {transport}: answers {hard}", file=sys.stderr)
+sys.exit(0 if r["requests_ok"] > 0 and not hard else 1)
 PY
         then
             failures=$((failures + 1))
@@ -41,4 +47,4 @@ PY
 done
 kill -TERM "$pid"
 wait "$pid"
-[ "$failures" -eq 0 ] || { echo "$failures cases had failures or no acknowledged request" >&2; exit 1; }
+[ "$failures" -eq 0 ] || { echo "$failures cases had errors (other than overload refusals) or no acknowledged request" >&2; exit 1; }
