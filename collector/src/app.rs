@@ -197,10 +197,19 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
             max_message,
         ))
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(grpc_listener),
+            // `serve_with_incoming` ignores the builder's TCP_NODELAY: without it on the
+            // accepted sockets, Nagle's algorithm holds the last frame of a response until the
+            // client's delayed ACK (~40 ms at p99 on loopback).
+            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
             stopped(stop_rx.clone()),
         );
     let http_app = ingest::http::router(ingest, config.ingest.clone());
+    // axum leaves Nagle's algorithm on for a plain listener; acks are latency-sensitive.
+    let http_listener = axum::serve::ListenerExt::tap_io(http_listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %error, "cannot set TCP_NODELAY");
+        }
+    });
     let http = axum::serve(
         http_listener,
         http_app.into_make_service_with_connect_info::<SocketAddr>(),
