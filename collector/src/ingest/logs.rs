@@ -109,50 +109,59 @@ impl LogsRequest {
     }
 }
 
-/// `offset`: where `body` starts in the request.
-fn resource_logs(body: &[u8], offset: usize) -> Option<ResourceLogs> {
-    let mut out = ResourceLogs::default();
+/// `ResourceLogs` and `ScopeLogs` share a shape: field 1 an owned message (a repeated one merges,
+/// as prost does), field 2 the repeated children, field 3 the schema URL. `child` gets each
+/// child's bytes and where they start in the request (`offset`: where `body` starts).
+fn envelope_level<M: Message + Default>(
+    body: &[u8],
+    offset: usize,
+    mut child: impl FnMut(&[u8], usize) -> Option<()>,
+) -> Option<(Option<M>, String)> {
+    let (mut message, mut schema_url) = (None, String::new());
     let mut r = Reader::new(body);
     while !r.is_empty() {
         match r.key()? {
             (1, WireType::Len) => {
-                // A repeated singular message merges, as prost does.
-                let resource = out.resource.get_or_insert_with(Resource::default);
-                resource.merge(r.len_delimited()?).ok()?;
+                let m = message.get_or_insert_with(M::default);
+                m.merge(r.len_delimited()?).ok()?;
             }
             (2, WireType::Len) => {
-                let scope = r.len_delimited()?;
-                let at = offset + r.offset_in(body) - scope.len();
-                out.scopes.push(scope_logs(scope, at)?);
+                let bytes = r.len_delimited()?;
+                child(bytes, offset + r.offset_in(body) - bytes.len())?;
             }
-            (3, WireType::Len) => out.schema_url = r.str()?.to_owned(),
+            (3, WireType::Len) => schema_url = r.str()?.to_owned(),
             (1..=3, _) => return None,
             (_, wire) => r.skip(wire)?,
         }
     }
-    Some(out)
+    Some((message, schema_url))
+}
+
+fn resource_logs(body: &[u8], offset: usize) -> Option<ResourceLogs> {
+    let mut scopes = Vec::new();
+    let (resource, schema_url) = envelope_level(body, offset, |scope, at| {
+        scopes.push(scope_logs(scope, at)?);
+        Some(())
+    })?;
+    Some(ResourceLogs {
+        resource,
+        schema_url,
+        scopes,
+        encoded_len: 0,
+    })
 }
 
 fn scope_logs(body: &[u8], offset: usize) -> Option<ScopeLogs> {
-    let mut out = ScopeLogs::default();
-    let mut r = Reader::new(body);
-    while !r.is_empty() {
-        match r.key()? {
-            (1, WireType::Len) => {
-                let scope = out.scope.get_or_insert_with(InstrumentationScope::default);
-                scope.merge(r.len_delimited()?).ok()?;
-            }
-            (2, WireType::Len) => {
-                let record = r.len_delimited()?;
-                let end = offset + r.offset_in(body);
-                out.records.push(end - record.len()..end);
-            }
-            (3, WireType::Len) => out.schema_url = r.str()?.to_owned(),
-            (1..=3, _) => return None,
-            (_, wire) => r.skip(wire)?,
-        }
-    }
-    Some(out)
+    let mut records = Vec::new();
+    let (scope, schema_url) = envelope_level(body, offset, |record, at| {
+        records.push(at..at + record.len());
+        Some(())
+    })?;
+    Some(ScopeLogs {
+        scope,
+        schema_url,
+        records,
+    })
 }
 
 /// An attribute or body value, borrowed.
