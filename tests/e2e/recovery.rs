@@ -122,7 +122,7 @@ async fn send(d: &Daemon, records: &[(u64, &str)]) {
 #[tokio::test]
 async fn commits_read_records_back_from_the_log_in_bounded_pieces_sorted_by_time() {
     // A tiny commit bound: the buffer is read back and written as several files.
-    let mut d = Daemon::start_with(|c| c.storage.target_file_buffer_bytes = 12 << 10).await;
+    let mut d = Daemon::start_with(|c| c.storage.target_file_buffer_bytes = 1 << 10).await;
     const DAY: u64 = 86_400;
     let base = 1_795_000_000 / DAY * DAY; // midnight UTC
     // Requests out of time order, one of them across midnight.

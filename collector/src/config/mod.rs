@@ -82,9 +82,10 @@ pub struct Storage {
     pub max_file_age: Duration,
     /// ... or once it holds this many rows.
     pub target_file_rows: usize,
-    /// ... or once its records take this many bytes in the write-ahead log (Arrow IPC; Parquet
-    /// is roughly 8× smaller). Also the most a commit reads back into memory at once: a larger
-    /// buffer is written as several files.
+    /// ... or once its records take this many bytes in the write-ahead log (log records as OTLP
+    /// protobuf, about 0.6× their size as Arrow; spans as Arrow IPC; Parquet is roughly 4.5×
+    /// smaller than OTLP). Also the most a commit reads back at once: a larger buffer is written
+    /// as several files.
     pub target_file_buffer_bytes: u64,
     /// All buffers together, in bytes of write-ahead log records not yet in Parquet (on disk, not
     /// in memory); beyond it ingest answers 503 / UNAVAILABLE. Above half of it the largest

@@ -75,6 +75,17 @@ impl LogsRequest {
             .ok_or_else(|| "cannot read the request as protobuf".to_owned())
     }
 
+    /// Reads a request this reader can read alone (no prost fallback for the envelope): what the
+    /// write-ahead log's payloads are.
+    pub fn parse(bytes: Bytes) -> Option<Self> {
+        Self::envelope(bytes)
+    }
+
+    /// The request's bytes (what record ranges index).
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
     fn envelope(bytes: Bytes) -> Option<Self> {
         let mut resources = Vec::new();
         let mut r = Reader::new(&bytes);
@@ -422,4 +433,4 @@ impl LogFields for ViewRecord<'_, '_> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

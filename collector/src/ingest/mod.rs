@@ -30,7 +30,7 @@ use audit_store::TenantId;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 use crate::pipeline::convert::Converter;
-use crate::pipeline::{Pipeline, PipelineError};
+use crate::pipeline::{Pipeline, PipelineError, Record};
 use crate::telemetry::Catalog;
 use crate::telemetry::catalog::{Signal, Transport};
 use crate::telemetry::derived::DerivedBatch;
@@ -341,21 +341,31 @@ impl Ingest {
             ..Refusals::default()
         };
         let mut derived = DerivedBatch::new(self.span_buckets.clone());
-        request.convert(&resolved, &mut converter, &mut refusals, &mut derived);
+        let mut records = Vec::new();
+        request.convert(
+            &resolved,
+            &mut converter,
+            &mut records,
+            &mut refusals,
+            &mut derived,
+        );
         let batches = converter
             .finish()
             .map_err(|e| IngestError::Malformed(format!("cannot convert records: {e}")))?;
+        for batch in batches {
+            records.push(Record::from_batch(batch)?);
+        }
         let mut accepted: Vec<(TenantId, u64)> = Vec::new();
         let mut count =
             |tenant: &TenantId, n: u64| match accepted.iter_mut().find(|a| &a.0 == tenant) {
                 Some(a) => a.1 += n,
                 None => accepted.push((tenant.clone(), n)),
             };
-        for b in &batches {
-            count(&b.tenant, b.batch.num_rows() as u64);
+        for r in &records {
+            count(&r.tenant, r.rows as u64);
         }
-        if !batches.is_empty() {
-            self.pipeline.submit(batches).await?;
+        if !records.is_empty() {
+            self.pipeline.submit(records).await?;
         }
         // Stored (or, for OTLP metrics, nothing to store): now it counts.
         let points = derived.into_points();
@@ -447,12 +457,14 @@ pub trait ExportRequest: Send + Sized + 'static {
     fn resource_attributes(&self, i: usize) -> &[KeyValue];
     /// Protobuf size of resource `i` with its records (what a bytes/s limit counts).
     fn resource_bytes(&self, i: usize) -> u64;
-    /// Validates, redacts and converts the records of every resolved resource; records that
-    /// cannot be stored are counted in `refusals`.
+    /// Validates, redacts and converts the records of every resolved resource, into rows of
+    /// `converter` or (log records, kept as OTLP) write-ahead log `records`; records that cannot
+    /// be stored are counted in `refusals`.
     fn convert(
         &mut self,
         resolved: &[Resolved],
         converter: &mut Converter,
+        records: &mut Vec<Record>,
         refusals: &mut Refusals,
         derived: &mut DerivedBatch,
     );

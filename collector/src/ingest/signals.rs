@@ -20,14 +20,16 @@ use super::logs::{self, LogFields, LogsRequest, ViewRecord};
 use super::{
     Decoded, ExportRequest, IngestError, Outcome, Refusals, Resolved, json, salvage, validate,
 };
+use crate::pipeline::Record;
 use crate::pipeline::any_value;
 use crate::pipeline::convert::{Converter, Origin, event_name};
+use crate::pipeline::log_payload::LogPayloads;
 use crate::telemetry::catalog::Signal;
 use crate::telemetry::derived::{DerivedBatch, SeverityCounts, severity_index};
 use crate::telemetry::otlp::{Target, data_points, translate};
 use crate::tenancy::TenantState;
 use crate::tenancy::redact::Redactor;
-use audit_store::TenantId;
+use audit_store::{Table, TenantId};
 use bytes::Bytes;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
@@ -107,9 +109,12 @@ impl ExportRequest for LogsRequest {
         &mut self,
         resolved: &[Resolved],
         converter: &mut Converter,
+        records: &mut Vec<Record>,
         refusals: &mut Refusals,
         derived: &mut DerivedBatch,
     ) {
+        // Accepted records are logged as OTLP (see `pipeline::log_payload`), not converted here.
+        let mut payloads = LogPayloads::new(converter.received_at(), self.bytes().clone());
         let mut resources = std::mem::take(&mut self.resources);
         let mut attributes = Vec::new();
         for (r, (rl, res)) in resources.iter_mut().zip(resolved).enumerate() {
@@ -120,21 +125,15 @@ impl ExportRequest for LogsRequest {
                 &mut rl.resource,
                 rl.scopes.iter_mut().map(|s| s.scope.take()),
             );
+            let policy = redactor.map_or("", |r| r.version());
+            payloads.resource(tenant, policy, rl.resource.as_ref(), &rl.schema_url);
             let service = service_name(rl.resource.as_ref());
             let mut severities: SeverityCounts = Default::default();
             for (s, (sl, scope)) in rl.scopes.iter().zip(scopes).enumerate() {
-                let origin = Origin {
-                    resource: rl.resource.as_ref(),
-                    resource_schema_url: &rl.schema_url,
-                    scope: scope.as_ref(),
-                    scope_schema_url: &sl.schema_url,
-                    redaction_policy: redactor.map_or("", |r| r.version()),
-                };
+                payloads.scope(scope.as_ref(), &sl.schema_url);
                 let mut log = LogContext {
                     tenant,
                     state,
-                    origin: &origin,
-                    converter: &mut *converter,
                     refusals: &mut *refusals,
                     derived: &mut *derived,
                     severities: &mut severities,
@@ -152,19 +151,18 @@ impl ExportRequest for LogsRequest {
                             view: &view,
                             attributes: &attributes,
                         };
-                        log.accept(&record, &at);
+                        if let Some(table) = log.admit(&record, &at) {
+                            payloads.record(table, range.clone());
+                        }
                         continue;
                     }
                     match LogRecord::decode(raw) {
                         Ok(mut record) => {
-                            let redact = |record: &mut LogRecord| {
+                            if let Some(table) = log.admit(&record, &at) {
                                 if let Some(r) = redactor {
-                                    r.log(record);
+                                    r.log(&mut record);
                                 }
-                            };
-                            if log.admit(&record, &at) {
-                                redact(&mut record);
-                                log.push(&record);
+                                payloads.owned_record(table, &record);
                             }
                         }
                         Err(e) => log
@@ -176,6 +174,7 @@ impl ExportRequest for LogsRequest {
             derived.logs(tenant, &service, &severities);
         }
         self.resources = resources;
+        records.extend(payloads.finish());
     }
 
     fn response(outcome: &Outcome) -> Self::Response {
@@ -189,20 +188,18 @@ impl ExportRequest for LogsRequest {
 }
 
 /// What accepting the log records of one scope needs.
-struct LogContext<'c, 'o> {
+struct LogContext<'c> {
     tenant: &'c TenantId,
     state: &'c TenantState,
-    origin: &'c Origin<'o>,
-    converter: &'c mut Converter,
     refusals: &'c mut Refusals,
     derived: &'c mut DerivedBatch,
     severities: &'c mut SeverityCounts,
 }
 
-impl LogContext<'_, '_> {
+impl LogContext<'_> {
     /// Checks the tenant may send this kind of record and that it can be stored, and counts it;
-    /// false when it is refused.
-    fn admit<R: LogFields>(&mut self, record: &R, at: &dyn Fn() -> String) -> bool {
+    /// the table it goes to, or `None` when it is refused.
+    fn admit<R: LogFields>(&mut self, record: &R, at: &dyn Fn() -> String) -> Option<Table> {
         let policy = &self.state.policy;
         let name = event_name(record);
         let (enabled, signal) = if name.is_some() {
@@ -215,27 +212,21 @@ impl LogContext<'_, '_> {
             self.refusals.refuse("signal_disabled", || {
                 format!("{}: tenant \"{tenant}\" may not send {signal}", at())
             });
-            return false;
+            return None;
         }
         if let Err(problem) = validate::log(record, policy.limits.max_attributes_per_record, at) {
             self.refusals.refuse("invalid_record", || problem);
-            return false;
+            return None;
         }
         match name {
-            Some(name) => self.derived.event(self.tenant, name),
-            None => self.severities[severity_index(record.severity_number())] += 1,
-        }
-        true
-    }
-
-    fn push<R: LogFields>(&mut self, record: &R) {
-        self.converter.push_log(self.tenant, self.origin, record);
-    }
-
-    /// [`LogContext::admit`], then [`LogContext::push`].
-    fn accept<R: LogFields>(&mut self, record: &R, at: &dyn Fn() -> String) {
-        if self.admit(record, at) {
-            self.push(record);
+            Some(name) => {
+                self.derived.event(self.tenant, name);
+                Some(Table::Events)
+            }
+            None => {
+                self.severities[severity_index(record.severity_number())] += 1;
+                Some(Table::Logs)
+            }
         }
     }
 }
@@ -276,6 +267,7 @@ impl ExportRequest for ExportTraceServiceRequest {
         &mut self,
         resolved: &[Resolved],
         converter: &mut Converter,
+        _records: &mut Vec<Record>,
         refusals: &mut Refusals,
         derived: &mut DerivedBatch,
     ) {
@@ -380,6 +372,7 @@ impl ExportRequest for ExportMetricsServiceRequest {
         &mut self,
         resolved: &[Resolved],
         _converter: &mut Converter,
+        _records: &mut Vec<Record>,
         refusals: &mut Refusals,
         derived: &mut DerivedBatch,
     ) {

@@ -26,7 +26,15 @@ impl<'a> Reader<'a> {
         self.bytes.is_empty()
     }
 
+    #[inline]
     pub fn varint(&mut self) -> Option<u64> {
+        // Keys and most lengths and values here fit in one byte.
+        if let Some((&byte, rest)) = self.bytes.split_first()
+            && byte < 0x80
+        {
+            self.bytes = rest;
+            return Some(u64::from(byte));
+        }
         let mut value = 0u64;
         for (i, &byte) in self.bytes.iter().enumerate().take(10) {
             value |= u64::from(byte & 0x7f) << (7 * i);

@@ -63,13 +63,30 @@ impl Converter {
         }
     }
 
+    /// The time records without timestamps take.
+    pub fn received_at(&self) -> i64 {
+        self.received_at
+    }
+
+    /// Sets the time records without timestamps take from here on.
+    pub fn set_received_at(&mut self, received_at: i64) {
+        self.received_at = received_at;
+    }
+
+    /// Adds a log record to the table its event name says ([`log_table`]).
     pub fn push_log<R: LogFields>(&mut self, tenant: &TenantId, origin: &Origin<'_>, record: &R) {
+        self.push_log_into(tenant, log_table(record), origin, record);
+    }
+
+    /// Adds a log record to `table` (the one it was logged for).
+    pub fn push_log_into<R: LogFields>(
+        &mut self,
+        tenant: &TenantId,
+        table: Table,
+        origin: &Origin<'_>,
+        record: &R,
+    ) {
         let event_name = event_name(record);
-        let table = if event_name.is_some() {
-            Table::Events
-        } else {
-            Table::Logs
-        };
         let columns = self.logs.entry((tenant.clone(), table)).or_default();
         let observed = nonzero(record.observed_time_unix_nano()).unwrap_or(self.received_at);
         let timestamp = nonzero(record.time_unix_nano()).unwrap_or(observed);
@@ -157,6 +174,15 @@ impl Converter {
             });
         }
         Ok(out)
+    }
+}
+
+/// The table of a log record: `events` when it has an event name, else `logs`.
+pub fn log_table<R: LogFields>(record: &R) -> Table {
+    if event_name(record).is_some() {
+        Table::Events
+    } else {
+        Table::Logs
     }
 }
 

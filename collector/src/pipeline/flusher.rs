@@ -15,13 +15,15 @@ use std::time::Instant;
 
 use audit_store::layout::Layout;
 use audit_store::manifest::Manifest;
-use audit_store::wal::payload::decode_batches;
+use audit_store::wal::payload::{OTLP_LOGS, decode_batches};
 use audit_store::wal::{WalReader, WalWriter, remove_segments};
 use audit_store::writer::commit;
 use audit_store::{Table, TenantId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::convert::Converter;
+use super::log_payload;
 use super::memtable::{Buffer, Memtable};
 use super::{PipelineOptions, check_interval};
 use crate::telemetry::Catalog;
@@ -199,8 +201,9 @@ async fn run_in_background<T: Send + Default + 'static>(
     }
 }
 
-/// Reads a buffer's records back from the log. A record that cannot be read or decoded is
-/// reported and left out: it was acknowledged, so this is data loss, and loud.
+/// Reads a buffer's records back from the log: Arrow IPC batches as they are, OTLP log records
+/// converted, one batch per record. A record that cannot be read or decoded is reported and left out: it
+/// was acknowledged, so this is data loss, and loud.
 fn read_back(
     reader: &mut WalReader,
     (tenant, table): (&TenantId, Table),
@@ -208,26 +211,45 @@ fn read_back(
     catalog: &Catalog,
 ) -> Vec<arrow::array::RecordBatch> {
     let mut batches = Vec::with_capacity(buffer.records.len());
+    let lost = |lsn: u64, rows: usize, error: &str| {
+        tracing::error!(tenant = %tenant, table = table.name(), lsn, rows, error = %error, "an acknowledged record cannot be read back from the write-ahead log; it is left out of its Parquet file");
+        catalog.wal().corrupt_segments.increment(1);
+    };
     for pending in &buffer.records {
-        let decoded = reader
-            .read(pending.lsn, pending.location)
-            .map_err(|e| e.to_string())
-            .and_then(|record| {
-                if record.tenant != *tenant || record.table != table {
-                    return Err(format!(
-                        "it belongs to {}/{}",
-                        record.tenant,
-                        record.table.name()
-                    ));
-                }
-                decode_batches(record.table, record.payload).map_err(|e| e.to_string())
-            });
-        match decoded {
-            Ok(mut decoded) => batches.append(&mut decoded),
-            Err(error) => {
-                tracing::error!(tenant = %tenant, table = table.name(), lsn = pending.lsn, rows = pending.rows, error = %error, "an acknowledged record cannot be read back from the write-ahead log; it is left out of its Parquet file");
-                catalog.wal().corrupt_segments.increment(1);
+        let record = match reader.read(pending.lsn, pending.location) {
+            Ok(record) if record.tenant != *tenant || record.table != table => {
+                let owner = format!("it belongs to {}/{}", record.tenant, record.table.name());
+                lost(pending.lsn, pending.rows, &owner);
+                continue;
             }
+            Ok(record) => record,
+            Err(error) => {
+                lost(pending.lsn, pending.rows, &error.to_string());
+                continue;
+            }
+        };
+        if record.payload.starts_with(&OTLP_LOGS) {
+            // One batch per log record, like the Arrow payloads: small builders, reused memory.
+            let mut converter = Converter::new(0);
+            let converted = log_payload::convert(tenant, table, record.payload, &mut converter);
+            match converted {
+                Ok(converted) if converted.unreadable > 0 => lost(
+                    pending.lsn,
+                    converted.unreadable,
+                    "some of its log records cannot be read",
+                ),
+                Ok(_) => {}
+                Err(error) => lost(pending.lsn, pending.rows, &error),
+            }
+            match converter.finish() {
+                Ok(converted) => batches.extend(converted.into_iter().map(|b| b.batch)),
+                Err(error) => lost(pending.lsn, pending.rows, &error.to_string()),
+            }
+            continue;
+        }
+        match decode_batches(record.table, record.payload) {
+            Ok(mut decoded) => batches.append(&mut decoded),
+            Err(error) => lost(pending.lsn, pending.rows, &error.to_string()),
         }
     }
     batches

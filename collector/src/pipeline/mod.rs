@@ -1,9 +1,10 @@
-//! The pipeline: converted record batches in, durable acknowledgements out, Parquet behind.
+//! The pipeline: write-ahead log records in (accepted log records as OTLP, spans as Arrow),
+//! durable acknowledgements out, Parquet behind.
 //!
 //! ```text
 //! submit ──► WAL thread: group of requests → one write + fdatasync ──► memtable ──► ack
 //!                                                                        │
-//!                       flusher (by rows, bytes or age) ──► Parquet + manifest line ──► WAL segments deleted
+//!                       flusher (by rows, bytes or age; OTLP → Arrow) ──► Parquet + manifest line ──► WAL segments deleted
 //! ```
 //!
 //! A request is acknowledged once its records are fsync'd in the write-ahead log (and in the
@@ -16,6 +17,7 @@
 pub mod any_value;
 pub mod convert;
 mod flusher;
+pub mod log_payload;
 pub mod memtable;
 mod wal_thread;
 
@@ -46,6 +48,33 @@ pub enum PipelineError {
     ShuttingDown,
     #[error("writing the write-ahead log failed; retry later")]
     Store,
+}
+
+/// One write-ahead log record: rows of one tenant and table, as the log keeps them (an Arrow IPC
+/// batch, or OTLP log records — see [`log_payload`]).
+#[derive(Debug)]
+pub struct Record {
+    pub tenant: TenantId,
+    pub table: Table,
+    pub rows: usize,
+    pub payload: Vec<u8>,
+}
+
+impl Record {
+    /// A record batch as Arrow IPC.
+    pub fn from_batch(batch: TenantBatch) -> Result<Self, PipelineError> {
+        let mut payload = Vec::new();
+        encode_batch(&batch.batch, &mut payload).map_err(|e| {
+            tracing::error!(error = %e, "cannot serialise a record batch for the write-ahead log");
+            PipelineError::Store
+        })?;
+        Ok(Self {
+            tenant: batch.tenant,
+            table: batch.table,
+            rows: batch.batch.num_rows(),
+            payload,
+        })
+    }
 }
 
 /// Settings of the pipeline.
@@ -152,31 +181,14 @@ impl Pipeline {
         self.memtable.bytes() >= self.max_buffered_bytes
     }
 
-    /// Makes the batches of one request durable; returns once they are fsync'd in the log.
-    pub async fn submit(&self, batches: Vec<TenantBatch>) -> Result<(), PipelineError> {
-        let batches: Vec<TenantBatch> = batches
-            .into_iter()
-            .filter(|b| b.batch.num_rows() > 0)
-            .collect();
-        if batches.is_empty() {
+    /// Makes the records of one request durable; returns once they are fsync'd in the log.
+    pub async fn submit(&self, records: Vec<Record>) -> Result<(), PipelineError> {
+        let items: Vec<Record> = records.into_iter().filter(|r| r.rows > 0).collect();
+        if items.is_empty() {
             return Ok(());
         }
         if self.overloaded() {
             return Err(PipelineError::Overloaded);
-        }
-        let mut items = Vec::with_capacity(batches.len());
-        for b in batches {
-            let mut payload = Vec::new();
-            encode_batch(&b.batch, &mut payload).map_err(|e| {
-                tracing::error!(error = %e, "cannot serialise a record batch for the write-ahead log");
-                PipelineError::Store
-            })?;
-            items.push(wal_thread::Item {
-                tenant: b.tenant,
-                table: b.table,
-                rows: b.batch.num_rows(),
-                payload,
-            });
         }
         let (ack, done) = oneshot::channel();
         self.tx

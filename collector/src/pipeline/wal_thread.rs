@@ -10,11 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use audit_store::wal::{Durability, Entry, WalWriter};
-use audit_store::{Table, TenantId};
 use tokio::sync::{mpsc, oneshot};
 
-use super::PipelineError;
 use super::memtable::{Memtable, Pending};
+use super::{PipelineError, Record};
 use crate::telemetry::Catalog;
 
 /// Largest group written with one fsync, in payload bytes.
@@ -25,16 +24,8 @@ const MAX_GROUP_BYTES: usize = 16 << 20;
 const LINGER: Duration = Duration::from_micros(300);
 const LINGER_STEP: Duration = Duration::from_micros(50);
 
-pub struct Item {
-    pub tenant: TenantId,
-    pub table: Table,
-    pub rows: usize,
-    /// The record batch as Arrow IPC.
-    pub payload: Vec<u8>,
-}
-
 pub struct Request {
-    pub items: Vec<Item>,
+    pub items: Vec<Record>,
     pub ack: oneshot::Sender<Result<(), PipelineError>>,
 }
 

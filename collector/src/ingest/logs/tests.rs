@@ -12,7 +12,7 @@ fn any(v: Value) -> Option<AnyValue> {
     Some(AnyValue { value: Some(v) })
 }
 
-fn kv(key: &str, v: Value) -> KeyValue {
+pub(crate) fn kv(key: &str, v: Value) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: any(v),
@@ -21,7 +21,7 @@ fn kv(key: &str, v: Value) -> KeyValue {
 }
 
 /// Records with every field and every kind of value set, and some with nothing set.
-fn records() -> Vec<LogRecord> {
+pub(crate) fn records() -> Vec<LogRecord> {
     let every_value = vec![
         kv("s", Value::StringValue("text".into())),
         kv("b", Value::BoolValue(true)),

@@ -1,0 +1,228 @@
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
+
+use super::*;
+use crate::ingest::logs::tests::{kv, records};
+use crate::pipeline::convert::{TenantBatch, log_table};
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::parse(name).unwrap()
+}
+
+/// Two resources of two tenants; the first with two scopes (one without a scope message).
+fn request() -> ExportLogsServiceRequest {
+    let resource = |tenant: &str| {
+        Some(Resource {
+            attributes: vec![
+                kv("service.name", Value::StringValue("checkout".into())),
+                kv("tenant.id", Value::StringValue(tenant.into())),
+            ],
+            ..Default::default()
+        })
+    };
+    let scope = |name: &str| {
+        Some(InstrumentationScope {
+            name: name.into(),
+            version: "1.0".into(),
+            ..Default::default()
+        })
+    };
+    ExportLogsServiceRequest {
+        resource_logs: vec![
+            ResourceLogs {
+                resource: resource("acme"),
+                scope_logs: vec![
+                    ScopeLogs {
+                        scope: scope("first"),
+                        log_records: records(),
+                        schema_url: "https://s1".into(),
+                    },
+                    ScopeLogs {
+                        scope: None,
+                        log_records: records()[..2].to_vec(),
+                        schema_url: String::new(),
+                    },
+                ],
+                schema_url: "https://r1".into(),
+            },
+            ResourceLogs {
+                resource: resource("globex"),
+                scope_logs: vec![ScopeLogs {
+                    scope: scope("second"),
+                    log_records: records(),
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            },
+        ],
+    }
+}
+
+const POLICIES: [&str; 2] = ["", "pii-v1"];
+
+/// Logs `request` as the ingest path does — record 1 of every scope refused, every third
+/// record given as a decoded record rather than by its range — and converts the same records
+/// directly, as ingest did before records were logged as OTLP.
+fn log_and_convert(received_at: i64) -> (Vec<Record>, Vec<TenantBatch>) {
+    let bytes = Bytes::from(request().encode_to_vec());
+    let request = LogsRequest::parse(bytes).unwrap();
+    let mut payloads = LogPayloads::new(received_at, request.bytes().clone());
+    let mut expected = Converter::new(received_at);
+    let mut attributes = Vec::new();
+    for (r, resource) in request.resources.iter().enumerate() {
+        let tenant = tenant(["acme", "globex"][r]);
+        let policy = POLICIES[r];
+        payloads.resource(
+            &tenant,
+            policy,
+            resource.resource.as_ref(),
+            &resource.schema_url,
+        );
+        for scope in &resource.scopes {
+            payloads.scope(scope.scope.as_ref(), &scope.schema_url);
+            let origin = Origin {
+                resource: resource.resource.as_ref(),
+                resource_schema_url: &resource.schema_url,
+                scope: scope.scope.as_ref(),
+                scope_schema_url: &scope.schema_url,
+                redaction_policy: policy,
+            };
+            for (i, range) in scope.records.iter().enumerate() {
+                if i == 1 {
+                    continue;
+                }
+                let decoded = LogRecord::decode(request.raw(range)).unwrap();
+                let table = log_table(&decoded);
+                if i % 3 == 0 {
+                    payloads.owned_record(table, &decoded);
+                } else {
+                    let view = logs::read_record(request.raw(range), &mut attributes).unwrap();
+                    let view = ViewRecord {
+                        view: &view,
+                        attributes: &attributes,
+                    };
+                    assert_eq!(log_table(&view), table);
+                    payloads.record(table, range.clone());
+                }
+                expected.push_log(&tenant, &origin, &decoded);
+            }
+        }
+    }
+    (payloads.finish(), expected.finish().unwrap())
+}
+
+#[test]
+fn logged_records_convert_exactly_as_they_would_have_at_ingest() {
+    let (logged, expected) = log_and_convert(1_234_567);
+    let keys: Vec<(&str, Table, usize)> = logged
+        .iter()
+        .map(|r| (r.tenant.as_str(), r.table, r.rows))
+        .collect();
+    // records(): 6 logs and 2 events per scope; record 1 (a log) refused in each scope.
+    assert_eq!(
+        keys,
+        vec![
+            ("acme", Table::Logs, 5 + 1),
+            ("acme", Table::Events, 2),
+            ("globex", Table::Logs, 5),
+            ("globex", Table::Events, 2),
+        ]
+    );
+    assert_eq!(expected.len(), 4);
+    for record in logged {
+        let header = OtlpLogs::parse(&record.payload).unwrap().unwrap();
+        assert_eq!(header.rows as usize, record.rows);
+        assert_eq!(header.received_at, 1_234_567);
+        let mut converter = Converter::new(0);
+        let converted =
+            convert(&record.tenant, record.table, record.payload, &mut converter).unwrap();
+        assert_eq!(
+            converted,
+            Converted {
+                rows: record.rows,
+                unreadable: 0
+            }
+        );
+        let batches = converter.finish().unwrap();
+        assert_eq!(batches.len(), 1);
+        let want = expected
+            .iter()
+            .find(|b| b.tenant == record.tenant && b.table == record.table)
+            .unwrap();
+        assert_eq!(
+            batches[0].batch, want.batch,
+            "{}/{:?}",
+            record.tenant, record.table
+        );
+    }
+}
+
+#[test]
+fn a_payload_is_an_otlp_request_any_protobuf_reader_can_read() {
+    let (logged, _) = log_and_convert(0);
+    let acme_logs = &logged[0];
+    let header = OtlpLogs::parse(&acme_logs.payload).unwrap().unwrap();
+    let request = ExportLogsServiceRequest::decode(header.request).unwrap();
+    assert_eq!(request.resource_logs.len(), 1, "only acme's resource");
+    let resource = &request.resource_logs[0];
+    assert_eq!(resource.schema_url, "https://r1");
+    assert_eq!(resource.scope_logs.len(), 2);
+    assert_eq!(resource.scope_logs[0].scope.as_ref().unwrap().name, "first");
+    assert_eq!(resource.scope_logs[0].schema_url, "https://s1");
+    assert_eq!(resource.scope_logs[0].log_records.len(), 5);
+    assert!(resource.scope_logs[1].scope.is_none());
+    // (Compared as bytes: the record holds a NaN.)
+    let second: Vec<Vec<u8>> = resource.scope_logs[1]
+        .log_records
+        .iter()
+        .map(Message::encode_to_vec)
+        .collect();
+    assert_eq!(second, vec![records()[0].encode_to_vec()]);
+    // The events payload has only the first scope: the second had no events.
+    let acme_events = OtlpLogs::parse(&logged[1].payload).unwrap().unwrap();
+    let request = ExportLogsServiceRequest::decode(acme_events.request).unwrap();
+    assert_eq!(request.resource_logs[0].scope_logs.len(), 1);
+    assert_eq!(request.resource_logs[0].scope_logs[0].log_records.len(), 2);
+}
+
+#[test]
+fn a_damaged_payload_is_an_error_or_counts_what_it_lost_never_a_panic() {
+    let (logged, _) = log_and_convert(0);
+    let record = &logged[0];
+    let header_len = OtlpLogs::parse(&record.payload)
+        .unwrap()
+        .unwrap()
+        .request_offset(&record.payload);
+    for cut in 0..record.payload.len() {
+        let mut converter = Converter::new(0);
+        let payload = record.payload[..cut].to_vec();
+        // An error is fine (the envelope is cut); a conversion accounts for every row.
+        if let Ok(c) = convert(&record.tenant, record.table, payload, &mut converter) {
+            assert!(cut >= header_len, "cut at {cut}");
+            assert_eq!(c.rows + c.unreadable, record.rows, "cut at {cut}");
+            assert!(c.unreadable > 0, "cut at {cut}");
+            let batches = converter.finish().unwrap();
+            let rows: usize = batches.iter().map(|b| b.batch.num_rows()).sum();
+            assert_eq!(rows, c.rows);
+        }
+    }
+    // A flipped byte inside a record: that record (or the envelope) is lost, no more.
+    let mut damaged = record.payload.clone();
+    let at = damaged.len() - 40;
+    damaged[at] ^= 0xff;
+    let mut converter = Converter::new(0);
+    if let Ok(c) = convert(&record.tenant, record.table, damaged, &mut converter) {
+        assert_eq!(c.rows + c.unreadable, record.rows);
+    }
+    let mut converter = Converter::new(0);
+    assert!(
+        convert(
+            &record.tenant,
+            record.table,
+            b"tsbatch\x02".to_vec(),
+            &mut converter
+        )
+        .is_err()
+    );
+}
