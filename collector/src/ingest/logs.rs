@@ -265,6 +265,26 @@ pub fn read_record<'a>(
     Some(view)
 }
 
+/// The time a record is stored under (its time, else its observed time, else `received_at`),
+/// read without decoding the rest; `received_at` when the record cannot be read.
+pub fn record_time(raw: &[u8], received_at: i64) -> i64 {
+    let (mut time, mut observed) = (0u64, 0u64);
+    let mut r = Reader::new(raw);
+    while !r.is_empty() {
+        let field = match r.key() {
+            Some((1, WireType::Fixed64)) => r.fixed64().map(|t| time = t),
+            Some((11, WireType::Fixed64)) => r.fixed64().map(|t| observed = t),
+            Some((_, wire)) => r.skip(wire),
+            None => None,
+        };
+        if field.is_none() {
+            return received_at;
+        }
+    }
+    let known = |t: u64| (t != 0).then(|| i64::try_from(t).unwrap_or(i64::MAX));
+    known(time).or(known(observed)).unwrap_or(received_at)
+}
+
 fn key_value(raw: &[u8]) -> Option<(&str, ValueRef<'_>)> {
     let (mut key, mut value) = ("", None);
     let mut r = Reader::new(raw);

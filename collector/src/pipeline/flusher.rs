@@ -202,7 +202,7 @@ async fn run_in_background<T: Send + Default + 'static>(
 }
 
 /// Reads a buffer's records back from the log: Arrow IPC batches as they are, OTLP log records
-/// converted, one batch per record. A record that cannot be read or decoded is reported and left out: it
+/// converted together into one batch in time order. A record that cannot be read or decoded is reported and left out: it
 /// was acknowledged, so this is data loss, and loud.
 fn read_back(
     reader: &mut WalReader,
@@ -210,7 +210,8 @@ fn read_back(
     buffer: &Buffer,
     catalog: &Catalog,
 ) -> Vec<arrow::array::RecordBatch> {
-    let mut batches = Vec::with_capacity(buffer.records.len());
+    let mut batches = Vec::new();
+    let mut logged = Vec::new();
     let lost = |lsn: u64, rows: usize, error: &str| {
         tracing::error!(tenant = %tenant, table = table.name(), lsn, rows, error = %error, "an acknowledged record cannot be read back from the write-ahead log; it is left out of its Parquet file");
         catalog.wal().corrupt_segments.increment(1);
@@ -229,27 +230,32 @@ fn read_back(
             }
         };
         if record.payload.starts_with(&OTLP_LOGS) {
-            // One batch per log record, like the Arrow payloads: small builders, reused memory.
-            let mut converter = Converter::new(0);
-            let converted = log_payload::convert(tenant, table, record.payload, &mut converter);
-            match converted {
-                Ok(converted) if converted.unreadable > 0 => lost(
-                    pending.lsn,
-                    converted.unreadable,
-                    "some of its log records cannot be read",
-                ),
-                Ok(_) => {}
+            match log_payload::Logged::parse(record.payload) {
+                Ok(parsed) => logged.push(parsed),
                 Err(error) => lost(pending.lsn, pending.rows, &error),
-            }
-            match converter.finish() {
-                Ok(converted) => batches.extend(converted.into_iter().map(|b| b.batch)),
-                Err(error) => lost(pending.lsn, pending.rows, &error.to_string()),
             }
             continue;
         }
         match decode_batches(record.table, record.payload) {
             Ok(mut decoded) => batches.append(&mut decoded),
             Err(error) => lost(pending.lsn, pending.rows, &error.to_string()),
+        }
+    }
+    if !logged.is_empty() {
+        // All log records of the buffer as one batch, in time order (see `convert_sorted`).
+        let mut converter = Converter::new(0);
+        let converted = log_payload::convert_sorted(tenant, table, &logged, &mut converter);
+        drop(logged);
+        if converted.unreadable > 0 {
+            lost(
+                buffer.last_lsn,
+                converted.unreadable,
+                "some of its log records cannot be read",
+            );
+        }
+        match converter.finish() {
+            Ok(out) => batches.extend(out.into_iter().map(|b| b.batch)),
+            Err(error) => lost(buffer.last_lsn, converted.rows, &error.to_string()),
         }
     }
     batches

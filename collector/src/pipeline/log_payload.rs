@@ -5,9 +5,12 @@
 //! for tenants with rules) into one payload per tenant and table: an `ExportLogsServiceRequest`
 //! holding the request's resources and scopes with only those records, framed by
 //! [`OtlpLogs`]. A record read in place is copied as the bytes it came in; one prost had to
-//! decode (and perhaps redact) is encoded again. At commit, [`convert`] reads a payload back
-//! through the same in-place reader and [`Converter`], so a record is stored exactly as it would
-//! have been converted at ingest — with the receive time and redaction policy of its request.
+//! decode (and perhaps redact) is encoded again. At commit, [`convert_sorted`] reads a buffer's
+//! payloads back through the same in-place reader and [`Converter`], so a record is stored
+//! exactly as it would have been converted at ingest — with the receive time and redaction policy
+//! of its request — and converts them in time order: the Parquet writer then finds one sorted
+//! batch and writes it as it is (gathering rows from many small batches cost 11–19 % of the
+//! daemon's CPU).
 //!
 //! Why not Arrow at ingest: an audit-v1 record is ~460 bytes of protobuf and ~785 of Arrow IPC,
 //! and the log's write into the page cache was the largest single cost of an acknowledgement.
@@ -235,66 +238,120 @@ fn put_field(key: u8, bytes: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(bytes);
 }
 
-/// What reading a logged payload back gave.
+/// What reading logged payloads back gave.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Converted {
     pub rows: usize,
-    /// Records the payload names but that could not be read (damage since they were logged).
+    /// Records the payloads name but that could not be read (damage since they were logged).
     pub unreadable: usize,
 }
 
-/// Converts a payload [`LogPayloads`] wrote for `tenant` and `table`, adding its rows to
-/// `converter`. An error: the payload cannot be read at all.
+/// A payload [`LogPayloads`] wrote, read back: its request indexed, its framing.
+pub struct Logged {
+    request: LogsRequest,
+    rows: usize,
+    received_at: i64,
+    redaction_policy: String,
+}
+
+impl Logged {
+    /// Reads a payload's framing and indexes its request; an error when it cannot be read at all.
+    pub fn parse(payload: Vec<u8>) -> Result<Self, String> {
+        let (rows, received_at, redaction_policy, offset) = match OtlpLogs::parse(&payload) {
+            Some(Ok(h)) => (
+                h.rows as usize,
+                h.received_at,
+                h.redaction_policy.to_owned(),
+                h.request_offset(&payload),
+            ),
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("not an OTLP logs payload".into()),
+        };
+        let request = LogsRequest::parse(Bytes::from(payload).slice(offset..))
+            .ok_or("the logged request cannot be read as OTLP")?;
+        Ok(Self {
+            request,
+            rows,
+            received_at,
+            redaction_policy,
+        })
+    }
+
+    /// The rows its framing announces.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// Where a record is: payload, resource, scope, record.
+type At = (u32, u32, u32, u32);
+
+/// Converts the records of `logged` (payloads of `tenant` and `table`) into `converter`, all of
+/// them ordered by time — so that they come out as one batch the Parquet writer finds sorted and
+/// writes as it is, instead of gathering rows from many small batches.
+pub fn convert_sorted(
+    tenant: &TenantId,
+    table: Table,
+    logged: &[Logged],
+    converter: &mut Converter,
+) -> Converted {
+    let mut order: Vec<(i64, At)> = Vec::with_capacity(logged.iter().map(|l| l.rows).sum());
+    for (p, payload) in logged.iter().enumerate() {
+        for (r, resource) in payload.request.resources.iter().enumerate() {
+            for (s, scope) in resource.scopes.iter().enumerate() {
+                for (i, range) in scope.records.iter().enumerate() {
+                    // Only an ordering hint: the writer sorts by the converted timestamps anyway.
+                    let time = logs::record_time(payload.request.raw(range), payload.received_at);
+                    order.push((time, (p as u32, r as u32, s as u32, i as u32)));
+                }
+            }
+        }
+    }
+    order.sort_by_key(|(time, _)| *time);
+    let mut converted = Converted::default();
+    let mut attributes = Vec::new();
+    for (_, (p, r, s, i)) in order {
+        let payload = &logged[p as usize];
+        let resource = &payload.request.resources[r as usize];
+        let scope = &resource.scopes[s as usize];
+        let origin = Origin {
+            resource: resource.resource.as_ref(),
+            resource_schema_url: &resource.schema_url,
+            scope: scope.scope.as_ref(),
+            scope_schema_url: &scope.schema_url,
+            redaction_policy: &payload.redaction_policy,
+        };
+        converter.set_received_at(payload.received_at);
+        let raw = payload.request.raw(&scope.records[i as usize]);
+        if let Some(view) = logs::read_record(raw, &mut attributes) {
+            let record = ViewRecord {
+                view: &view,
+                attributes: &attributes,
+            };
+            converter.push_log_into(tenant, table, &origin, &record);
+        } else if let Ok(record) = LogRecord::decode(raw) {
+            converter.push_log_into(tenant, table, &origin, &record);
+        } else {
+            converted.unreadable += 1;
+            continue;
+        }
+        converted.rows += 1;
+    }
+    let announced: usize = logged.iter().map(|l| l.rows).sum();
+    converted.unreadable += announced.saturating_sub(converted.rows + converted.unreadable);
+    converted
+}
+
+/// Converts one payload [`LogPayloads`] wrote for `tenant` and `table` into `converter`. An
+/// error: the payload cannot be read at all.
 pub fn convert(
     tenant: &TenantId,
     table: Table,
     payload: Vec<u8>,
     converter: &mut Converter,
 ) -> Result<Converted, String> {
-    let (rows, received_at, policy, offset) = match OtlpLogs::parse(&payload) {
-        Some(Ok(h)) => (
-            h.rows as usize,
-            h.received_at,
-            h.redaction_policy.to_owned(),
-            h.request_offset(&payload),
-        ),
-        Some(Err(e)) => return Err(e.to_string()),
-        None => return Err("not an OTLP logs payload".into()),
-    };
-    let request = LogsRequest::parse(Bytes::from(payload).slice(offset..))
-        .ok_or("the logged request cannot be read as OTLP")?;
-    converter.set_received_at(received_at);
-    let mut converted = Converted::default();
-    let mut attributes = Vec::new();
-    for resource in &request.resources {
-        for scope in &resource.scopes {
-            let origin = Origin {
-                resource: resource.resource.as_ref(),
-                resource_schema_url: &resource.schema_url,
-                scope: scope.scope.as_ref(),
-                scope_schema_url: &scope.schema_url,
-                redaction_policy: &policy,
-            };
-            for range in &scope.records {
-                let raw = request.raw(range);
-                if let Some(view) = logs::read_record(raw, &mut attributes) {
-                    let record = ViewRecord {
-                        view: &view,
-                        attributes: &attributes,
-                    };
-                    converter.push_log_into(tenant, table, &origin, &record);
-                } else if let Ok(record) = LogRecord::decode(raw) {
-                    converter.push_log_into(tenant, table, &origin, &record);
-                } else {
-                    converted.unreadable += 1;
-                    continue;
-                }
-                converted.rows += 1;
-            }
-        }
-    }
-    converted.unreadable += rows.saturating_sub(converted.rows + converted.unreadable);
-    Ok(converted)
+    let logged = Logged::parse(payload)?;
+    Ok(convert_sorted(tenant, table, &[logged], converter))
 }
 
 #[cfg(test)]

@@ -69,6 +69,8 @@ fn log_and_convert(received_at: i64) -> (Vec<Record>, Vec<TenantBatch>) {
     let request = LogsRequest::parse(bytes).unwrap();
     let mut payloads = LogPayloads::new(received_at, request.bytes().clone());
     let mut expected = Converter::new(received_at);
+    // What ingest would have converted, in the order a commit converts it: by time (stable).
+    let mut accepted: Vec<(i64, usize, usize, usize, LogRecord)> = Vec::new();
     let mut attributes = Vec::new();
     for (r, resource) in request.resources.iter().enumerate() {
         let tenant = tenant(["acme", "globex"][r]);
@@ -79,15 +81,8 @@ fn log_and_convert(received_at: i64) -> (Vec<Record>, Vec<TenantBatch>) {
             resource.resource.as_ref(),
             &resource.schema_url,
         );
-        for scope in &resource.scopes {
+        for (s, scope) in resource.scopes.iter().enumerate() {
             payloads.scope(scope.scope.as_ref(), &scope.schema_url);
-            let origin = Origin {
-                resource: resource.resource.as_ref(),
-                resource_schema_url: &resource.schema_url,
-                scope: scope.scope.as_ref(),
-                scope_schema_url: &scope.schema_url,
-                redaction_policy: policy,
-            };
             for (i, range) in scope.records.iter().enumerate() {
                 if i == 1 {
                     continue;
@@ -105,9 +100,23 @@ fn log_and_convert(received_at: i64) -> (Vec<Record>, Vec<TenantBatch>) {
                     assert_eq!(log_table(&view), table);
                     payloads.record(table, range.clone());
                 }
-                expected.push_log(&tenant, &origin, &decoded);
+                let time = logs::record_time(request.raw(range), received_at);
+                accepted.push((time, r, s, i, decoded));
             }
         }
+    }
+    accepted.sort_by_key(|a| a.0);
+    for (_, r, s, _, decoded) in &accepted {
+        let resource = &request.resources[*r];
+        let scope = &resource.scopes[*s];
+        let origin = Origin {
+            resource: resource.resource.as_ref(),
+            resource_schema_url: &resource.schema_url,
+            scope: scope.scope.as_ref(),
+            scope_schema_url: &scope.schema_url,
+            redaction_policy: POLICIES[*r],
+        };
+        expected.push_log(&tenant(["acme", "globex"][*r]), &origin, decoded);
     }
     (payloads.finish(), expected.finish().unwrap())
 }
@@ -225,4 +234,109 @@ fn a_damaged_payload_is_an_error_or_counts_what_it_lost_never_a_panic() {
         )
         .is_err()
     );
+}
+
+#[test]
+fn a_buffer_of_several_payloads_converts_to_one_batch_in_time_order() {
+    let times = |base: u64| -> Vec<LogRecord> {
+        [5, 1, 9, 3]
+            .iter()
+            .map(|t| LogRecord {
+                time_unix_nano: base + t,
+                body: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                    value: Some(Value::StringValue(format!("{}", base + t))),
+                }),
+                ..Default::default()
+            })
+            .collect()
+    };
+    let acme = tenant("acme");
+    let mut logged = Vec::new();
+    for base in [1_000u64, 0, 2_000] {
+        let bytes = Bytes::from(
+            ExportLogsServiceRequest {
+                resource_logs: vec![ResourceLogs {
+                    scope_logs: vec![ScopeLogs {
+                        log_records: times(base),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            }
+            .encode_to_vec(),
+        );
+        let request = LogsRequest::parse(bytes).unwrap();
+        let mut payloads = LogPayloads::new(7, request.bytes().clone());
+        payloads.resource(&acme, "", None, "");
+        payloads.scope(None, "");
+        for range in &request.resources[0].scopes[0].records {
+            payloads.record(Table::Logs, range.clone());
+        }
+        let record = payloads.finish().pop().unwrap();
+        logged.push(Logged::parse(record.payload).unwrap());
+    }
+    // A record without a time sorts by its request's receive time (7 ns here).
+    logged.push({
+        let request = ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: vec![LogRecord::default()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let request = LogsRequest::parse(Bytes::from(request.encode_to_vec())).unwrap();
+        let mut payloads = LogPayloads::new(7, request.bytes().clone());
+        payloads.resource(&acme, "", None, "");
+        payloads.scope(None, "");
+        payloads.record(
+            Table::Logs,
+            request.resources[0].scopes[0].records[0].clone(),
+        );
+        Logged::parse(payloads.finish().pop().unwrap().payload).unwrap()
+    });
+    let mut converter = Converter::new(0);
+    let converted = convert_sorted(&acme, Table::Logs, &logged, &mut converter);
+    assert_eq!(
+        converted,
+        Converted {
+            rows: 13,
+            unreadable: 0
+        }
+    );
+    let batches = converter.finish().unwrap();
+    assert_eq!(batches.len(), 1);
+    let timestamps = batches[0]
+        .batch
+        .column_by_name("timestamp")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<arrow::array::TimestampNanosecondArray>()
+        .unwrap()
+        .values()
+        .to_vec();
+    assert_eq!(
+        timestamps,
+        vec![
+            1, 3, 5, 7, 9, 1_001, 1_003, 1_005, 1_009, 2_001, 2_003, 2_005, 2_009
+        ]
+    );
+}
+
+#[test]
+fn the_ordering_time_is_the_stored_timestamp() {
+    let time = |record: LogRecord| logs::record_time(&record.encode_to_vec(), 42);
+    assert_eq!(time(LogRecord::default()), 42);
+    assert_eq!(
+        time(LogRecord {
+            observed_time_unix_nano: 9,
+            ..Default::default()
+        }),
+        9
+    );
+    let full = &records()[0];
+    assert_eq!(time(full.clone()), full.time_unix_nano as i64);
+    // Unreadable bytes: the receive time (the writer sorts by the converted column anyway).
+    assert_eq!(logs::record_time(&[0x0b], 42), 42);
 }
