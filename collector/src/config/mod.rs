@@ -124,7 +124,7 @@ impl Default for Config {
                 data_dir: PathBuf::from("./data"),
                 max_file_age: Duration::from_secs(30),
                 target_file_rows: 1_000_000,
-                target_file_buffer_bytes: 64 << 20,
+                target_file_buffer_bytes: 32 << 20,
                 max_buffered_bytes: 1 << 30,
                 queue_capacity: 1024,
                 wal_segment_size: 64 << 20,

@@ -22,7 +22,6 @@ use audit_store::{Table, TenantId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::convert::Converter;
 use super::log_payload;
 use super::memtable::{Buffer, Memtable};
 use super::{PipelineOptions, check_interval};
@@ -202,7 +201,7 @@ async fn run_in_background<T: Send + Default + 'static>(
 }
 
 /// Reads a buffer's records back from the log: Arrow IPC batches as they are, OTLP log records
-/// converted together into one batch in time order. A record that cannot be read or decoded is reported and left out: it
+/// converted together in time order. A record that cannot be read or decoded is reported and left out: it
 /// was acknowledged, so this is data loss, and loud.
 fn read_back(
     reader: &mut WalReader,
@@ -242,20 +241,16 @@ fn read_back(
         }
     }
     if !logged.is_empty() {
-        // All log records of the buffer as one batch, in time order (see `convert_sorted`).
-        let mut converter = Converter::new(0);
-        let converted = log_payload::convert_sorted(tenant, table, &logged, &mut converter);
+        // The buffer's log records in time order (see `to_sorted_batches`).
+        let (converted, outcome) = log_payload::to_sorted_batches(tenant, table, &logged);
         drop(logged);
-        if converted.unreadable > 0 {
+        batches.extend(converted);
+        if outcome.unreadable > 0 {
             lost(
                 buffer.last_lsn,
-                converted.unreadable,
+                outcome.unreadable,
                 "some of its log records cannot be read",
             );
-        }
-        match converter.finish() {
-            Ok(out) => batches.extend(out.into_iter().map(|b| b.batch)),
-            Err(error) => lost(buffer.last_lsn, converted.rows, &error.to_string()),
         }
     }
     batches

@@ -286,15 +286,62 @@ impl Logged {
 /// Where a record is: payload, resource, scope, record.
 type At = (u32, u32, u32, u32);
 
+/// Rows converted into one batch at commit: big enough that the writer writes few slices,
+/// small enough that builders growing by doubling waste little memory.
+pub const COMMIT_BATCH_ROWS: usize = 16_384;
+
+/// Converts the records of `logged` (payloads of `tenant` and `table`), all of them ordered by
+/// time, into batches of at most [`COMMIT_BATCH_ROWS`] rows, each following the last in time:
+/// the Parquet writer finds them sorted and writes them as they are instead of gathering rows
+/// from many small batches.
+pub fn to_sorted_batches(
+    tenant: &TenantId,
+    table: Table,
+    logged: &[Logged],
+) -> (Vec<arrow::array::RecordBatch>, Converted) {
+    let order = time_order(logged);
+    let mut batches = Vec::with_capacity(order.len().div_ceil(COMMIT_BATCH_ROWS));
+    let mut total = Converted::default();
+    for chunk in order.chunks(COMMIT_BATCH_ROWS) {
+        let mut converter = Converter::new(0);
+        let converted = convert_in_order(tenant, table, logged, chunk, &mut converter);
+        total.unreadable += converted.unreadable;
+        match converter.finish() {
+            Ok(out) => {
+                batches.extend(out.into_iter().map(|b| b.batch));
+                total.rows += converted.rows;
+            }
+            Err(error) => {
+                tracing::error!(tenant = %tenant, error = %error, "cannot build a batch of logged records");
+                total.unreadable += converted.rows;
+            }
+        }
+    }
+    total.unreadable += unannounced(logged, total);
+    (batches, total)
+}
+
 /// Converts the records of `logged` (payloads of `tenant` and `table`) into `converter`, all of
-/// them ordered by time — so that they come out as one batch the Parquet writer finds sorted and
-/// writes as it is, instead of gathering rows from many small batches.
+/// them ordered by time.
 pub fn convert_sorted(
     tenant: &TenantId,
     table: Table,
     logged: &[Logged],
     converter: &mut Converter,
 ) -> Converted {
+    let mut converted = convert_in_order(tenant, table, logged, &time_order(logged), converter);
+    converted.unreadable += unannounced(logged, converted);
+    converted
+}
+
+/// Rows the payloads' framing announces that their requests do not hold (cut short).
+fn unannounced(logged: &[Logged], seen: Converted) -> usize {
+    let announced: usize = logged.iter().map(|l| l.rows).sum();
+    announced.saturating_sub(seen.rows + seen.unreadable)
+}
+
+/// Every record of `logged`, ordered by time (stable: records of one time keep log order).
+fn time_order(logged: &[Logged]) -> Vec<(i64, At)> {
     let mut order: Vec<(i64, At)> = Vec::with_capacity(logged.iter().map(|l| l.rows).sum());
     for (p, payload) in logged.iter().enumerate() {
         for (r, resource) in payload.request.resources.iter().enumerate() {
@@ -308,9 +355,20 @@ pub fn convert_sorted(
         }
     }
     order.sort_by_key(|(time, _)| *time);
+    order
+}
+
+/// Converts the records `order` names, in that order.
+fn convert_in_order(
+    tenant: &TenantId,
+    table: Table,
+    logged: &[Logged],
+    order: &[(i64, At)],
+    converter: &mut Converter,
+) -> Converted {
     let mut converted = Converted::default();
     let mut attributes = Vec::new();
-    for (_, (p, r, s, i)) in order {
+    for &(_, (p, r, s, i)) in order {
         let payload = &logged[p as usize];
         let resource = &payload.request.resources[r as usize];
         let scope = &resource.scopes[s as usize];
@@ -337,8 +395,6 @@ pub fn convert_sorted(
         }
         converted.rows += 1;
     }
-    let announced: usize = logged.iter().map(|l| l.rows).sum();
-    converted.unreadable += announced.saturating_sub(converted.rows + converted.unreadable);
     converted
 }
 

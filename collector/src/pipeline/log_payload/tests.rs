@@ -340,3 +340,59 @@ fn the_ordering_time_is_the_stored_timestamp() {
     // Unreadable bytes: the receive time (the writer sorts by the converted column anyway).
     assert_eq!(logs::record_time(&[0x0b], 42), 42);
 }
+
+#[test]
+fn a_large_buffer_becomes_batches_that_follow_each_other_in_time() {
+    let acme = tenant("acme");
+    // Three requests whose times interleave: request k holds times k, k + 3, k + 6, ...
+    let logged: Vec<Logged> = (0..3u64)
+        .map(|k| {
+            let records = (0..7_000u64)
+                .map(|n| LogRecord {
+                    time_unix_nano: 1 + k + 3 * n,
+                    ..Default::default()
+                })
+                .collect();
+            let request = ExportLogsServiceRequest {
+                resource_logs: vec![ResourceLogs {
+                    scope_logs: vec![ScopeLogs {
+                        log_records: records,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            };
+            let request = LogsRequest::parse(Bytes::from(request.encode_to_vec())).unwrap();
+            let mut payloads = LogPayloads::new(0, request.bytes().clone());
+            payloads.resource(&acme, "", None, "");
+            payloads.scope(None, "");
+            for range in &request.resources[0].scopes[0].records {
+                payloads.record(Table::Logs, range.clone());
+            }
+            Logged::parse(payloads.finish().pop().unwrap().payload).unwrap()
+        })
+        .collect();
+    let (batches, converted) = to_sorted_batches(&acme, Table::Logs, &logged);
+    assert_eq!(
+        converted,
+        Converted {
+            rows: 21_000,
+            unreadable: 0
+        }
+    );
+    let sizes: Vec<usize> = batches.iter().map(|b| b.num_rows()).collect();
+    assert_eq!(sizes, vec![COMMIT_BATCH_ROWS, 21_000 - COMMIT_BATCH_ROWS]);
+    let times: Vec<i64> = batches
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name("timestamp")
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow::array::TimestampNanosecondArray>()
+                .unwrap()
+                .values()
+                .to_vec()
+        })
+        .collect();
+    assert_eq!(times, (1..=21_000).collect::<Vec<i64>>());
+}
