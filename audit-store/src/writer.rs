@@ -278,7 +278,7 @@ fn encode(
     // daemon's CPU under load — and prune nothing for unsorted or unique values. No dictionary
     // encoding: on audit-v1 data zstd finds the repeats anyway (103.0 B/row without dictionaries,
     // 104.0 with them on every repeating column) and interning every value cost 38 % of the
-    // encoding time (`examples/writer_cost.rs`, BENCHMARKS.md).
+    // encoding time (`collector/examples/writer_cost.rs`, BENCHMARKS.md).
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(options.max_row_group_rows))

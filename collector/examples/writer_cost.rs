@@ -1,23 +1,24 @@
 //! Parquet encoding cost and size of real write-ahead log data under several writer settings.
 //!
-//!     cargo run --release -p audit-store --example writer_cost -- DIR/wal [ROWS_PER_FILE]
+//!     cargo run --release -p tenantscope --example writer_cost -- DIR/wal [ROWS_PER_FILE]
 //!
 //! Reads every record of the log (e.g. one left by `tenantscope-bench load` against a daemon
 //! killed before its commits), then encodes the rows in files of ROWS_PER_FILE rows with each
 //! setting and prints CPU time per row and bytes per row. Used to choose the writer's settings
-//! (BENCHMARKS.md).
+//! (BENCHMARKS.md). Log records logged as OTLP are converted as a commit converts them.
 
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use arrow::compute::concat_batches;
 use audit_store::Table;
-use audit_store::wal::payload::decode_batches;
+use audit_store::wal::payload::{OTLP_LOGS, decode_batches};
 use audit_store::wal::replay;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterPropertiesBuilder};
 use parquet::schema::types::ColumnPath;
+use tenantscope::pipeline::log_payload::{Logged, to_sorted_batches};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -27,7 +28,13 @@ fn main() {
     let rows_per_file: usize = args.next().map_or(43_000, |a| a.parse().unwrap());
     let mut batches = Vec::new();
     replay(std::path::Path::new(&dir), |r| {
-        if r.table == Table::Logs {
+        if r.table != Table::Logs {
+            return;
+        }
+        if r.payload.starts_with(&OTLP_LOGS) {
+            let logged = Logged::parse(r.payload).unwrap();
+            batches.extend(to_sorted_batches(&r.tenant, r.table, &[logged]).0);
+        } else {
             batches.extend(decode_batches(r.table, r.payload).unwrap());
         }
     })
