@@ -22,7 +22,7 @@ use super::{
 };
 use crate::pipeline::Record;
 use crate::pipeline::any_value;
-use crate::pipeline::convert::{Converter, Origin, event_name};
+use crate::pipeline::convert::{Converter, Origin, event_name, log_table};
 use crate::pipeline::log_payload::LogPayloads;
 use crate::telemetry::catalog::Signal;
 use crate::telemetry::derived::{DerivedBatch, SeverityCounts, severity_index};
@@ -158,11 +158,13 @@ impl ExportRequest for LogsRequest {
                     }
                     match LogRecord::decode(raw) {
                         Ok(mut record) => {
-                            if let Some(table) = log.admit(&record, &at) {
+                            if log.admit(&record, &at).is_some() {
                                 if let Some(r) = redactor {
                                     r.log(&mut record);
                                 }
-                                payloads.owned_record(table, &record);
+                                // Stored where the record as redacted says (a rule may remove
+                                // its `event.name`), as conversion at commit will read it.
+                                payloads.owned_record(log_table(&record), &record);
                             }
                         }
                         Err(e) => log
