@@ -4,7 +4,7 @@
 //! records with one `write` and one `fdatasync`, inserts where they are into the memtable (still
 //! holding the log lock, so the flusher never sees a logged record missing from the memtable) and
 //! answers each request. While one fsync runs, new requests queue up and share the next one; when
-//! the previous group was shared, the next waits up to [`LINGER`] for more.
+//! the previous group was shared, the next waits up to [`LINGER`] for as many requests as it had.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,12 +38,14 @@ pub fn spawn(
     catalog: Catalog,
 ) -> tokio::task::JoinHandle<()> {
     tokio::task::spawn_blocking(move || {
-        let mut concurrent = false;
+        let mut previous = 0;
         while let Some(first) = rx.blocking_recv() {
             let mut bytes = size(&first);
             let mut group = vec![first];
             // Clients answered by the last group are likely sending again right now: when that
-            // group shared its fsync, wait a moment for them rather than syncing for one.
+            // group shared its fsync, wait a moment for them (until as many requests as it had
+            // are here) rather than syncing for one.
+            let concurrent = previous > 1;
             let deadline = Instant::now() + if concurrent { LINGER } else { Duration::ZERO };
             loop {
                 while bytes < MAX_GROUP_BYTES {
@@ -55,12 +57,15 @@ pub fn spawn(
                         Err(_) => break,
                     }
                 }
-                if bytes >= MAX_GROUP_BYTES || Instant::now() >= deadline {
+                if bytes >= MAX_GROUP_BYTES
+                    || group.len() >= previous
+                    || Instant::now() >= deadline
+                {
                     break;
                 }
                 std::thread::sleep(LINGER_STEP);
             }
-            concurrent = group.len() > 1;
+            previous = group.len();
             commit_group(&wal, group, &memtable, &catalog);
         }
         tracing::debug!("write-ahead log thread stopped");
