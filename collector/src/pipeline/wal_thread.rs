@@ -57,9 +57,7 @@ pub fn spawn(
                         Err(_) => break,
                     }
                 }
-                if bytes >= MAX_GROUP_BYTES
-                    || group.len() >= previous
-                    || Instant::now() >= deadline
+                if bytes >= MAX_GROUP_BYTES || group.len() >= previous || Instant::now() >= deadline
                 {
                     break;
                 }
