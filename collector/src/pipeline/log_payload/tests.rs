@@ -236,6 +236,27 @@ fn a_damaged_payload_is_an_error_or_counts_what_it_lost_never_a_panic() {
     );
 }
 
+/// One scope of `records` for acme's `logs`, logged whole and read back as a commit reads it.
+fn logged(records: Vec<LogRecord>, received_at: i64) -> Logged {
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs {
+                log_records: records,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let request = LogsRequest::parse(Bytes::from(request.encode_to_vec())).unwrap();
+    let mut payloads = LogPayloads::new(received_at, request.bytes().clone());
+    payloads.resource(&tenant("acme"), "", None, "");
+    payloads.scope(None, "");
+    for range in &request.resources[0].scopes[0].records {
+        payloads.record(Table::Logs, range.clone());
+    }
+    Logged::parse(payloads.finish().pop().unwrap().payload).unwrap()
+}
+
 #[test]
 fn a_buffer_of_several_payloads_converts_to_one_batch_in_time_order() {
     let times = |base: u64| -> Vec<LogRecord> {
@@ -251,51 +272,12 @@ fn a_buffer_of_several_payloads_converts_to_one_batch_in_time_order() {
             .collect()
     };
     let acme = tenant("acme");
-    let mut logged = Vec::new();
-    for base in [1_000u64, 0, 2_000] {
-        let bytes = Bytes::from(
-            ExportLogsServiceRequest {
-                resource_logs: vec![ResourceLogs {
-                    scope_logs: vec![ScopeLogs {
-                        log_records: times(base),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-            }
-            .encode_to_vec(),
-        );
-        let request = LogsRequest::parse(bytes).unwrap();
-        let mut payloads = LogPayloads::new(7, request.bytes().clone());
-        payloads.resource(&acme, "", None, "");
-        payloads.scope(None, "");
-        for range in &request.resources[0].scopes[0].records {
-            payloads.record(Table::Logs, range.clone());
-        }
-        let record = payloads.finish().pop().unwrap();
-        logged.push(Logged::parse(record.payload).unwrap());
-    }
+    let mut logged: Vec<Logged> = [1_000u64, 0, 2_000]
+        .into_iter()
+        .map(|base| self::logged(times(base), 7))
+        .collect();
     // A record without a time sorts by its request's receive time (7 ns here).
-    logged.push({
-        let request = ExportLogsServiceRequest {
-            resource_logs: vec![ResourceLogs {
-                scope_logs: vec![ScopeLogs {
-                    log_records: vec![LogRecord::default()],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        let request = LogsRequest::parse(Bytes::from(request.encode_to_vec())).unwrap();
-        let mut payloads = LogPayloads::new(7, request.bytes().clone());
-        payloads.resource(&acme, "", None, "");
-        payloads.scope(None, "");
-        payloads.record(
-            Table::Logs,
-            request.resources[0].scopes[0].records[0].clone(),
-        );
-        Logged::parse(payloads.finish().pop().unwrap().payload).unwrap()
-    });
+    logged.push(self::logged(vec![LogRecord::default()], 7));
     let mut converter = Converter::new(0);
     let converted = convert_sorted(&acme, Table::Logs, &logged, &mut converter);
     assert_eq!(
@@ -353,23 +335,7 @@ fn a_large_buffer_becomes_batches_that_follow_each_other_in_time() {
                     ..Default::default()
                 })
                 .collect();
-            let request = ExportLogsServiceRequest {
-                resource_logs: vec![ResourceLogs {
-                    scope_logs: vec![ScopeLogs {
-                        log_records: records,
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-            };
-            let request = LogsRequest::parse(Bytes::from(request.encode_to_vec())).unwrap();
-            let mut payloads = LogPayloads::new(0, request.bytes().clone());
-            payloads.resource(&acme, "", None, "");
-            payloads.scope(None, "");
-            for range in &request.resources[0].scopes[0].records {
-                payloads.record(Table::Logs, range.clone());
-            }
-            Logged::parse(payloads.finish().pop().unwrap().payload).unwrap()
+            self::logged(records, 0)
         })
         .collect();
     let (batches, converted) = to_sorted_batches(&acme, Table::Logs, &logged);
