@@ -201,8 +201,8 @@ async fn run_in_background<T: Send + Default + 'static>(
 }
 
 /// Reads a buffer's records back from the log: Arrow IPC batches as they are, OTLP log records
-/// converted together in time order. A record that cannot be read or decoded is reported and left out: it
-/// was acknowledged, so this is data loss, and loud.
+/// converted together in time order. A record that cannot be read or decoded is reported and
+/// left out: it was acknowledged, so this is data loss, and loud.
 fn read_back(
     reader: &mut WalReader,
     (tenant, table): (&TenantId, Table),
