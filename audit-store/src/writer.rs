@@ -6,6 +6,10 @@
 //! `trace_id`. The file is written under a hidden temporary name, fsync'd, renamed to its final
 //! `.parquet` name, and the directory is fsync'd: a reader never sees a partial file.
 //!
+//! [`SortedWriter`] writes the same files from batches that already come in time order, one batch
+//! at a time, so that a commit does not hold all its rows in memory; [`commit_files`] then names
+//! them in the manifest.
+//!
 //! This is blocking code (encoding, compression, fsync); async callers run it on a blocking thread.
 
 use std::fs::{File, OpenOptions};
@@ -36,6 +40,9 @@ pub enum WriteError {
         table: &'static str,
         source: ArrowError,
     },
+    /// A [`SortedWriter`] was given a row earlier than one it already wrote.
+    #[error("rows of {table} do not come in time order")]
+    OutOfOrder { table: &'static str },
     #[error("encoding parquet failed: {0}")]
     Encode(#[from] parquet::errors::ParquetError),
     #[error(transparent)]
@@ -89,6 +96,19 @@ pub fn commit(
     options: &WriterOptions,
 ) -> Result<Commit, WriteError> {
     let files = write_batches(layout, tenant, table, batches, options)?;
+    commit_files(layout, manifest, tenant, table, &files, lsns)
+}
+
+/// Commits `files` (written for `tenant` and `table`) with one manifest line covering write-ahead
+/// log positions `lsns`: after this returns, they are part of the store.
+pub fn commit_files(
+    layout: &Layout,
+    manifest: &mut Manifest,
+    tenant: &TenantId,
+    table: Table,
+    files: &[CommittedFile],
+    lsns: std::ops::RangeInclusive<u64>,
+) -> Result<Commit, WriteError> {
     let tenant_dir = layout.tenant_dir(tenant);
     let commit = Commit {
         table: table.name().to_owned(),
@@ -159,9 +179,9 @@ pub fn write_batches(
     order.sort_by_key(|&(t, _, _)| t);
     let mut committed = Vec::new();
     for run in order.chunk_by(|a, b| day_of(a.0) == day_of(b.0)) {
-        let date = date_of(day_of(run[0].0)).map_err(schema_err)?;
+        let day = day_of(run[0].0);
         committed.push(write_sorted(
-            layout, tenant, table, date, batches, run, options,
+            layout, tenant, table, day, batches, run, options,
         )?);
     }
     Ok(committed)
@@ -192,45 +212,258 @@ const CHUNK_ROWS: usize = 8192;
 const MIN_SLICE_ROWS: usize = 256;
 
 /// Writes the rows `order` names (sorted by time, all dated `date`) as one committed Parquet
-/// file: temporary name, fsync, rename, directory fsync.
+/// file: runs already in order as slices of their batch, the rest gathered a chunk at a time.
 fn write_sorted(
     layout: &Layout,
     tenant: &TenantId,
     table: Table,
-    date: NaiveDate,
+    day: i64,
     batches: &[RecordBatch],
     order: &[(i64, u32, u32)],
     options: &WriterOptions,
 ) -> Result<CommittedFile, WriteError> {
-    let dir = layout.partition_dir(tenant, table, date);
-    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let final_name = unique_file_name();
-    let tmp_path = dir.join(temporary_name(&final_name));
-    let final_path = dir.join(&final_name);
+    let mut file = OpenFile::create(layout, tenant, table, day, options)?;
+    let sources: Vec<&RecordBatch> = batches.iter().collect();
+    let mut gathered: Vec<(usize, usize)> = Vec::with_capacity(CHUNK_ROWS);
+    let mut gathered_times = (i64::MAX, i64::MIN);
+    let gather = |file: &mut OpenFile,
+                  gathered: &mut Vec<(usize, usize)>,
+                  times: &mut (i64, i64)| {
+        if gathered.is_empty() {
+            return Ok(());
+        }
+        let chunk =
+            interleave_record_batch(&sources, gathered).map_err(|source| WriteError::Schema {
+                table: table.name(),
+                source,
+            })?;
+        gathered.clear();
+        let (first, last) = std::mem::replace(times, (i64::MAX, i64::MIN));
+        file.write(&chunk, first, last)
+    };
+    // Maximal runs of consecutive rows of one batch.
+    for run in order.chunk_by(|a, b| a.1 == b.1 && a.2 + 1 == b.2) {
+        let (batch, first) = (run[0].1 as usize, run[0].2 as usize);
+        if run.len() >= MIN_SLICE_ROWS {
+            gather(&mut file, &mut gathered, &mut gathered_times)?;
+            let slice = batches[batch].slice(first, run.len());
+            file.write(&slice, run[0].0, run[run.len() - 1].0)?;
+            continue;
+        }
+        for &(t, b, r) in run {
+            gathered.push((b as usize, r as usize));
+            gathered_times = (gathered_times.0.min(t), gathered_times.1.max(t));
+            if gathered.len() == CHUNK_ROWS {
+                gather(&mut file, &mut gathered, &mut gathered_times)?;
+            }
+        }
+    }
+    gather(&mut file, &mut gathered, &mut gathered_times)?;
+    file.finish()
+}
 
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp_path)
-        .map_err(io_err(&tmp_path))?;
-    let result = encode(file, table, batches, order, options, &tmp_path).and_then(|bytes| {
-        std::fs::rename(&tmp_path, &final_path).map_err(io_err(&final_path))?;
-        sync_dir(&dir)?;
-        Ok(bytes)
-    });
-    match result {
-        Ok((bytes, sha256)) => Ok(CommittedFile {
-            path: final_path,
-            rows: order.len(),
+/// Writes batches that come in time order as committed Parquet files, one per UTC day, a batch
+/// at a time: memory is the batch being written and the open file's row group, however many rows
+/// pass through. The files are the ones [`write_batches`] would write; [`commit_files`] then
+/// commits them.
+///
+/// A batch that is not in time order, or starts before the last row written, is refused
+/// ([`WriteError::OutOfOrder`]): the files are declared sorted to the query engine. Dropping the
+/// writer before [`SortedWriter::finish`] removes every file it wrote (none is committed yet).
+pub struct SortedWriter<'a> {
+    layout: &'a Layout,
+    tenant: &'a TenantId,
+    table: Table,
+    options: &'a WriterOptions,
+    open: Option<OpenFile>,
+    written: Vec<CommittedFile>,
+    last: i64,
+}
+
+impl<'a> SortedWriter<'a> {
+    pub fn new(
+        layout: &'a Layout,
+        tenant: &'a TenantId,
+        table: Table,
+        options: &'a WriterOptions,
+    ) -> Self {
+        Self {
+            layout,
+            tenant,
+            table,
+            options,
+            open: None,
+            written: Vec::new(),
+            last: i64::MIN,
+        }
+    }
+
+    /// Writes `batch` (of the table's schema, rows in time order, none earlier than the rows
+    /// written before).
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), WriteError> {
+        let table = self.table.name();
+        if batch.schema().fields() != self.table.schema().fields() {
+            return Err(WriteError::Schema {
+                table,
+                source: ArrowError::SchemaError("a record batch has another schema".into()),
+            });
+        }
+        let times = timestamps(batch)
+            .map_err(|source| WriteError::Schema { table, source })?
+            .values();
+        let (Some(&first), Some(&last)) = (times.first(), times.last()) else {
+            return Ok(());
+        };
+        if first < self.last || times.windows(2).any(|w| w[1] < w[0]) {
+            return Err(WriteError::OutOfOrder { table });
+        }
+        self.last = last;
+        // Sorted, so each day's rows are one run.
+        let mut start = 0;
+        while start < times.len() {
+            let day = day_of(times[start]);
+            let end = start + times[start..].partition_point(|&t| day_of(t) == day);
+            let file = self.file_for(day)?;
+            file.write(
+                &batch.slice(start, end - start),
+                times[start],
+                times[end - 1],
+            )?;
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// Completes the open file; returns every file written, renamed into place and durable.
+    pub fn finish(mut self) -> Result<Vec<CommittedFile>, WriteError> {
+        if let Some(open) = self.open.take() {
+            self.written.push(open.finish()?);
+        }
+        Ok(std::mem::take(&mut self.written))
+    }
+
+    fn file_for(&mut self, day: i64) -> Result<&mut OpenFile, WriteError> {
+        if self.open.as_ref().is_some_and(|f| f.day != day)
+            && let Some(done) = self.open.take()
+        {
+            self.written.push(done.finish()?);
+        }
+        if self.open.is_none() {
+            self.open = Some(OpenFile::create(
+                self.layout,
+                self.tenant,
+                self.table,
+                day,
+                self.options,
+            )?);
+        }
+        Ok(self.open.as_mut().expect("opened above"))
+    }
+}
+
+impl Drop for SortedWriter<'_> {
+    fn drop(&mut self) {
+        // Not finished: the files are orphans no manifest will name (the open one's temporary
+        // file is removed by its own drop). Best effort; recovery removes any left.
+        for file in &self.written {
+            let _ = std::fs::remove_file(&file.path);
+        }
+    }
+}
+
+/// A Parquet file being written under its temporary name.
+struct OpenFile {
+    day: i64,
+    dir: PathBuf,
+    tmp_path: PathBuf,
+    final_path: PathBuf,
+    writer: Option<ArrowWriter<HashingWriter>>,
+    rows: usize,
+    min_timestamp: i64,
+    max_timestamp: i64,
+}
+
+impl OpenFile {
+    /// Creates the file of `day` (days since the epoch, UTC) under its temporary name.
+    fn create(
+        layout: &Layout,
+        tenant: &TenantId,
+        table: Table,
+        day: i64,
+        options: &WriterOptions,
+    ) -> Result<Self, WriteError> {
+        let date = date_of(day).map_err(|source| WriteError::Schema {
+            table: table.name(),
+            source,
+        })?;
+        let dir = layout.partition_dir(tenant, table, date);
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let final_name = unique_file_name();
+        let tmp_path = dir.join(temporary_name(&final_name));
+        let final_path = dir.join(&final_name);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp_path)
+            .map_err(io_err(&tmp_path))?;
+        let mut open = Self {
+            day,
+            dir,
+            tmp_path,
+            final_path,
+            writer: None,
+            rows: 0,
+            min_timestamp: i64::MAX,
+            max_timestamp: i64::MIN,
+        };
+        let sink = HashingWriter {
+            file,
+            hasher: Sha256::new(),
+        };
+        open.writer = Some(ArrowWriter::try_new(
+            sink,
+            table.schema(),
+            Some(properties(options)?),
+        )?);
+        Ok(open)
+    }
+
+    /// Writes `batch`, whose times run from `first` to `last`.
+    fn write(&mut self, batch: &RecordBatch, first: i64, last: i64) -> Result<(), WriteError> {
+        let writer = self.writer.as_mut().expect("written before finish");
+        writer.write(batch)?;
+        self.rows += batch.num_rows();
+        self.min_timestamp = self.min_timestamp.min(first);
+        self.max_timestamp = self.max_timestamp.max(last);
+        Ok(())
+    }
+
+    /// Completes the file: footer, fsync, rename to its final name, directory fsync.
+    fn finish(mut self) -> Result<CommittedFile, WriteError> {
+        let writer = self.writer.take().expect("finished once");
+        let sink = writer.into_inner()?;
+        sink.file.sync_all().map_err(io_err(&self.tmp_path))?;
+        let bytes = sink.file.metadata().map_err(io_err(&self.tmp_path))?.len();
+        std::fs::rename(&self.tmp_path, &self.final_path).map_err(io_err(&self.final_path))?;
+        // Renamed: nothing for drop to remove.
+        self.tmp_path = PathBuf::new();
+        sync_dir(&self.dir)?;
+        Ok(CommittedFile {
+            path: std::mem::take(&mut self.final_path),
+            rows: self.rows,
             bytes,
-            min_timestamp: order[0].0,
-            max_timestamp: order[order.len() - 1].0,
-            sha256,
-        }),
-        Err(e) => {
-            // Best effort: a temporary file is invisible to readers either way.
-            let _ = std::fs::remove_file(&tmp_path);
-            Err(e)
+            min_timestamp: self.min_timestamp,
+            max_timestamp: self.max_timestamp,
+            sha256: hex::encode(sink.hasher.finalize()),
+        })
+    }
+}
+
+impl Drop for OpenFile {
+    fn drop(&mut self) {
+        // Best effort: a temporary file is invisible to readers either way.
+        if !self.tmp_path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp_path);
         }
     }
 }
@@ -253,7 +486,7 @@ impl Write for HashingWriter {
     }
 }
 
-/// Columns written with page statistics (see [`encode`]); the others have none.
+/// Columns written with page statistics (see [`properties`]); the others have none.
 const STATISTICS: &[&str] = &[
     "timestamp",
     "observed_timestamp",
@@ -263,15 +496,8 @@ const STATISTICS: &[&str] = &[
     "duration_ns",
 ];
 
-/// Encodes the rows `order` names into `file`, fsyncs it; returns its size and SHA-256.
-fn encode(
-    file: File,
-    table: Table,
-    batches: &[RecordBatch],
-    order: &[(i64, u32, u32)],
-    options: &WriterOptions,
-    path: &Path,
-) -> Result<(u64, String), WriteError> {
+/// The Parquet writer settings of every file.
+fn properties(options: &WriterOptions) -> Result<WriterProperties, WriteError> {
     let level = ZstdLevel::try_new(options.zstd_level)?;
     // Statistics only where a query can prune by them (times and numbers, the file being sorted
     // by time): min/max of every string column cost a byte comparison per value — 10 % of the
@@ -289,46 +515,7 @@ fn encode(
         props =
             props.set_column_statistics_enabled(ColumnPath::from(*column), EnabledStatistics::Page);
     }
-    let props = props.build();
-    let sink = HashingWriter {
-        file,
-        hasher: Sha256::new(),
-    };
-    let mut writer = ArrowWriter::try_new(sink, table.schema(), Some(props))?;
-    let sources: Vec<&RecordBatch> = batches.iter().collect();
-    let mut gathered: Vec<(usize, usize)> = Vec::with_capacity(CHUNK_ROWS);
-    let gather = |writer: &mut ArrowWriter<HashingWriter>, gathered: &mut Vec<(usize, usize)>| {
-        if gathered.is_empty() {
-            return Ok(());
-        }
-        let chunk =
-            interleave_record_batch(&sources, gathered).map_err(|source| WriteError::Schema {
-                table: table.name(),
-                source,
-            })?;
-        gathered.clear();
-        writer.write(&chunk).map_err(WriteError::from)
-    };
-    // Maximal runs of consecutive rows of one batch.
-    for run in order.chunk_by(|a, b| a.1 == b.1 && a.2 + 1 == b.2) {
-        let (batch, first) = (run[0].1 as usize, run[0].2 as usize);
-        if run.len() >= MIN_SLICE_ROWS {
-            gather(&mut writer, &mut gathered)?;
-            writer.write(&batches[batch].slice(first, run.len()))?;
-            continue;
-        }
-        for &(_, b, r) in run {
-            gathered.push((b as usize, r as usize));
-            if gathered.len() == CHUNK_ROWS {
-                gather(&mut writer, &mut gathered)?;
-            }
-        }
-    }
-    gather(&mut writer, &mut gathered)?;
-    let sink = writer.into_inner()?;
-    sink.file.sync_all().map_err(io_err(path))?;
-    let bytes = sink.file.metadata().map_err(io_err(path))?.len();
-    Ok((bytes, hex::encode(sink.hasher.finalize())))
+    Ok(props.build())
 }
 
 /// `<nanoseconds since epoch, 20 digits>-<pid>-<sequence>.parquet`: unique within a data
@@ -358,3 +545,6 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> WriteError + '_ {
         source,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -240,4 +240,4 @@ fn table_provider(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -18,7 +18,7 @@ use crate::writer::{WriterOptions, commit};
 
 /// A batch of `table` whose `tenant_id`, `timestamp` and `body`/`name` columns are given and
 /// every other column holds a neutral value.
-fn batch(table: Table, tenant: &str, rows: &[(i64, String)]) -> RecordBatch {
+pub(crate) fn batch(table: Table, tenant: &str, rows: &[(i64, String)]) -> RecordBatch {
     let schema = table.schema();
     let n = rows.len();
     let columns: Vec<ArrayRef> = schema
@@ -67,8 +67,8 @@ impl Lcg {
     }
 }
 
-const DAY: i64 = 86_400_000_000_000;
-const BASE: i64 = 1_795_000_000_000_000_000; // 2026-11-18
+pub(crate) const DAY: i64 = 86_400_000_000_000;
+pub(crate) const BASE: i64 = 1_795_000_000_000_000_000; // 2026-11-18
 
 async fn read(layout: &Layout, tenant: &TenantId, range: TimeRange, sql: &str) -> Vec<RecordBatch> {
     let scope = TenantScope::open(layout, tenant, range).await.unwrap();

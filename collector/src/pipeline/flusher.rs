@@ -13,11 +13,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use arrow::array::RecordBatch;
 use audit_store::layout::Layout;
 use audit_store::manifest::Manifest;
 use audit_store::wal::payload::{OTLP_LOGS, decode_batches};
 use audit_store::wal::{WalReader, WalWriter, remove_segments};
-use audit_store::writer::commit;
+use audit_store::writer::{
+    CommittedFile, SortedWriter, WriteError, WriterOptions, commit_files, write_batches,
+};
 use audit_store::{Table, TenantId};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -200,60 +203,131 @@ async fn run_in_background<T: Send + Default + 'static>(
     }
 }
 
-/// Reads a buffer's records back from the log: Arrow IPC batches as they are, OTLP log records
-/// converted together in time order. A record that cannot be read or decoded is reported and
-/// left out: it was acknowledged, so this is data loss, and loud.
+/// A buffer's records as read back from the log.
+#[derive(Default)]
+struct ReadBack {
+    /// Arrow IPC payloads, decoded (spans).
+    batches: Vec<RecordBatch>,
+    /// OTLP log payloads, not yet converted.
+    logged: Vec<log_payload::Logged>,
+}
+
+/// Reads a buffer's records back from the log. A record that cannot be read or decoded is
+/// reported and left out: it was acknowledged, so this is data loss, and loud.
 fn read_back(
     reader: &mut WalReader,
     (tenant, table): (&TenantId, Table),
     buffer: &Buffer,
     catalog: &Catalog,
-) -> Vec<arrow::array::RecordBatch> {
-    let mut batches = Vec::new();
-    let mut logged = Vec::new();
-    let lost = |lsn: u64, rows: usize, error: &str| {
-        tracing::error!(tenant = %tenant, table = table.name(), lsn, rows, error = %error, "an acknowledged record cannot be read back from the write-ahead log; it is left out of its Parquet file");
-        catalog.wal().corrupt_segments.increment(1);
-    };
+) -> ReadBack {
+    let mut back = ReadBack::default();
     for pending in &buffer.records {
         let record = match reader.read(pending.lsn, pending.location) {
             Ok(record) if record.tenant != *tenant || record.table != table => {
                 let owner = format!("it belongs to {}/{}", record.tenant, record.table.name());
-                lost(pending.lsn, pending.rows, &owner);
+                lost(catalog, (tenant, table), pending.lsn, pending.rows, &owner);
                 continue;
             }
             Ok(record) => record,
             Err(error) => {
-                lost(pending.lsn, pending.rows, &error.to_string());
+                lost(
+                    catalog,
+                    (tenant, table),
+                    pending.lsn,
+                    pending.rows,
+                    &error.to_string(),
+                );
                 continue;
             }
         };
         if record.payload.starts_with(&OTLP_LOGS) {
             match log_payload::Logged::parse(record.payload) {
-                Ok(parsed) => logged.push(parsed),
-                Err(error) => lost(pending.lsn, pending.rows, &error),
+                Ok(parsed) => back.logged.push(parsed),
+                Err(error) => lost(catalog, (tenant, table), pending.lsn, pending.rows, &error),
             }
             continue;
         }
         match decode_batches(record.table, record.payload) {
-            Ok(mut decoded) => batches.append(&mut decoded),
-            Err(error) => lost(pending.lsn, pending.rows, &error.to_string()),
+            Ok(mut decoded) => back.batches.append(&mut decoded),
+            Err(error) => lost(
+                catalog,
+                (tenant, table),
+                pending.lsn,
+                pending.rows,
+                &error.to_string(),
+            ),
         }
     }
+    back
+}
+
+/// Reports acknowledged records that cannot be read back.
+fn lost(
+    catalog: &Catalog,
+    (tenant, table): (&TenantId, Table),
+    lsn: u64,
+    rows: usize,
+    error: &str,
+) {
+    tracing::error!(tenant = %tenant, table = table.name(), lsn, rows, error = %error, "an acknowledged record cannot be read back from the write-ahead log; it is left out of its Parquet file");
+    catalog.wal().corrupt_segments.increment(1);
+}
+
+/// Writes a buffer's records as Parquet files (not yet committed).
+///
+/// Log records alone (the usual case) are converted in time order a batch at a time and streamed
+/// into a [`SortedWriter`]: a commit holds the buffer's OTLP bytes and one batch, not all its rows
+/// as Arrow (at 220k audit-v1 records/s that was 46 MiB of a 76 MiB heap peak). Otherwise —
+/// spans, a log written by an older version, or converted rows that are somehow not in time order
+/// — every row is converted first and [`write_batches`] sorts them.
+fn write_buffer(
+    layout: &Layout,
+    (tenant, table): (&TenantId, Table),
+    back: ReadBack,
+    buffer: &Buffer,
+    options: &WriterOptions,
+    catalog: &Catalog,
+) -> Result<Vec<CommittedFile>, WriteError> {
+    let report = |converted: log_payload::Converted| {
+        if converted.unreadable > 0 {
+            let error = "some of its log records cannot be read";
+            lost(
+                catalog,
+                (tenant, table),
+                buffer.last_lsn,
+                converted.unreadable,
+                error,
+            );
+        }
+    };
+    if back.batches.is_empty() && !back.logged.is_empty() {
+        let mut writer = SortedWriter::new(layout, tenant, table, options);
+        let streamed = log_payload::for_each_sorted_batch(tenant, table, &back.logged, |batch| {
+            writer.write(&batch)
+        });
+        match streamed {
+            Ok(converted) => {
+                report(converted);
+                return writer.finish();
+            }
+            Err(WriteError::OutOfOrder { .. }) => {
+                drop(writer);
+                tracing::warn!(tenant = %tenant, table = table.name(), "converted log records are not in time order; sorting the buffer in memory");
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    let ReadBack {
+        mut batches,
+        logged,
+    } = back;
     if !logged.is_empty() {
-        // The buffer's log records in time order (see `to_sorted_batches`).
         let (converted, outcome) = log_payload::to_sorted_batches(tenant, table, &logged);
         drop(logged);
         batches.extend(converted);
-        if outcome.unreadable > 0 {
-            lost(
-                buffer.last_lsn,
-                outcome.unreadable,
-                "some of its log records cannot be read",
-            );
-        }
+        report(outcome);
     }
-    batches
+    write_batches(layout, tenant, table, &batches, options)
 }
 
 /// Commits one buffer; false when it failed (the caller puts it back).
@@ -263,7 +337,7 @@ fn commit_buffer(
     reader: &mut WalReader,
     (tenant, table): (&TenantId, Table),
     buffer: &Buffer,
-    options: &audit_store::writer::WriterOptions,
+    options: &WriterOptions,
     catalog: &Catalog,
 ) -> bool {
     let started = Instant::now();
@@ -280,8 +354,10 @@ fn commit_buffer(
         },
     };
     let lsns = buffer.first_lsn..=buffer.last_lsn;
-    let batches = read_back(reader, (tenant, table), buffer, catalog);
-    match commit(layout, manifest, tenant, table, &batches, lsns, options) {
+    let back = read_back(reader, (tenant, table), buffer, catalog);
+    let committed = write_buffer(layout, (tenant, table), back, buffer, options, catalog)
+        .and_then(|files| commit_files(layout, manifest, tenant, table, &files, lsns));
+    match committed {
         Ok(committed) => {
             let counters = catalog.store(table);
             counters
@@ -304,3 +380,6 @@ fn commit_buffer(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,162 @@
+//! The writer's files, read back with the Parquet reader.
+
+use std::fs::File;
+use std::path::Path;
+
+use arrow::array::{Array, StringArray};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::*;
+use crate::query::tests::{BASE, DAY, batch};
+
+/// `(timestamp, body)` of every row of a Parquet file, in file order.
+fn rows_of(path: &Path) -> Vec<(i64, String)> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let times = timestamps(&batch).unwrap();
+        let bodies = batch
+            .column_by_name("body")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        rows.extend((0..batch.num_rows()).map(|i| (times.value(i), bodies.value(i).to_owned())));
+    }
+    rows
+}
+
+/// Every file under `dir`, hidden or not.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(files_under(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found
+}
+
+/// Midnight (UTC) of the day of `BASE`.
+fn first_day() -> i64 {
+    BASE.div_euclid(DAY) * DAY
+}
+
+/// 300 rows over a day and a half from 12:00: 100 on the first day, 200 on the second.
+fn two_days() -> Vec<(i64, String)> {
+    (0..300)
+        .map(|i| (first_day() + DAY / 2 + i * (DAY / 200), format!("row {i}")))
+        .collect()
+}
+
+#[test]
+fn sorted_writer_writes_the_files_write_batches_writes() {
+    let tenant = TenantId::parse("acme").unwrap();
+    let options = WriterOptions::default();
+    let rows = two_days();
+    // Three batches in time order; the second crosses midnight.
+    let batches: Vec<RecordBatch> = [0..80, 80..250, 250..300]
+        .into_iter()
+        .map(|range| batch(Table::Logs, "acme", &rows[range]))
+        .collect();
+
+    let streamed_dir = tempfile::tempdir().unwrap();
+    let streamed_layout = Layout::new(streamed_dir.path());
+    let mut writer = SortedWriter::new(&streamed_layout, &tenant, Table::Logs, &options);
+    for b in &batches {
+        writer.write(b).unwrap();
+    }
+    let streamed = writer.finish().unwrap();
+
+    let gathered_dir = tempfile::tempdir().unwrap();
+    let gathered_layout = Layout::new(gathered_dir.path());
+    let gathered =
+        write_batches(&gathered_layout, &tenant, Table::Logs, &batches, &options).unwrap();
+
+    assert_eq!(streamed.len(), 2, "one file per day");
+    assert_eq!(gathered.len(), 2);
+    let midnight = first_day() + DAY;
+    for (s, g) in streamed.iter().zip(&gathered) {
+        assert_eq!(
+            (s.rows, s.min_timestamp, s.max_timestamp),
+            (g.rows, g.min_timestamp, g.max_timestamp)
+        );
+        assert_eq!(rows_of(&s.path), rows_of(&g.path));
+        assert_eq!(s.bytes, std::fs::metadata(&s.path).unwrap().len());
+        // The date partition is the rows' day.
+        let partition = s.path.parent().unwrap().file_name().unwrap();
+        let date = date_of(day_of(s.min_timestamp)).unwrap();
+        assert_eq!(partition.to_string_lossy(), format!("date={date}"));
+    }
+    assert_eq!(streamed[0].rows, 100);
+    assert!(streamed[0].max_timestamp < midnight && streamed[1].min_timestamp >= midnight);
+    assert_eq!(
+        [rows_of(&streamed[0].path), rows_of(&streamed[1].path)].concat(),
+        rows
+    );
+    // Nothing else is left in the directory: no temporary file.
+    assert_eq!(files_under(streamed_dir.path()).len(), 2);
+}
+
+#[test]
+fn sorted_writer_refuses_rows_out_of_order_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new(dir.path());
+    let tenant = TenantId::parse("acme").unwrap();
+    let options = WriterOptions::default();
+    let rows = two_days();
+
+    // A batch that starts before the last row written.
+    let mut writer = SortedWriter::new(&layout, &tenant, Table::Logs, &options);
+    writer
+        .write(&batch(Table::Logs, "acme", &rows[..150]))
+        .unwrap();
+    let late = writer.write(&batch(Table::Logs, "acme", &rows[140..200]));
+    assert!(matches!(
+        late,
+        Err(WriteError::OutOfOrder { table: "logs" })
+    ));
+    drop(writer);
+    assert_eq!(
+        files_under(dir.path()),
+        Vec::<std::path::PathBuf>::new(),
+        "the first day's finished file and the open one are both removed"
+    );
+
+    // A batch whose own rows are not in order.
+    let mut shuffled = rows[..10].to_vec();
+    shuffled.swap(3, 4);
+    let mut writer = SortedWriter::new(&layout, &tenant, Table::Logs, &options);
+    let unsorted = writer.write(&batch(Table::Logs, "acme", &shuffled));
+    assert!(matches!(unsorted, Err(WriteError::OutOfOrder { .. })));
+    assert!(writer.finish().unwrap().is_empty());
+
+    // A batch of another table's schema.
+    let mut writer = SortedWriter::new(&layout, &tenant, Table::Logs, &options);
+    let spans = writer.write(&batch(Table::Spans, "acme", &rows[..10]));
+    assert!(matches!(spans, Err(WriteError::Schema { .. })));
+    assert!(writer.finish().unwrap().is_empty());
+    assert!(files_under(dir.path()).is_empty());
+}
+
+#[test]
+fn sorted_writer_without_rows_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new(dir.path());
+    let tenant = TenantId::parse("acme").unwrap();
+    let options = WriterOptions::default();
+    let mut writer = SortedWriter::new(&layout, &tenant, Table::Events, &options);
+    writer.write(&batch(Table::Events, "acme", &[])).unwrap();
+    assert!(writer.finish().unwrap().is_empty());
+    assert!(files_under(dir.path()).is_empty());
+}
