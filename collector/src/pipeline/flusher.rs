@@ -177,8 +177,9 @@ fn trim_log(wal: &Mutex<WalWriter>, memtable: &Memtable, catalog: &Catalog) {
 /// Gives the pages the allocator holds free back to the OS, after a round of commits: a commit
 /// frees tens of MiB (the records it read back, Arrow batches, Parquet buffers) that malloc
 /// would otherwise keep, so a daemon that was busy and is now idle would stay at its busy size
-/// (83 MiB instead of 30 after 30 s at 220,000 audit-v1 records/s). Costs ~0.2 % of the CPU
-/// under load (the next round faults the pages in again).
+/// (83 MiB instead of 41 after 30 s at 220,000 audit-v1 records/s and a flush). The next round
+/// faults the pages in again: no difference in records per CPU-second within the benchmark's
+/// noise (BENCHMARKS.md).
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the OS; any thread may call it.
