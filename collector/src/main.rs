@@ -49,8 +49,6 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &RunArgs) -> ExitCode {
-    // Before any thread exists: the allocator's arenas are made as threads first allocate.
-    one_malloc_arena();
     // Where transparent huge pages are on for every mapping (`always`, the default of some
     // distributions), each 2 MiB of heap touched is resident (and zeroed) whole. The daemon's
     // heap is small and churns; it gains nothing from them.
@@ -95,28 +93,6 @@ fn run(args: &RunArgs) -> ExitCode {
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "tenantscope failed");
             ExitCode::FAILURE
-        }
-    }
-}
-
-/// Makes glibc's malloc keep one arena for all threads, unless `MALLOC_ARENA_MAX` or
-/// `GLIBC_TUNABLES` says otherwise.
-///
-/// With an arena per thread, what a commit frees (its Arrow batches, Parquet buffers, the log
-/// records it read back) stays in the commit thread's arena, the next commit runs on a new
-/// thread, and the request threads cannot reuse any of it: at 220,000 audit-v1 records/s the
-/// peak RSS was 153–160 MiB for a heap that never held more than 68 MiB at once; with one arena
-/// it is 98–105 MiB, for the same CPU per record on two cores (BENCHMARKS.md). On many cores,
-/// where the one arena's lock could be contended, `MALLOC_ARENA_MAX=N` restores more.
-fn one_malloc_arena() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        let set_by_user = std::env::var_os("MALLOC_ARENA_MAX").is_some()
-            || std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"));
-        if !set_by_user {
-            // SAFETY: mallopt only sets a malloc parameter; called before any other thread
-            // exists.
-            unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
         }
     }
 }
