@@ -180,7 +180,7 @@ fn trim_log(wal: &Mutex<WalWriter>, memtable: &Memtable, catalog: &Catalog) {
 /// malloc keeps freed memory in the arena of the thread that allocated it, each round of commits
 /// runs on a new thread that may be handed another arena, and the request threads use their own:
 /// without this, what one round freed was never reused, and at 220,000 audit-v1 records/s peak
-/// RSS was 153–160 MiB for a heap that never held more than 68 MiB at once; with it, 87–88 MiB
+/// RSS was 153–160 MiB for a heap that never held more than 68 MiB at once; with it, 87–97 MiB
 /// (and 41 MiB instead of 83 once idle again). The next round faults the pages in again: no
 /// difference in records per CPU-second within the benchmark's noise (BENCHMARKS.md).
 fn release_free_memory() {
