@@ -38,15 +38,31 @@ fn record(time: u64, body: &str) -> Vec<u8> {
     .encode_to_vec()
 }
 
-fn buffer(rows: usize) -> Buffer {
-    Buffer {
+/// Writes `request`'s `rows` records, logged for acme's `logs` (received at 1,000), as a commit
+/// writes a buffer of them.
+fn write_logged(layout: &Layout, request: Vec<u8>, rows: usize) -> Vec<CommittedFile> {
+    let back = ReadBack {
+        batches: Vec::new(),
+        logged: vec![logged_request(request, 1_000)],
+    };
+    let buffer = Buffer {
         records: Vec::new(),
         rows,
         bytes: 0,
         first_lsn: 1,
         last_lsn: 1,
         since: Instant::now(),
-    }
+    };
+    let acme = TenantId::parse("acme").unwrap();
+    write_buffer(
+        layout,
+        (&acme, Table::Logs),
+        back,
+        &buffer,
+        &WriterOptions::default(),
+        &Catalog::with_tenant_labels(10),
+    )
+    .unwrap()
 }
 
 /// `(timestamp, body)` of every row of a Parquet file, in file order.
@@ -86,22 +102,9 @@ fn parquet_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 fn log_records_in_time_order_are_streamed_into_one_file() {
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::new(dir.path());
-    let acme = TenantId::parse("acme").unwrap();
     // Out of order in the log; the commit orders them.
     let request = request_of(&[record(300, "c"), record(100, "a"), record(200, "b")]);
-    let back = ReadBack {
-        batches: Vec::new(),
-        logged: vec![logged_request(request, 1_000)],
-    };
-    let files = write_buffer(
-        &layout,
-        (&acme, Table::Logs),
-        back,
-        &buffer(3),
-        &WriterOptions::default(),
-        &Catalog::with_tenant_labels(10),
-    )
-    .unwrap();
+    let files = write_logged(&layout, request, 3);
     assert_eq!(files.len(), 1);
     assert_eq!(
         (
@@ -121,7 +124,6 @@ fn log_records_in_time_order_are_streamed_into_one_file() {
 fn log_records_whose_order_hint_is_wrong_are_sorted_in_memory() {
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::new(dir.path());
-    let acme = TenantId::parse("acme").unwrap();
     // The second record carries an unknown field as a protobuf group (field 20): the in-place
     // reader gives up on it, so the commit orders it by its receive time (1,000), but prost reads
     // it, and it is stored under its own time (50) — earlier than the first record's 100.
@@ -130,19 +132,7 @@ fn log_records_whose_order_hint_is_wrong_are_sorted_in_memory() {
     assert_eq!(crate::ingest::logs::record_time(&grouped, 1_000), 1_000);
     assert!(LogRecord::decode(grouped.as_slice()).is_ok());
     let request = request_of(&[record(100, "late"), grouped]);
-    let back = ReadBack {
-        batches: Vec::new(),
-        logged: vec![logged_request(request, 1_000)],
-    };
-    let files = write_buffer(
-        &layout,
-        (&acme, Table::Logs),
-        back,
-        &buffer(2),
-        &WriterOptions::default(),
-        &Catalog::with_tenant_labels(10),
-    )
-    .unwrap();
+    let files = write_logged(&layout, request, 2);
     assert_eq!(files.len(), 1);
     assert_eq!(
         (
