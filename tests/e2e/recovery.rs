@@ -13,13 +13,7 @@ use crate::harness::Daemon;
 
 fn payload(tenant: &TenantId, body: &str) -> Vec<u8> {
     let mut converter = Converter::new(1_795_000_000_000_000_000);
-    let origin = Origin {
-        resource: None,
-        resource_schema_url: "",
-        scope: None,
-        scope_schema_url: "",
-        redaction_policy: "",
-    };
+    let origin = Origin::new(None, "", None, "", "");
     let record = LogRecord {
         body: Some(AnyValue {
             value: Some(any_value::Value::StringValue(body.into())),

@@ -284,13 +284,13 @@ impl ExportRequest for ExportTraceServiceRequest {
             );
             let service = service_name(rs.resource.as_ref());
             for (s, (ss, scope)) in rs.scope_spans.iter_mut().zip(scopes).enumerate() {
-                let origin = Origin {
-                    resource: rs.resource.as_ref(),
-                    resource_schema_url: &rs.schema_url,
-                    scope: scope.as_ref(),
-                    scope_schema_url: &ss.schema_url,
-                    redaction_policy: redactor.map_or("", |r| r.version()),
-                };
+                let origin = Origin::new(
+                    rs.resource.as_ref(),
+                    &rs.schema_url,
+                    scope.as_ref(),
+                    &ss.schema_url,
+                    redactor.map_or("", |r| r.version()),
+                );
                 for (i, span) in ss.spans.iter_mut().enumerate() {
                     let at = || format!("resourceSpans[{r}].scopeSpans[{s}].spans[{i}]");
                     if !policy.signals.traces {

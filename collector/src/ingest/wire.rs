@@ -88,7 +88,12 @@ impl<'a> Reader<'a> {
     }
 
     pub fn str(&mut self) -> Option<&'a str> {
-        std::str::from_utf8(self.len_delimited()?).ok()
+        let bytes = self.len_delimited()?;
+        if bytes.is_ascii() {
+            // SAFETY: ASCII is valid UTF-8.
+            return Some(unsafe { std::str::from_utf8_unchecked(bytes) });
+        }
+        std::str::from_utf8(bytes).ok()
     }
 
     /// Skips a field of `wire` type (an unknown field).

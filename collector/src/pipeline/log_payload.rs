@@ -284,18 +284,21 @@ impl Logged {
     }
 }
 
-/// Where a record is: payload, resource, scope, record.
-type At = (u32, u32, u32, u32);
-
 /// Rows converted into one batch at commit. A commit holds one such batch at a time (it goes
 /// straight into the Parquet writer): 4,096 audit-v1 rows are ~4 MiB of builders, where 16,384
 /// were 16 MiB; the writer encodes pages across batches, so the files are the same.
 pub const COMMIT_BATCH_ROWS: usize = 4096;
 
+/// A batch at commit also ends once its rows hold this many bytes (records and the attributes of
+/// their resources and scopes, which every row repeats): a request with a large resource
+/// attribute then cannot make a batch of thousands of copies of it, nor overflow Arrow's 32-bit
+/// string offsets (2 GiB).
+pub const COMMIT_BATCH_BYTES: usize = 64 << 20;
+
 /// Converts the records of `logged` (payloads of `tenant` and `table`), all of them ordered by
-/// time, into batches of at most [`COMMIT_BATCH_ROWS`] rows, each following the last in time:
-/// the Parquet writer finds them sorted and writes them as they are instead of gathering rows
-/// from many small batches.
+/// time, into batches of at most [`COMMIT_BATCH_ROWS`] rows (and about [`COMMIT_BATCH_BYTES`]),
+/// each following the last in time: the Parquet writer finds them sorted and writes them as
+/// they are instead of gathering rows from many small batches.
 pub fn to_sorted_batches(
     tenant: &TenantId,
     table: Table,
@@ -318,11 +321,15 @@ pub fn for_each_sorted_batch<E>(
     logged: &[Logged],
     mut sink: impl FnMut(RecordBatch) -> Result<(), E>,
 ) -> Result<Converted, E> {
-    let order = time_order(logged);
+    let mut sorted = Sorted::new(tenant, table, logged);
+    let limit = Limit {
+        rows: COMMIT_BATCH_ROWS,
+        bytes: COMMIT_BATCH_BYTES,
+    };
     let mut total = Converted::default();
-    for chunk in order.chunks(COMMIT_BATCH_ROWS) {
+    while !sorted.is_done() {
         let mut converter = Converter::new(0);
-        let converted = convert_in_order(tenant, table, logged, chunk, &mut converter);
+        let converted = sorted.convert(limit, &mut converter);
         total.unreadable += converted.unreadable;
         match converter.finish() {
             Ok(out) => {
@@ -349,7 +356,11 @@ pub fn convert_sorted(
     logged: &[Logged],
     converter: &mut Converter,
 ) -> Converted {
-    let mut converted = convert_in_order(tenant, table, logged, &time_order(logged), converter);
+    let limit = Limit {
+        rows: usize::MAX,
+        bytes: usize::MAX,
+    };
+    let mut converted = Sorted::new(tenant, table, logged).convert(limit, converter);
     converted.unreadable += unannounced(logged, converted);
     converted
 }
@@ -360,62 +371,115 @@ fn unannounced(logged: &[Logged], seen: Converted) -> usize {
     announced.saturating_sub(seen.rows + seen.unreadable)
 }
 
-/// Every record of `logged`, ordered by time (stable: records of one time keep log order).
-fn time_order(logged: &[Logged]) -> Vec<(i64, At)> {
-    let mut order: Vec<(i64, At)> = Vec::with_capacity(logged.iter().map(|l| l.rows).sum());
-    for (p, payload) in logged.iter().enumerate() {
-        for (r, resource) in payload.request.resources.iter().enumerate() {
-            for (s, scope) in resource.scopes.iter().enumerate() {
-                for (i, range) in scope.records.iter().enumerate() {
-                    // Only an ordering hint: the writer sorts by the converted timestamps anyway.
-                    let time = logs::record_time(payload.request.raw(range), payload.received_at);
-                    order.push((time, (p as u32, r as u32, s as u32, i as u32)));
+/// When [`Sorted::convert`] ends a batch.
+#[derive(Clone, Copy)]
+struct Limit {
+    rows: usize,
+    bytes: usize,
+}
+
+/// The records of some payloads of one tenant and table, converted in time order (stable:
+/// records of one time keep log order), batch after batch.
+struct Sorted<'a> {
+    tenant: &'a TenantId,
+    table: Table,
+    logged: &'a [Logged],
+    /// The scopes that have records, as (payload, resource, scope).
+    scopes: Vec<(u32, u32, u32)>,
+    /// (time, index in `scopes`, index in the scope) of each record, ordered by time.
+    records: Vec<(i64, u32, u32)>,
+    /// How many of `records` are converted.
+    done: usize,
+    /// Per scope, where its converted resource and scope are in the current batch's origins
+    /// (u32::MAX: not converted for this batch).
+    slots: Vec<u32>,
+}
+
+impl<'a> Sorted<'a> {
+    fn new(tenant: &'a TenantId, table: Table, logged: &'a [Logged]) -> Self {
+        let mut scopes = Vec::new();
+        let mut records = Vec::with_capacity(logged.iter().map(|l| l.rows).sum());
+        for (p, payload) in logged.iter().enumerate() {
+            for (r, resource) in payload.request.resources.iter().enumerate() {
+                for (s, scope) in resource.scopes.iter().enumerate() {
+                    let id = scopes.len() as u32;
+                    scopes.push((p as u32, r as u32, s as u32));
+                    for (i, range) in scope.records.iter().enumerate() {
+                        // Only an ordering hint: the writer sorts by the converted timestamps.
+                        let raw = payload.request.raw(range);
+                        records.push((logs::record_time(raw, payload.received_at), id, i as u32));
+                    }
                 }
             }
         }
-    }
-    order.sort_by_key(|(time, _)| *time);
-    order
-}
-
-/// Converts the records `order` names, in that order.
-fn convert_in_order(
-    tenant: &TenantId,
-    table: Table,
-    logged: &[Logged],
-    order: &[(i64, At)],
-    converter: &mut Converter,
-) -> Converted {
-    let mut converted = Converted::default();
-    let mut attributes = Vec::new();
-    for &(_, (p, r, s, i)) in order {
-        let payload = &logged[p as usize];
-        let resource = &payload.request.resources[r as usize];
-        let scope = &resource.scopes[s as usize];
-        let origin = Origin {
-            resource: resource.resource.as_ref(),
-            resource_schema_url: &resource.schema_url,
-            scope: scope.scope.as_ref(),
-            scope_schema_url: &scope.schema_url,
-            redaction_policy: &payload.redaction_policy,
-        };
-        converter.set_received_at(payload.received_at);
-        let raw = payload.request.raw(&scope.records[i as usize]);
-        if let Some(view) = logs::read_record(raw, &mut attributes) {
-            let record = ViewRecord {
-                view: &view,
-                attributes: &attributes,
-            };
-            converter.push_log_into(tenant, table, &origin, &record);
-        } else if let Ok(record) = LogRecord::decode(raw) {
-            converter.push_log_into(tenant, table, &origin, &record);
-        } else {
-            converted.unreadable += 1;
-            continue;
+        records.sort_by_key(|(time, _, _)| *time);
+        Self {
+            tenant,
+            table,
+            logged,
+            slots: vec![u32::MAX; scopes.len()],
+            scopes,
+            records,
+            done: 0,
         }
-        converted.rows += 1;
     }
-    converted
+
+    fn is_done(&self) -> bool {
+        self.done == self.records.len()
+    }
+
+    /// Converts the next records in time order into `converter`, until `limit`.
+    fn convert(&mut self, limit: Limit, converter: &mut Converter) -> Converted {
+        let mut converted = Converted::default();
+        let mut attributes = Vec::new();
+        // Each scope's resource and scope converted once per batch (`slots` says where).
+        let mut origins: Vec<(Origin<'a>, usize, u32)> = Vec::new();
+        let mut bytes = 0;
+        for &(_, id, i) in &self.records[self.done..] {
+            if converted.rows >= limit.rows || bytes >= limit.bytes {
+                break;
+            }
+            self.done += 1;
+            let (p, r, s) = self.scopes[id as usize];
+            let payload = &self.logged[p as usize];
+            let resource = &payload.request.resources[r as usize];
+            let scope = &resource.scopes[s as usize];
+            let slot = &mut self.slots[id as usize];
+            if *slot == u32::MAX {
+                *slot = origins.len() as u32;
+                let origin = Origin::new(
+                    resource.resource.as_ref(),
+                    &resource.schema_url,
+                    scope.scope.as_ref(),
+                    &scope.schema_url,
+                    &payload.redaction_policy,
+                );
+                let repeated = origin.repeated_bytes();
+                origins.push((origin, repeated, id));
+            }
+            let (origin, repeated, _) = &origins[*slot as usize];
+            let raw = payload.request.raw(&scope.records[i as usize]);
+            converter.set_received_at(payload.received_at);
+            if let Some(view) = logs::read_record(raw, &mut attributes) {
+                let record = ViewRecord {
+                    view: &view,
+                    attributes: &attributes,
+                };
+                converter.push_log_into(self.tenant, self.table, origin, &record);
+            } else if let Ok(record) = LogRecord::decode(raw) {
+                converter.push_log_into(self.tenant, self.table, origin, &record);
+            } else {
+                converted.unreadable += 1;
+                continue;
+            }
+            converted.rows += 1;
+            bytes += raw.len() + repeated;
+        }
+        for (_, _, id) in &origins {
+            self.slots[*id as usize] = u32::MAX;
+        }
+        converted
+    }
 }
 
 /// Converts one payload [`LogPayloads`] wrote for `tenant` and `table` into `converter`. An

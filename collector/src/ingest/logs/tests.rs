@@ -118,13 +118,7 @@ fn request(records: Vec<LogRecord>) -> ExportLogsServiceRequest {
 fn convert(push: impl FnOnce(&mut Converter, &TenantId, &Origin<'_>)) -> Vec<TenantBatch> {
     let tenant = TenantId::parse("acme").unwrap();
     let resource = request(vec![]).resource_logs[0].resource.clone().unwrap();
-    let origin = Origin {
-        resource: Some(&resource),
-        resource_schema_url: "https://r",
-        scope: None,
-        scope_schema_url: "https://s",
-        redaction_policy: "",
-    };
+    let origin = Origin::new(Some(&resource), "https://r", None, "https://s", "");
     let mut converter = Converter::new(999);
     push(&mut converter, &tenant, &origin);
     converter.finish().unwrap()

@@ -85,13 +85,7 @@ fn map(batch: &RecordBatch, column: &str, row: usize) -> Vec<(String, Option<Str
 /// The origin of test records, with schema URLs `https://r` and `https://s` or none.
 fn origin<'a>(r: &'a Resource, sc: &'a InstrumentationScope, urls: bool) -> Origin<'a> {
     let url = |u| if urls { u } else { "" };
-    Origin {
-        resource: Some(r),
-        resource_schema_url: url("https://r"),
-        scope: Some(sc),
-        scope_schema_url: url("https://s"),
-        redaction_policy: "",
-    }
+    Origin::new(Some(r), url("https://r"), Some(sc), url("https://s"), "")
 }
 
 fn convert_logs(records: Vec<LogRecord>) -> Vec<TenantBatch> {

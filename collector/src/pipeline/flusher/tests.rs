@@ -124,13 +124,20 @@ fn log_records_in_time_order_are_streamed_into_one_file() {
 fn log_records_whose_order_hint_is_wrong_are_sorted_in_memory() {
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::new(dir.path());
-    // The second record carries an unknown field as a protobuf group (field 20): the in-place
-    // reader gives up on it, so the commit orders it by its receive time (1,000), but prost reads
-    // it, and it is stored under its own time (50) — earlier than the first record's 100.
-    let mut grouped = record(50, "early");
-    grouped.extend([0xa3, 0x01, 0xa4, 0x01]);
-    assert_eq!(crate::ingest::logs::record_time(&grouped, 1_000), 1_000);
-    assert!(LogRecord::decode(grouped.as_slice()).is_ok());
+    // The second record carries an unknown field as a protobuf group (field 20), then its time
+    // again: the commit orders it by the first time (2,000), the in-place reader gives up on it,
+    // but prost reads it, and it is stored under the last time (50) — earlier than the first
+    // record's 100.
+    let mut grouped = record(2_000, "early");
+    grouped.extend([0xa3, 0x01, 0xa4, 0x01, 0x09]);
+    grouped.extend(50u64.to_le_bytes());
+    assert_eq!(crate::ingest::logs::record_time(&grouped, 1_000), 2_000);
+    assert_eq!(
+        LogRecord::decode(grouped.as_slice())
+            .unwrap()
+            .time_unix_nano,
+        50
+    );
     let request = request_of(&[record(100, "late"), grouped]);
     let files = write_logged(&layout, request, 2);
     assert_eq!(files.len(), 1);

@@ -109,13 +109,13 @@ fn log_and_convert(received_at: i64) -> (Vec<Record>, Vec<TenantBatch>) {
     for (_, r, s, _, decoded) in &accepted {
         let resource = &request.resources[*r];
         let scope = &resource.scopes[*s];
-        let origin = Origin {
-            resource: resource.resource.as_ref(),
-            resource_schema_url: &resource.schema_url,
-            scope: scope.scope.as_ref(),
-            scope_schema_url: &scope.schema_url,
-            redaction_policy: POLICIES[*r],
-        };
+        let origin = Origin::new(
+            resource.resource.as_ref(),
+            &resource.schema_url,
+            scope.scope.as_ref(),
+            &scope.schema_url,
+            POLICIES[*r],
+        );
         expected.push_log(&tenant(["acme", "globex"][*r]), &origin, decoded);
     }
     (payloads.finish(), expected.finish().unwrap())
@@ -256,8 +256,9 @@ fn logged(records: Vec<LogRecord>, received_at: i64) -> Logged {
 pub(crate) fn logged_request(request: Vec<u8>, received_at: i64) -> Logged {
     let request = LogsRequest::parse(Bytes::from(request)).unwrap();
     let mut payloads = LogPayloads::new(received_at, request.bytes().clone());
-    payloads.resource(&tenant("acme"), "", None, "");
-    payloads.scope(None, "");
+    let resource = &request.resources[0];
+    payloads.resource(&tenant("acme"), "", resource.resource.as_ref(), "");
+    payloads.scope(resource.scopes[0].scope.as_ref(), "");
     for range in &request.resources[0].scopes[0].records {
         payloads.record(Table::Logs, range.clone());
     }
@@ -373,4 +374,57 @@ fn a_large_buffer_becomes_batches_that_follow_each_other_in_time() {
         })
         .collect();
     assert_eq!(times, (1..=21_000).collect::<Vec<i64>>());
+}
+
+#[test]
+fn a_large_resource_attribute_ends_batches_early() {
+    // Every row repeats its resource's attributes: 200 rows of a 1 MiB attribute are 200 MiB of
+    // Arrow, so batches end at about COMMIT_BATCH_BYTES instead of at COMMIT_BATCH_ROWS.
+    let big = "x".repeat(1 << 20);
+    let request = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![kv("host.description", Value::StringValue(big.clone()))],
+                ..Default::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: (0..200)
+                    .map(|n| LogRecord {
+                        time_unix_nano: 1 + n,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let logged = [logged_request(request.encode_to_vec(), 0)];
+    let mut sizes = Vec::new();
+    let converted = for_each_sorted_batch(&tenant("acme"), Table::Logs, &logged, |batch| {
+        let attributes = batch
+            .column_by_name("resource_attributes")
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow::array::MapArray>()
+            .unwrap()
+            .values()
+            .len();
+        sizes.push((batch.num_rows(), attributes));
+        Ok::<_, ()>(())
+    })
+    .unwrap();
+    assert_eq!(
+        converted,
+        Converted {
+            rows: 200,
+            unreadable: 0
+        }
+    );
+    let per_batch = COMMIT_BATCH_BYTES.div_ceil(big.len() + 1);
+    assert_eq!(
+        sizes,
+        [per_batch, per_batch, per_batch, 200 - 3 * per_batch].map(|rows| (rows, rows)),
+        "batches of about {COMMIT_BATCH_BYTES} bytes, each row with its attribute"
+    );
 }
