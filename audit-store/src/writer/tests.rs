@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 
 use arrow::array::{Array, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -159,4 +160,72 @@ fn sorted_writer_without_rows_writes_nothing() {
     writer.write(&batch(Table::Events, "acme", &[])).unwrap();
     assert!(writer.finish().unwrap().is_empty());
     assert!(files_under(dir.path()).is_empty());
+}
+
+/// The `trace_id` bloom filter of a file's first row group.
+fn trace_id_filter(path: &Path) -> parquet::bloom_filter::Sbbf {
+    use parquet::file::properties::ReaderProperties;
+    use parquet::file::reader::FileReader;
+    use parquet::file::serialized_reader::{ReadOptionsBuilder, SerializedFileReader};
+    let options = ReadOptionsBuilder::new()
+        .with_reader_properties(
+            ReaderProperties::builder()
+                .set_read_bloom_filter(true)
+                .build(),
+        )
+        .build();
+    let reader =
+        SerializedFileReader::new_with_options(File::open(path).unwrap(), options).unwrap();
+    let row_group = reader.get_row_group(0).unwrap();
+    let column = row_group
+        .metadata()
+        .columns()
+        .iter()
+        .position(|c| c.column_path().string() == "trace_id")
+        .unwrap();
+    row_group
+        .get_column_bloom_filter(column)
+        .expect("a trace_id bloom filter")
+        .clone()
+}
+
+#[test]
+fn trace_id_bloom_filters_hold_every_id_however_many_rows_were_expected() {
+    let tenant = TenantId::parse("acme").unwrap();
+    let options = WriterOptions::default();
+    let rows: Vec<(i64, String)> = (0..2_000).map(|i| (BASE + i, format!("row {i}"))).collect();
+    let ids: Vec<String> = (0..4_000u64)
+        .map(|i| format!("{:032x}", i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+        .collect();
+    let (written, absent) = ids.split_at(rows.len());
+    let mut batch = batch(Table::Logs, "acme", &rows);
+    let column = batch.schema().index_of("trace_id").unwrap();
+    let mut columns = batch.columns().to_vec();
+    columns[column] = Arc::new(StringArray::from_iter_values(written));
+    batch = RecordBatch::try_new(batch.schema(), columns).unwrap();
+    // As many rows as expected, far fewer (the filter is then too small), and no hint (sized for
+    // a row group of a million rows).
+    for expected in [Some(2_000), Some(10), None] {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let mut writer = SortedWriter::new(&layout, &tenant, Table::Logs, &options);
+        if let Some(rows) = expected {
+            writer = writer.expecting_rows(rows);
+        }
+        writer.write(&batch).unwrap();
+        let files = writer.finish().unwrap();
+        let filter = trace_id_filter(&files[0].path);
+        assert!(
+            written.iter().all(|id| filter.check(id.as_str())),
+            "no false negatives, expecting {expected:?} rows"
+        );
+        let false_positives = absent.iter().filter(|id| filter.check(id.as_str())).count();
+        if expected != Some(10) {
+            // The target rate is 5 %: about 100 of 2,000.
+            assert!(
+                false_positives < 200,
+                "{false_positives} false positives, expecting {expected:?} rows"
+            );
+        }
+    }
 }

@@ -319,7 +319,8 @@ fn write_buffer(
         }
     };
     if back.batches.is_empty() && !back.logged.is_empty() {
-        let mut writer = SortedWriter::new(layout, tenant, table, options);
+        let rows = back.logged.iter().map(log_payload::Logged::rows).sum();
+        let mut writer = SortedWriter::new(layout, tenant, table, options).expecting_rows(rows);
         let streamed = log_payload::for_each_sorted_batch(tenant, table, &back.logged, |batch| {
             writer.write(&batch)
         });
