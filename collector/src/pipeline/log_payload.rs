@@ -386,13 +386,22 @@ struct Sorted<'a> {
     logged: &'a [Logged],
     /// The scopes that have records, as (payload, resource, scope).
     scopes: Vec<(u32, u32, u32)>,
-    /// (time, index in `scopes`, index in the scope) of each record, ordered by time.
-    records: Vec<(i64, u32, u32)>,
+    /// Every record, ordered by time.
+    records: Vec<Row<'a>>,
     /// How many of `records` are converted.
     done: usize,
     /// Per scope, where its converted resource and scope are in the current batch's origins
     /// (u32::MAX: not converted for this batch).
     slots: Vec<u32>,
+}
+
+/// A record to convert: its time (the ordering hint), its scope (index in `Sorted::scopes`) and
+/// its bytes — found directly, not through the request's index: records are visited in time
+/// order, jumping between requests, where every indirection is a cache miss.
+struct Row<'a> {
+    time: i64,
+    scope: u32,
+    raw: &'a [u8],
 }
 
 impl<'a> Sorted<'a> {
@@ -404,15 +413,19 @@ impl<'a> Sorted<'a> {
                 for (s, scope) in resource.scopes.iter().enumerate() {
                     let id = scopes.len() as u32;
                     scopes.push((p as u32, r as u32, s as u32));
-                    for (i, range) in scope.records.iter().enumerate() {
-                        // Only an ordering hint: the writer sorts by the converted timestamps.
+                    for range in &scope.records {
                         let raw = payload.request.raw(range);
-                        records.push((logs::record_time(raw, payload.received_at), id, i as u32));
+                        records.push(Row {
+                            // Only a hint: the writer checks the converted timestamps' order.
+                            time: logs::record_time(raw, payload.received_at),
+                            scope: id,
+                            raw,
+                        });
                     }
                 }
             }
         }
-        records.sort_by_key(|(time, _, _)| *time);
+        records.sort_by_key(|row| row.time);
         Self {
             tenant,
             table,
@@ -435,18 +448,19 @@ impl<'a> Sorted<'a> {
         // Each scope's resource and scope converted once per batch (`slots` says where).
         let mut origins: Vec<(Origin<'a>, usize, u32)> = Vec::new();
         let mut bytes = 0;
-        for &(_, id, i) in &self.records[self.done..] {
+        for row in &self.records[self.done..] {
             if converted.rows >= limit.rows || bytes >= limit.bytes {
                 break;
             }
             self.done += 1;
+            let (id, raw) = (row.scope, row.raw);
             let (p, r, s) = self.scopes[id as usize];
             let payload = &self.logged[p as usize];
-            let resource = &payload.request.resources[r as usize];
-            let scope = &resource.scopes[s as usize];
             let slot = &mut self.slots[id as usize];
             if *slot == u32::MAX {
                 *slot = origins.len() as u32;
+                let resource = &payload.request.resources[r as usize];
+                let scope = &resource.scopes[s as usize];
                 let origin = Origin::new(
                     resource.resource.as_ref(),
                     &resource.schema_url,
@@ -458,7 +472,6 @@ impl<'a> Sorted<'a> {
                 origins.push((origin, repeated, id));
             }
             let (origin, repeated, _) = &origins[*slot as usize];
-            let raw = payload.request.raw(&scope.records[i as usize]);
             converter.set_received_at(payload.received_at);
             if let Some(view) = logs::read_record(raw, &mut attributes) {
                 let record = ViewRecord {
