@@ -393,8 +393,10 @@ fn append_map(builder: &mut StringMapBuilder, attributes: &[KeyValue]) {
 /// Appends one map of `entries` (prepared by [`Entries::new`]).
 fn append_entries(builder: &mut StringMapBuilder, entries: &Entries) {
     let (keys, values) = builder.entries();
-    // Offsets overflow only past 2 GiB of text in one batch; the string builders' own appends
-    // panic there too, and batches are bounded far below it (`log_payload::COMMIT_BATCH_ROWS`).
+    // Offsets overflow past 2 GiB of text in one batch, where the string builders' own appends
+    // panic too. Commits end their batches at `log_payload::COMMIT_BATCH_BYTES`; spans converted
+    // at ingest are bounded only by their request, whose resource attributes every span repeats
+    // (a known gap: a limit on resource attribute size is still to come).
     keys.append_array(&entries.keys)
         .and_then(|()| values.append_array(&entries.values))
         .expect("a batch holds less than 2 GiB of attribute text");
