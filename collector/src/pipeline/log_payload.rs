@@ -5,8 +5,8 @@
 //! for tenants with rules) into one payload per tenant and table: an `ExportLogsServiceRequest`
 //! holding the request's resources and scopes with only those records, framed by
 //! [`OtlpLogs`]. A record read in place is copied as the bytes it came in; one prost had to
-//! decode (and perhaps redact) is encoded again. At commit, [`for_each_sorted_batch`] reads a buffer's
-//! payloads back through the same in-place reader and [`Converter`], so a record is stored
+//! decode (and perhaps redact) is encoded again. At commit, [`for_each_sorted_batch`] reads a
+//! buffer's payloads back through the same in-place reader and [`Converter`], so a record is stored
 //! exactly as it would have been converted at ingest — with the receive time and redaction policy
 //! of its request — and converts them in time order: the Parquet writer then finds one sorted
 //! batch and writes it as it is (gathering rows from many small batches cost 11–19 % of the
