@@ -171,6 +171,7 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
         auth.clone(),
         Arc::new(Quotas::default()),
         series.clone(),
+        config.ingest.max_expanded_request_size,
     );
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {

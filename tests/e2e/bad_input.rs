@@ -340,3 +340,93 @@ async fn grpc_bad_input_gets_its_documented_code() {
     assert_eq!(d.metric(mismatch).await, 1.0);
     d.stop().await;
 }
+
+/// Resource attributes repeated in every row: a request whose rows would repeat more than
+/// `ingest.max_expanded_request_size` is refused whole, not retryable, on both transports.
+#[tokio::test]
+async fn a_request_whose_rows_repeat_too_much_is_refused_whole() {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use tonic_types::StatusExt;
+
+    let mut d = Daemon::start_with(|c| c.ingest.max_expanded_request_size = 1 << 20).await;
+    let annotation = "a".repeat(10_000);
+    let string = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(v.into())),
+        }),
+        ..KeyValue::default()
+    };
+    // 10 kB of resource per span: 200 spans repeat 2 MB, 50 spans 0.5 MB.
+    let spans = |n: usize| ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![string("tenant.id", "acme"), string("note", &annotation)],
+                ..Resource::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: (0..n)
+                    .map(|i| Span {
+                        name: format!("op-{i}"),
+                        start_time_unix_nano: 1_700_000_000_000_000_000,
+                        ..Span::default()
+                    })
+                    .collect(),
+                ..ScopeSpans::default()
+            }],
+            ..ResourceSpans::default()
+        }],
+    };
+    const TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    let status = grpc_call(&d, TRACES, None, spans(200).encode_to_vec(), false)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("ingest.max_expanded_request_size"),
+        "{}",
+        status.message()
+    );
+    assert!(status.get_details_retry_info().is_none(), "not retryable");
+    grpc_call(&d, TRACES, None, spans(50).encode_to_vec(), false)
+        .await
+        .unwrap();
+
+    // The same over HTTP, as log records under one scope.
+    let logs = |n: usize| {
+        let records = vec![r#"{"body":{"stringValue":"x"}}"#; n].join(",");
+        format!(
+            r#"{{"resourceLogs":[{{"resource":{{"attributes":[{{"key":"tenant.id","value":{{"stringValue":"acme"}}}},{{"key":"note","value":{{"stringValue":"{annotation}"}}}}]}},"scopeLogs":[{{"logRecords":[{records}]}}]}}]}}"#
+        )
+        .into_bytes()
+    };
+    let (status, _, body) = post(d.http, "/v1/logs", &[JSON], logs(200)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body:?}");
+    let message = serde_json::from_slice::<serde_json::Value>(&body).unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("ingest.max_expanded_request_size") && message.contains("bytes"),
+        "{message}"
+    );
+    let (status, _, body) = post(d.http, "/v1/logs", &[JSON], logs(50)).await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+
+    // Only the requests under the limit were stored, and the refusals were counted.
+    assert_eq!(d.count("acme", "spans").await, 50);
+    assert_eq!(d.count("acme", "logs").await, 50);
+    let rejected = |transport: &str, signal: &str| {
+        format!(
+            "tenantscope_ingest_requests_rejected_total{{transport=\"{transport}\",signal=\"{signal}\",reason=\"too_large\"}}"
+        )
+    };
+    assert_eq!(d.metric(&rejected("grpc", "traces")).await, 1.0);
+    assert_eq!(d.metric(&rejected("http", "logs")).await, 1.0);
+    d.stop().await;
+}

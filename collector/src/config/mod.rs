@@ -70,8 +70,22 @@ pub struct IngestLimits {
     /// Largest request body as sent (compressed), in bytes. Larger: HTTP 413.
     pub max_request_body_size: u64,
     /// Largest request after decompression, in bytes; also gRPC's max decoded message size.
+    /// At most [`MAX_BODY_SIZE`].
     pub max_decompressed_body_size: u64,
+    /// Most bytes of resource and scope attributes (and schema URLs) a request's stored rows may
+    /// repeat: each row carries its resource's and scope's, so a large resource attribute over
+    /// many small records is stored once per record. Larger: 413 / RESOURCE_EXHAUSTED. At most
+    /// [`MAX_EXPANDED_REQUEST_SIZE`].
+    pub max_expanded_request_size: u64,
 }
+
+/// The largest `ingest.max_decompressed_body_size` accepted: a request's text, even escaped as
+/// JSON (up to 6 bytes per byte), stays within an Arrow string column's 2 GiB.
+pub const MAX_BODY_SIZE: u64 = 256 << 20;
+
+/// The largest `ingest.max_expanded_request_size` accepted: below the 2 GiB an Arrow string
+/// column holds.
+pub const MAX_EXPANDED_REQUEST_SIZE: u64 = 1 << 30;
 
 /// Where and how records are stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -119,6 +133,7 @@ impl Default for Config {
             ingest: IngestLimits {
                 max_request_body_size: 16 << 20,
                 max_decompressed_body_size: 64 << 20,
+                max_expanded_request_size: 256 << 20,
             },
             storage: Storage {
                 data_dir: PathBuf::from("./data"),

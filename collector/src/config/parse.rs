@@ -90,7 +90,11 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         w.field(&m, "listen", "api", &mut c.api, socket_addr);
     }
     if let Some(m) = w.section(&root, "", "ingest") {
-        let keys = ["max_request_body_size", "max_decompressed_body_size"];
+        let keys = [
+            "max_request_body_size",
+            "max_decompressed_body_size",
+            "max_expanded_request_size",
+        ];
         w.known_keys(&m, "ingest", &keys);
         let c = &mut config.ingest;
         let p = "ingest";
@@ -108,11 +112,38 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             &mut c.max_decompressed_body_size,
             byte_size,
         );
+        w.field(
+            &m,
+            p,
+            "max_expanded_request_size",
+            &mut c.max_expanded_request_size,
+            byte_size,
+        );
         if c.max_decompressed_body_size < c.max_request_body_size {
             w.error(
                 "ingest.max_decompressed_body_size",
                 "must be at least ingest.max_request_body_size",
             );
+        }
+        let at_most = [
+            (
+                "max_decompressed_body_size",
+                c.max_decompressed_body_size,
+                super::MAX_BODY_SIZE,
+            ),
+            (
+                "max_expanded_request_size",
+                c.max_expanded_request_size,
+                super::MAX_EXPANDED_REQUEST_SIZE,
+            ),
+        ];
+        for (key, value, max) in at_most {
+            if value > max {
+                w.error(
+                    &format!("ingest.{key}"),
+                    format!("must be at most {}MiB", max >> 20),
+                );
+            }
         }
     }
     if let Some(m) = w.section(&root, "", "storage") {

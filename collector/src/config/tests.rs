@@ -45,6 +45,7 @@ listen:
 ingest:
   max_request_body_size: 1048576
   max_decompressed_body_size: 2MiB
+  max_expanded_request_size: 32MiB
 storage:
   data_dir: /var/lib/tenantscope
   max_file_age: 1s
@@ -58,6 +59,7 @@ log:
     assert_eq!(config.listen.otlp_grpc, "[::1]:14317".parse().unwrap());
     assert_eq!(config.ingest.max_request_body_size, 1 << 20);
     assert_eq!(config.ingest.max_decompressed_body_size, 2 << 20);
+    assert_eq!(config.ingest.max_expanded_request_size, 32 << 20);
     assert_eq!(
         config.storage.data_dir,
         PathBuf::from("/var/lib/tenantscope")
@@ -76,6 +78,7 @@ listen:
   otlp_htp: "127.0.0.1:1"
 ingest:
   max_request_body_size: 0
+  max_expanded_request_size: 2GiB
 storage:
   max_file_age: soon
   queue_capacity: -1
@@ -93,6 +96,7 @@ extra: 1
 listen.otlp_htp: unknown key; expected one of: otlp_grpc, otlp_http, metrics, api
 listen.otlp_grpc: "localhost" is not an address like 127.0.0.1:4317 or [::1]:4317
 ingest.max_request_body_size: must be greater than 0
+ingest.max_expanded_request_size: must be at most 1024MiB
 storage.max_file_age: "soon" is not a duration like 200ms or 5s: expected number at 0
 storage.queue_capacity: expected a whole number, found number -1
 storage.zstd_level: 40 is out of range 1..=22

@@ -155,7 +155,8 @@ async fn read_request<R: ExportRequest>(
     let limits = &state.limits;
     let sent_limit = limits.max_request_body_size;
     let too_large_sent = IngestError::TooLarge {
-        what: "request body",
+        what: "the request body's bytes",
+        size: None,
         limit: sent_limit,
         key: "ingest.max_request_body_size",
     };
@@ -225,7 +226,8 @@ fn decompress(encoding: Option<&str>, body: Bytes, limit: u64) -> Result<Bytes, 
         })?;
     if out.len() as u64 > limit {
         return Err(IngestError::TooLarge {
-            what: "decompressed request body",
+            what: "the request body's bytes after decompression",
+            size: None,
             limit,
             key: "ingest.max_decompressed_body_size",
         });

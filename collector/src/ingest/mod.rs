@@ -46,9 +46,14 @@ pub enum IngestError {
     Malformed(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
-    #[error("{what} exceeds the limit of {limit} bytes ({key})")]
+    #[error(
+        "{what}{} exceed the limit of {limit} bytes ({key})",
+        size.map(|s| format!(" ({s} bytes)")).unwrap_or_default()
+    )]
     TooLarge {
         what: &'static str,
+        /// The size found, when it is known.
+        size: Option<u64>,
         limit: u64,
         key: &'static str,
     },
@@ -206,6 +211,8 @@ pub struct Ingest {
     quotas: Arc<Quotas>,
     series: Arc<SeriesStore>,
     span_buckets: Arc<[f64]>,
+    /// `ingest.max_expanded_request_size`.
+    max_expanded_request_size: u64,
 }
 
 impl Ingest {
@@ -215,6 +222,7 @@ impl Ingest {
         auth: Arc<Authenticator>,
         quotas: Arc<Quotas>,
         series: Arc<SeriesStore>,
+        max_expanded_request_size: u64,
     ) -> Self {
         let span_buckets = Arc::from(series.config().span_duration_buckets.as_slice());
         Self {
@@ -224,6 +232,7 @@ impl Ingest {
             quotas,
             series,
             span_buckets,
+            max_expanded_request_size,
         }
     }
 
@@ -383,12 +392,30 @@ impl Ingest {
         Ok((refusals.outcome(), refusals))
     }
 
+    /// Refuses a request whose rows would repeat more resource and scope bytes than
+    /// `ingest.max_expanded_request_size` (see [`ExportRequest::repeated_bytes`]).
+    fn check_expansion<R: ExportRequest>(&self, request: &R) -> Result<(), IngestError> {
+        let repeated = (0..request.resource_count())
+            .map(|i| request.repeated_bytes(i))
+            .fold(0u64, u64::saturating_add);
+        if repeated <= self.max_expanded_request_size {
+            return Ok(());
+        }
+        Err(IngestError::TooLarge {
+            what: "the resource and scope attributes repeated in every stored row of the request",
+            size: Some(repeated),
+            limit: self.max_expanded_request_size,
+            key: "ingest.max_expanded_request_size",
+        })
+    }
+
     /// Resolves each resource's tenant and takes the request's share of each tenant's rate.
     fn admit<R: ExportRequest>(
         &self,
         tenancy: &RequestTenant,
         request: &R,
     ) -> Result<Vec<Resolved>, IngestError> {
+        self.check_expansion(request)?;
         let mut resolved = Vec::with_capacity(request.resource_count());
         let mut demand: Vec<(TenantId, Arc<TenantState>, u64, u64)> = Vec::new();
         for i in 0..request.resource_count() {
@@ -457,6 +484,10 @@ pub trait ExportRequest: Send + Sized + 'static {
     fn resource_attributes(&self, i: usize) -> &[KeyValue];
     /// Protobuf size of resource `i` with its records (what a bytes/s limit counts).
     fn resource_bytes(&self, i: usize) -> u64;
+    /// Bytes the stored rows of resource `i` repeat: for each of its scopes, the records times
+    /// the protobuf size of the resource and scope with their schema URLs (every row carries its
+    /// resource's and scope's attributes). Zero for a signal that stores no rows.
+    fn repeated_bytes(&self, i: usize) -> u64;
     /// Validates, redacts and converts the records of every resolved resource, into rows of
     /// `converter` or (log records, kept as OTLP) write-ahead log `records`; records that cannot
     /// be stored are counted in `refusals`.

@@ -47,6 +47,18 @@ fn service_name(resource: Option<&Resource>) -> String {
         .into_owned()
 }
 
+/// What each stored row repeats from its origin (see [`ExportRequest::repeated_bytes`]).
+fn origin_bytes(
+    resource: Option<&Resource>,
+    resource_schema_url: &str,
+    scope: Option<&InstrumentationScope>,
+    scope_schema_url: &str,
+) -> u64 {
+    let resource = resource.map_or(0, |r| r.encoded_len());
+    let scope = scope.map_or(0, |s| s.encoded_len());
+    (resource + resource_schema_url.len() + scope + scope_schema_url.len()) as u64
+}
+
 fn redact_origin(
     redactor: Option<&Redactor>,
     resource: &mut Option<Resource>,
@@ -103,6 +115,22 @@ impl ExportRequest for LogsRequest {
 
     fn resource_bytes(&self, i: usize) -> u64 {
         self.resources[i].encoded_len
+    }
+
+    fn repeated_bytes(&self, i: usize) -> u64 {
+        let r = &self.resources[i];
+        r.scopes
+            .iter()
+            .map(|s| {
+                let origin = origin_bytes(
+                    r.resource.as_ref(),
+                    &r.schema_url,
+                    s.scope.as_ref(),
+                    &s.schema_url,
+                );
+                origin.saturating_mul(s.records.len() as u64)
+            })
+            .fold(0, u64::saturating_add)
     }
 
     fn convert(
@@ -265,6 +293,22 @@ impl ExportRequest for ExportTraceServiceRequest {
         self.resource_spans[i].encoded_len() as u64
     }
 
+    fn repeated_bytes(&self, i: usize) -> u64 {
+        let r = &self.resource_spans[i];
+        r.scope_spans
+            .iter()
+            .map(|s| {
+                let origin = origin_bytes(
+                    r.resource.as_ref(),
+                    &r.schema_url,
+                    s.scope.as_ref(),
+                    &s.schema_url,
+                );
+                origin.saturating_mul(s.spans.len() as u64)
+            })
+            .fold(0, u64::saturating_add)
+    }
+
     fn convert(
         &mut self,
         resolved: &[Resolved],
@@ -367,6 +411,11 @@ impl ExportRequest for ExportMetricsServiceRequest {
 
     fn resource_bytes(&self, i: usize) -> u64 {
         self.resource_metrics[i].encoded_len() as u64
+    }
+
+    /// Points become series, not rows: nothing is repeated per point.
+    fn repeated_bytes(&self, _i: usize) -> u64 {
+        0
     }
 
     /// OTLP metrics are not archived: their points go to the series store through `derived`.

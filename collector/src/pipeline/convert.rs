@@ -42,7 +42,16 @@ pub struct Converter {
     received_at: i64,
     logs: ByKey<(TenantId, Table), LogColumns>,
     spans: ByKey<TenantId, SpanColumns>,
+    /// Span columns that reached [`SPAN_BATCH_REPEATED_BYTES`], to finish as batches of their own.
+    full_spans: Vec<(TenantId, SpanColumns)>,
 }
+
+/// A tenant's spans end a batch once their rows repeat this many bytes of resource and scope
+/// attributes: however large a request's resource (`ingest.max_expanded_request_size` bounds the
+/// request, but redaction can lengthen values after that check), no string column comes near
+/// Arrow's 2 GiB of 32-bit offsets, where its builders panic. Log records are converted at commit,
+/// in batches bounded by `log_payload::COMMIT_BATCH_BYTES`.
+pub const SPAN_BATCH_REPEATED_BYTES: usize = 64 << 20;
 
 /// Columns by key (tenant and table): rows of one key mostly follow each other, so the key used
 /// last is checked first, without cloning the tenant id for a lookup.
@@ -256,11 +265,17 @@ impl Converter {
         c.links.append_value(span_links_json(&span.links));
         c.dropped_links_count.append_value(span.dropped_links_count);
         c.common.push_tail(origin);
+        c.repeated_bytes += origin.repeated_bytes();
+        if c.repeated_bytes >= SPAN_BATCH_REPEATED_BYTES {
+            let full = std::mem::take(c);
+            self.full_spans.push((tenant.clone(), full));
+        }
     }
 
     /// The record batches, one per tenant and table.
     pub fn finish(self) -> Result<Vec<TenantBatch>, arrow::error::ArrowError> {
-        let mut out = Vec::with_capacity(self.logs.entries.len() + self.spans.entries.len());
+        let spans = self.full_spans.len() + self.spans.entries.len();
+        let mut out = Vec::with_capacity(self.logs.entries.len() + spans);
         for ((tenant, table), columns) in self.logs.into_sorted() {
             let batch = columns.finish(table)?;
             out.push(TenantBatch {
@@ -269,7 +284,9 @@ impl Converter {
                 batch,
             });
         }
-        for (tenant, columns) in self.spans.into_sorted() {
+        let mut spans = self.full_spans;
+        spans.extend(self.spans.into_sorted());
+        for (tenant, columns) in spans {
             let batch = columns.finish()?;
             out.push(TenantBatch {
                 tenant,
@@ -394,9 +411,8 @@ fn append_map(builder: &mut StringMapBuilder, attributes: &[KeyValue]) {
 fn append_entries(builder: &mut StringMapBuilder, entries: &Entries) {
     let (keys, values) = builder.entries();
     // Offsets overflow past 2 GiB of text in one batch, where the string builders' own appends
-    // panic too. Commits end their batches at `log_payload::COMMIT_BATCH_BYTES`; spans converted
-    // at ingest are bounded only by their request, whose resource attributes every span repeats
-    // (a known gap: a limit on resource attribute size is still to come).
+    // panic too. Commits end their batches at `log_payload::COMMIT_BATCH_BYTES`, the converter
+    // its span batches at `SPAN_BATCH_REPEATED_BYTES`.
     keys.append_array(&entries.keys)
         .and_then(|()| values.append_array(&entries.values))
         .expect("a batch holds less than 2 GiB of attribute text");
@@ -549,6 +565,8 @@ impl LogColumns {
 
 struct SpanColumns {
     common: CommonColumns,
+    /// What the rows so far repeat from their origins ([`Origin::repeated_bytes`]).
+    repeated_bytes: usize,
     trace_id: StringBuilder,
     span_id: StringBuilder,
     parent_span_id: StringBuilder,
@@ -573,6 +591,7 @@ impl Default for SpanColumns {
     fn default() -> Self {
         Self {
             common: CommonColumns::default(),
+            repeated_bytes: 0,
             trace_id: StringBuilder::new(),
             span_id: StringBuilder::new(),
             parent_span_id: StringBuilder::new(),

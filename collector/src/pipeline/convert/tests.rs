@@ -318,3 +318,52 @@ fn tenants_get_separate_batches() {
         .collect();
     assert_eq!(shape, [("acme".to_owned(), 2), ("globex".to_owned(), 1)]);
 }
+
+#[test]
+fn spans_with_a_large_resource_end_batches_early() {
+    // 200 spans under a 1 MiB resource attribute repeat 200 MiB: batches end at about
+    // SPAN_BATCH_REPEATED_BYTES, far below Arrow's 2 GiB of string offsets.
+    let big = "x".repeat(1 << 20);
+    let mut r = resource();
+    r.attributes.push(kv("k8s.pod.annotations", s(&big)));
+    let sc = scope();
+    let origin = origin(&r, &sc, false);
+    let mut c = Converter::new(1);
+    let globex = TenantId::parse("globex").unwrap();
+    for i in 0..200u64 {
+        let span = Span {
+            name: format!("op-{i}"),
+            start_time_unix_nano: 1_000 + i,
+            ..Span::default()
+        };
+        c.push_span(&tenant(), &origin, &span);
+    }
+    c.push_span(&globex, &origin, &Span::default());
+    let batches = c.finish().unwrap();
+    let per_batch = SPAN_BATCH_REPEATED_BYTES.div_ceil(origin.repeated_bytes());
+    let shape: Vec<_> = batches
+        .iter()
+        .map(|b| (b.tenant.as_str().to_owned(), b.batch.num_rows()))
+        .collect();
+    let acme = |n| ("acme".to_owned(), n);
+    assert_eq!(
+        shape,
+        [
+            acme(per_batch),
+            acme(per_batch),
+            acme(per_batch),
+            acme(200 - 3 * per_batch),
+            ("globex".to_owned(), 1)
+        ]
+    );
+    // Every span is there once, in order, with its resource's attributes.
+    let names: Vec<String> = batches[..4]
+        .iter()
+        .flat_map(|b| (0..b.batch.num_rows()).map(|row| string(&b.batch, "name", row)))
+        .collect();
+    let expected: Vec<String> = (0..200).map(|i| format!("op-{i}")).collect();
+    assert_eq!(names, expected);
+    let last = &batches[3].batch;
+    let attributes = map(last, "resource_attributes", last.num_rows() - 1);
+    assert!(attributes.contains(&("k8s.pod.annotations".to_owned(), Some(big))));
+}
