@@ -1,4 +1,5 @@
-//! Reading the log back at start-up: torn tails truncated, corruption reported and preserved.
+//! Reading the log back at start-up: torn tails truncated, corruption reported and preserved,
+//! zeros after a segment's last record (a segment written ahead, see `spare`) read as its end.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,11 @@ pub fn replay(dir: &Path, mut visit: impl FnMut(Record)) -> Result<ReplayReport,
             if rest.is_empty() {
                 break None;
             }
+            // A segment written ahead holds zeros after its last record (no frame starts with a
+            // zero length: checked first, so that this costs nothing per frame).
+            if zeros(&rest[..rest.len().min(FRAME_HEADER)]) && zeros(rest) {
+                break None;
+            }
             if rest.len() < FRAME_HEADER {
                 break Some(Damage::Torn);
             }
@@ -54,8 +60,9 @@ pub fn replay(dir: &Path, mut visit: impl FnMut(Record)) -> Result<ReplayReport,
                 .flatten()
                 .filter(|(r, _)| r.lsn >= report.next_lsn); // LSNs only grow
             let Some((record, ends_request)) = decoded else {
-                // A bad last frame is a write cut short; anything after it means corruption.
-                let last = FRAME_HEADER + len == rest.len();
+                // A bad last frame is a write cut short; anything but zeros after it means
+                // corruption.
+                let last = zeros(&rest[FRAME_HEADER + len..]);
                 break Some(if last { Damage::Torn } else { Damage::Corrupt });
             };
             report.next_lsn = report.next_lsn.max(record.lsn + 1);
@@ -93,6 +100,10 @@ pub fn replay(dir: &Path, mut visit: impl FnMut(Record)) -> Result<ReplayReport,
         }
     }
     Ok(report)
+}
+
+fn zeros(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
 }
 
 enum Damage {
