@@ -20,9 +20,6 @@
 //! report success next time): the segment is truncated back to its last good length, closed, and
 //! the next append starts a new segment.
 //!
-//! Under load, segments are written with zeros ahead of need and renamed into place (see
-//! [`spare`]): overwriting existing blocks, a sync does not also write the file's size.
-//!
 //! [`replay`] reads every segment in order at start-up; zeros where a frame would start end a
 //! segment. A record cut short at the end of a segment's data (a torn tail, followed by nothing
 //! or by zeros) is truncated away and counted. A record whose checksum fails with more
@@ -31,7 +28,6 @@
 
 pub mod payload;
 mod replay;
-mod spare;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -254,7 +250,6 @@ pub struct WalWriter {
     active: Option<Active>,
     buf: Vec<u8>,
     opened: u64,
-    spares: spare::Spares,
 }
 
 struct Active {
@@ -262,8 +257,6 @@ struct Active {
     path: PathBuf,
     first_lsn: u64,
     len: u64,
-    /// The file was a spare: zeros follow `len`.
-    preallocated: bool,
 }
 
 impl WalWriter {
@@ -278,7 +271,6 @@ impl WalWriter {
             active: None,
             buf: Vec::new(),
             opened: 0,
-            spares: spare::Spares::new(dir),
         })
     }
 
@@ -326,9 +318,6 @@ impl WalWriter {
                 active.len += self.buf.len() as u64;
                 if active.len >= self.segment_limit {
                     self.active = None;
-                } else if active.len >= self.segment_limit / 8 {
-                    // Busy enough to fill segments: have the next one written ahead.
-                    self.spares.request(self.segment_limit);
                 }
                 Ok(Appended {
                     first_lsn: first,
@@ -354,18 +343,11 @@ impl WalWriter {
 
     fn open_segment(&mut self, first_lsn: u64) -> Result<(), WalError> {
         let path = segment_path(&self.dir, first_lsn);
-        // A spare that cannot be renamed is left for the next `Spares::new` to remove.
-        let spare = self
-            .spares
-            .take()
-            .filter(|spare| std::fs::rename(spare, &path).is_ok());
-        let preallocated = spare.is_some();
-        let file = if preallocated {
-            OpenOptions::new().write(true).open(&path)
-        } else {
-            OpenOptions::new().create_new(true).write(true).open(&path)
-        }
-        .map_err(io_err(&path))?;
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err(&self.dir))?;
@@ -374,22 +356,14 @@ impl WalWriter {
             path,
             first_lsn,
             len: 0,
-            preallocated,
         });
         self.opened += 1;
         Ok(())
     }
 
-    /// Closes the active segment (at shutdown, so that it too can be deleted once committed),
-    /// cutting the zeros after its last record if it was written ahead.
+    /// Closes the active segment (at shutdown, so that it too can be deleted once committed).
     pub fn close(&mut self) {
-        if let Some(active) = self.active.take()
-            && active.preallocated
-            && let Err(error) = active.file.set_len(active.len)
-        {
-            // Replay reads the zeros as the end of the segment all the same.
-            tracing::warn!(path = %active.path.display(), error = %error, "cannot cut the unused end of a write-ahead log segment");
-        }
+        self.active = None;
     }
 
     /// Deletes every segment all of whose records have an LSN below `lsn` (they are committed).

@@ -1,5 +1,7 @@
 //! Reading the log back at start-up: torn tails truncated, corruption reported and preserved,
-//! zeros after a segment's last record (a segment written ahead, see `spare`) read as its end.
+//! zeros after a segment's last record read as its end (after a power loss ext4 can show a file
+//! at its new size with zeros where the last write's data never reached the disk; the same holds
+//! for preallocated segments, should the writer ever preallocate).
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -37,8 +39,8 @@ pub fn replay(dir: &Path, mut visit: impl FnMut(Record)) -> Result<ReplayReport,
             if rest.is_empty() {
                 break None;
             }
-            // A segment written ahead holds zeros after its last record (no frame starts with a
-            // zero length: checked first, so that this costs nothing per frame).
+            // Zeros after the last record end the segment (no frame starts with a zero length:
+            // checked first, so that this costs nothing per frame).
             if zeros(&rest[..rest.len().min(FRAME_HEADER)]) && zeros(rest) {
                 break None;
             }

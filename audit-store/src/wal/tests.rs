@@ -265,64 +265,34 @@ fn records_are_read_again_where_the_writer_and_replay_say_they_are() {
     ));
 }
 
-/// A writer whose next segment was written ahead, and the records appended so far (one per
-/// request, 60 kB each: the third passes an eighth of the 1 MiB segment, which asks for a spare).
-fn writer_with_a_spare(dir: &Path) -> (WalWriter, Vec<Vec<u8>>) {
+/// A segment of `records` (one request each), its path and length, with `zeros` zero bytes
+/// after its data: what a crash can leave where the file's size reached the disk and the last
+/// write's data did not.
+fn segment_with_zeros(dir: &Path, records: &[&[u8]], zeros: usize) -> (PathBuf, u64) {
     let mut w = WalWriter::new(dir, 0, 1 << 20).unwrap();
-    let acme = tenant("acme");
-    let mut written = Vec::new();
-    for i in 0..3u8 {
-        let payload = vec![b'a' + i; 60_000];
-        append(&mut w, &acme, &[&payload]);
-        written.push(payload);
-    }
-    assert!(w.spares.wait(), "a spare is prepared");
-    // Fill the first segment; the next append opens the spare.
-    let mut i = 3u8;
-    while w.active.is_some() {
-        let payload = vec![b'a' + i % 26; 60_000];
-        append(&mut w, &acme, &[&payload]);
-        written.push(payload);
-        i += 1;
-    }
-    let payload = b"first record of the spare".to_vec();
-    append(&mut w, &acme, &[&payload]);
-    written.push(payload);
-    let active = w.active.as_ref().unwrap();
-    assert!(active.preallocated, "the second segment is the spare");
-    assert_eq!(std::fs::metadata(&active.path).unwrap().len(), 1 << 20);
-    (w, written)
-}
-
-fn payloads(records: &[(u64, String, Vec<u8>)]) -> Vec<Vec<u8>> {
-    records.iter().map(|r| r.2.clone()).collect()
+    append(&mut w, &tenant("acme"), records);
+    drop(w);
+    let (_, path) = list_segments(dir).unwrap().pop().unwrap();
+    let mut data = std::fs::read(&path).unwrap();
+    let len = data.len() as u64;
+    data.resize(data.len() + zeros, 0);
+    std::fs::write(&path, &data).unwrap();
+    (path, len)
 }
 
 #[test]
-fn a_segment_written_ahead_reads_back_up_to_its_zeros() {
+fn zeros_after_the_last_record_end_the_segment() {
     let dir = tempfile::tempdir().unwrap();
-    let (w, written) = writer_with_a_spare(dir.path());
-    // Killed: the spare keeps its zeros after the last record.
-    std::mem::forget(w);
+    segment_with_zeros(dir.path(), &[b"one", b"two"], 3 * 4096);
     let (records, report) = read_all(dir.path());
-    assert_eq!(payloads(&records), written);
-    assert_eq!(report.next_lsn, written.len() as u64);
+    let payloads: Vec<_> = records.iter().map(|r| r.2.clone()).collect();
+    assert_eq!(payloads, [b"one".to_vec(), b"two".to_vec()]);
     assert_eq!((report.torn_tails, report.corrupt_segments.len()), (0, 0));
-    let lsns: Vec<u64> = records.iter().map(|r| r.0).collect();
-    assert_eq!(lsns, (0..written.len() as u64).collect::<Vec<_>>());
+    assert_eq!(report.next_lsn, 2);
 }
 
 #[test]
-fn a_write_cut_short_in_a_segment_written_ahead_is_a_torn_tail() {
-    let dir = tempfile::tempdir().unwrap();
-    let (w, written) = writer_with_a_spare(dir.path());
-    let (path, len) = {
-        let active = w.active.as_ref().unwrap();
-        (active.path.clone(), active.len)
-    };
-    std::mem::forget(w);
-    // The start of one more frame, then the zeros the spare had.
-    let mut frame = Vec::new();
+fn a_write_cut_short_before_zeros_is_a_torn_tail() {
     let acme = tenant("acme");
     let entry = Entry {
         tenant: &acme,
@@ -331,74 +301,34 @@ fn a_write_cut_short_in_a_segment_written_ahead_is_a_torn_tail() {
         ends_request: true,
         payload: b"never acknowledged",
     };
-    encode(&mut frame, written.len() as u64, &entry).unwrap();
+    let mut frame = Vec::new();
+    encode(&mut frame, 1, &entry).unwrap();
     for cut in [3, FRAME_HEADER, frame.len() - 1] {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, len) = segment_with_zeros(dir.path(), &[b"kept"], 4096);
         let mut data = std::fs::read(&path).unwrap();
         data[len as usize..len as usize + cut].copy_from_slice(&frame[..cut]);
         std::fs::write(&path, &data).unwrap();
         let (records, report) = read_all(dir.path());
-        assert_eq!(payloads(&records), written, "cut at {cut}");
+        assert_eq!(records.len(), 1, "cut at {cut}");
+        assert_eq!(records[0].2, b"kept");
         assert_eq!(report.torn_tails, 1, "cut at {cut}");
         assert!(report.corrupt_segments.is_empty(), "cut at {cut}");
-        // Truncated where the torn frame began: zeros and all.
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
-        std::fs::write(&path, {
-            let mut data = std::fs::read(&path).unwrap();
-            data.resize(1 << 20, 0);
-            data
-        })
-        .unwrap();
+        // Truncated where the torn frame began, zeros and all.
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), len, "cut at {cut}");
     }
 }
 
 #[test]
-fn damage_before_more_records_in_a_segment_written_ahead_is_corruption() {
+fn damage_before_more_records_is_corruption_even_with_zeros_after() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut w, written) = writer_with_a_spare(dir.path());
-    append(&mut w, &tenant("acme"), &[b"after the damage"]);
-    let path = w.active.as_ref().unwrap().path.clone();
-    std::mem::forget(w);
+    let (path, _) = segment_with_zeros(dir.path(), &[b"first", b"second", b"third"], 4096);
     let mut data = std::fs::read(&path).unwrap();
-    let at = data.windows(10).position(|w| w == b"first reco").unwrap();
+    let at = data.windows(6).position(|w| w == b"second").unwrap();
     data[at] ^= 0x01;
     std::fs::write(&path, &data).unwrap();
     let (records, report) = read_all(dir.path());
-    assert_eq!(payloads(&records), written[..written.len() - 1]);
+    assert_eq!(records.len(), 1);
     assert_eq!(report.corrupt_segments.len(), 1);
     assert_eq!(report.torn_tails, 0);
-}
-
-#[test]
-fn closing_a_segment_written_ahead_cuts_its_zeros() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut w, written) = writer_with_a_spare(dir.path());
-    let (path, len) = {
-        let active = w.active.as_ref().unwrap();
-        (active.path.clone(), active.len)
-    };
-    w.close();
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), len);
-    drop(w);
-    let (records, report) = read_all(dir.path());
-    assert_eq!(payloads(&records), written);
-    assert_eq!(report.torn_tails, 0);
-    // Nothing but segments is left in the directory.
-    let names: Vec<String> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| !n.ends_with(".wal"))
-        .collect();
-    assert!(names.is_empty(), "{names:?}");
-}
-
-#[test]
-fn a_spare_left_by_a_crash_is_removed_and_never_replayed() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("next-segment.wal-spare"), vec![7u8; 1000]).unwrap();
-    let w = WalWriter::new(dir.path(), 0, 1 << 20).unwrap();
-    assert!(!dir.path().join("next-segment.wal-spare").exists());
-    drop(w);
-    let (records, report) = read_all(dir.path());
-    assert!(records.is_empty());
-    assert_eq!(report.segments, 0);
 }
