@@ -47,16 +47,21 @@ fn service_name(resource: Option<&Resource>) -> String {
         .into_owned()
 }
 
-/// What each stored row repeats from its origin (see [`ExportRequest::repeated_bytes`]).
-fn origin_bytes(
+/// What the rows of a resource repeat (see [`ExportRequest::repeated_bytes`]): for each of its
+/// scopes (scope, schema URL, records), the protobuf size of resource and scope with their schema
+/// URLs, once per record.
+fn repeated_bytes<'a>(
     resource: Option<&Resource>,
     resource_schema_url: &str,
-    scope: Option<&InstrumentationScope>,
-    scope_schema_url: &str,
+    scopes: impl Iterator<Item = (Option<&'a InstrumentationScope>, &'a str, usize)>,
 ) -> u64 {
-    let resource = resource.map_or(0, |r| r.encoded_len());
-    let scope = scope.map_or(0, |s| s.encoded_len());
-    (resource + resource_schema_url.len() + scope + scope_schema_url.len()) as u64
+    let resource = (resource.map_or(0, |r| r.encoded_len()) + resource_schema_url.len()) as u64;
+    scopes
+        .map(|(scope, schema_url, records)| {
+            let scope = (scope.map_or(0, |s| s.encoded_len()) + schema_url.len()) as u64;
+            (resource + scope).saturating_mul(records as u64)
+        })
+        .fold(0, u64::saturating_add)
 }
 
 fn redact_origin(
@@ -119,18 +124,9 @@ impl ExportRequest for LogsRequest {
 
     fn repeated_bytes(&self, i: usize) -> u64 {
         let r = &self.resources[i];
-        r.scopes
-            .iter()
-            .map(|s| {
-                let origin = origin_bytes(
-                    r.resource.as_ref(),
-                    &r.schema_url,
-                    s.scope.as_ref(),
-                    &s.schema_url,
-                );
-                origin.saturating_mul(s.records.len() as u64)
-            })
-            .fold(0, u64::saturating_add)
+        let scopes = r.scopes.iter();
+        let scopes = scopes.map(|s| (s.scope.as_ref(), s.schema_url.as_str(), s.records.len()));
+        repeated_bytes(r.resource.as_ref(), &r.schema_url, scopes)
     }
 
     fn convert(
@@ -295,18 +291,9 @@ impl ExportRequest for ExportTraceServiceRequest {
 
     fn repeated_bytes(&self, i: usize) -> u64 {
         let r = &self.resource_spans[i];
-        r.scope_spans
-            .iter()
-            .map(|s| {
-                let origin = origin_bytes(
-                    r.resource.as_ref(),
-                    &r.schema_url,
-                    s.scope.as_ref(),
-                    &s.schema_url,
-                );
-                origin.saturating_mul(s.spans.len() as u64)
-            })
-            .fold(0, u64::saturating_add)
+        let scopes = r.scope_spans.iter();
+        let scopes = scopes.map(|s| (s.scope.as_ref(), s.schema_url.as_str(), s.spans.len()));
+        repeated_bytes(r.resource.as_ref(), &r.schema_url, scopes)
     }
 
     fn convert(
