@@ -109,6 +109,22 @@ pub fn parse_date_dir(name: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(value, "%Y-%m-%d").ok()
 }
 
+/// Parses a data file's path relative to its tenant directory,
+/// `signal=<table>/date=<YYYY-MM-DD>/<name>.parquet`, as [`Layout`] builds them: nothing else
+/// (no `..`, no absolute path, no other directory) is accepted.
+pub fn parse_file_path(relative: &str) -> Option<(Table, NaiveDate)> {
+    let mut parts = relative.split('/');
+    let table = Table::from_name(parts.next()?.strip_prefix("signal=")?)?;
+    let date = parse_date_dir(parts.next()?)?;
+    let name = parts.next()?;
+    let valid_name = name.ends_with(PARQUET_EXTENSION)
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    (valid_name && parts.next().is_none()).then_some((table, date))
+}
+
 /// The temporary name a file is written under before it is renamed to `final_name`.
 pub fn temporary_name(final_name: &str) -> String {
     format!(".{final_name}.tmp")
@@ -137,6 +153,25 @@ mod tests {
         );
         assert_eq!(parse_date_dir("date=2026-13-02"), None);
         assert_eq!(parse_date_dir("2026-01-02"), None);
+    }
+
+    #[test]
+    fn only_paths_the_layout_builds_are_data_files() {
+        let date = NaiveDate::from_ymd_opt(2026, 1, 2);
+        assert_eq!(
+            parse_file_path("signal=logs/date=2026-01-02/1-2-3.parquet"),
+            Some((Table::Logs, date.unwrap()))
+        );
+        for bad in [
+            "signal=logs/date=2026-01-02/../../../tenant=b/x.parquet",
+            "signal=logs/date=2026-01-02/x.csv",
+            "signal=nope/date=2026-01-02/x.parquet",
+            "/etc/x.parquet",
+            "signal=logs/date=2026-01-02/sub/x.parquet",
+            "signal=logs/date=2026-01-02/.x.parquet",
+        ] {
+            assert_eq!(parse_file_path(bad), None, "{bad}");
+        }
     }
 
     #[test]

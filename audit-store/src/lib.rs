@@ -1,7 +1,9 @@
 //! The audit store: where tenant telemetry becomes append-only Parquet, and the only way to read it back.
 //!
 //! It owns the on-disk contract ([`layout`]), the Arrow schemas of the tables ([`schema`]), the
-//! Parquet writer with its commit protocol ([`writer`]) and the tenant-scoped query ([`query`]).
+//! Parquet writer ([`writer`]), each tenant's tamper-evident audit log — the commit point, a
+//! Merkle tree with signed checkpoints ([`log`]) — with its checker ([`verify`]), the rows digest
+//! ([`rows_digest`]) and the tenant-scoped query ([`query`]).
 //! It knows nothing about OTLP, HTTP or gRPC: callers hand it Arrow record batches already tagged
 //! with a validated [`TenantId`].
 //!
@@ -12,8 +14,9 @@
 //! - a [`query::TenantScope`] can reach only its own tenant's directory.
 
 pub mod layout;
-pub mod manifest;
+pub mod log;
 pub mod query;
+pub mod rows_digest;
 pub mod schema;
 pub mod tenant;
 pub mod wal;

@@ -8,7 +8,8 @@
 //!
 //! [`SortedWriter`] writes the same files from batches that already come in time order, one batch
 //! at a time, so that a commit does not hold all its rows in memory; [`commit_files`] then names
-//! them in the manifest.
+//! them in the tenant's audit log ([`crate::log`]). Each file's SHA-256 and rows digest
+//! ([`crate::rows_digest`]) are computed as it is written.
 //!
 //! This is blocking code (encoding, compression, fsync); async callers run it on a blocking thread.
 
@@ -29,7 +30,9 @@ use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
 use crate::layout::{Layout, PARQUET_EXTENSION, temporary_name};
-use crate::manifest::{Commit, FileEntry, Manifest, ManifestError};
+use crate::log::entry::FileEntry;
+use crate::log::{LogError, TenantLog};
+use crate::rows_digest::{RowsDigestError, RowsHasher};
 use crate::{Table, TenantId};
 
 /// Why a file could not be committed.
@@ -46,7 +49,9 @@ pub enum WriteError {
     #[error("encoding parquet failed: {0}")]
     Encode(#[from] parquet::errors::ParquetError),
     #[error(transparent)]
-    Manifest(#[from] ManifestError),
+    Log(#[from] LogError),
+    #[error("cannot compute the rows digest: {0}")]
+    RowsDigest(#[from] RowsDigestError),
     #[error("i/o error on {path}: {source}")]
     Io {
         path: PathBuf,
@@ -54,7 +59,7 @@ pub enum WriteError {
     },
 }
 
-/// A file that is renamed into place and durable (but not yet named by the manifest).
+/// A file that is renamed into place and durable (but not yet named by the log).
 #[derive(Debug, Clone)]
 pub struct CommittedFile {
     pub path: PathBuf,
@@ -63,65 +68,34 @@ pub struct CommittedFile {
     pub min_timestamp: i64,
     pub max_timestamp: i64,
     pub sha256: String,
+    /// `blake3:<hex>`: the digest of its rows ([`crate::rows_digest`]).
+    pub rows_digest: String,
 }
 
-impl CommittedFile {
-    /// The manifest entry of this file; `tenant_dir` is the directory paths are relative to.
-    pub fn entry(&self, tenant_dir: &Path) -> FileEntry {
-        FileEntry {
-            path: self
-                .path
-                .strip_prefix(tenant_dir)
-                .unwrap_or(&self.path)
-                .to_string_lossy()
-                .into_owned(),
-            rows: self.rows as u64,
-            bytes: self.bytes,
-            min_timestamp: self.min_timestamp,
-            max_timestamp: self.max_timestamp,
-            sha256: self.sha256.clone(),
-        }
-    }
-}
-
-/// Writes `batches` of one tenant and table as Parquet files and commits them with one manifest
-/// line covering write-ahead log positions `lsns` (see [`crate::manifest`]).
+/// Writes `batches` of one tenant and table as Parquet files and commits them with `file`
+/// entries in the tenant's log covering write-ahead log positions `lsns` (see [`crate::log`]).
 pub fn commit(
     layout: &Layout,
-    manifest: &mut Manifest,
-    tenant: &TenantId,
+    log: &mut TenantLog,
     table: Table,
     batches: &[RecordBatch],
     lsns: std::ops::RangeInclusive<u64>,
     options: &WriterOptions,
-) -> Result<Commit, WriteError> {
-    let files = write_batches(layout, tenant, table, batches, options)?;
-    commit_files(layout, manifest, tenant, table, &files, lsns)
+) -> Result<Vec<FileEntry>, WriteError> {
+    let tenant = log.tenant().clone();
+    let files = write_batches(layout, &tenant, table, batches, options)?;
+    commit_files(log, table, &files, lsns)
 }
 
-/// Commits `files` (written for `tenant` and `table`) with one manifest line covering write-ahead
-/// log positions `lsns`: after this returns, they are part of the store.
+/// Commits `files` (written for the log's tenant and `table`) with their entries, covering
+/// write-ahead log positions `lsns`: after this returns, they are part of the store.
 pub fn commit_files(
-    layout: &Layout,
-    manifest: &mut Manifest,
-    tenant: &TenantId,
+    log: &mut TenantLog,
     table: Table,
     files: &[CommittedFile],
     lsns: std::ops::RangeInclusive<u64>,
-) -> Result<Commit, WriteError> {
-    let tenant_dir = layout.tenant_dir(tenant);
-    let commit = Commit {
-        table: table.name().to_owned(),
-        lsn_first: *lsns.start(),
-        lsn_last: *lsns.end(),
-        committed_at_ns: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or_default(),
-        files: files.iter().map(|f| f.entry(&tenant_dir)).collect(),
-    };
-    manifest.append(commit.clone())?;
-    Ok(commit)
+) -> Result<Vec<FileEntry>, WriteError> {
+    Ok(log.commit_files(table, files, lsns)?)
 }
 
 /// Writer settings.
@@ -393,6 +367,7 @@ struct OpenFile {
     tmp_path: PathBuf,
     final_path: PathBuf,
     writer: Option<ArrowWriter<HashingWriter>>,
+    rows_digest: RowsHasher,
     rows: usize,
     min_timestamp: i64,
     max_timestamp: i64,
@@ -429,6 +404,7 @@ impl OpenFile {
             tmp_path,
             final_path,
             writer: None,
+            rows_digest: RowsHasher::new(table),
             rows: 0,
             min_timestamp: i64::MAX,
             max_timestamp: i64::MIN,
@@ -449,6 +425,7 @@ impl OpenFile {
     fn write(&mut self, batch: &RecordBatch, first: i64, last: i64) -> Result<(), WriteError> {
         let writer = self.writer.as_mut().expect("written before finish");
         writer.write(batch)?;
+        self.rows_digest.update(batch)?;
         self.rows += batch.num_rows();
         self.min_timestamp = self.min_timestamp.min(first);
         self.max_timestamp = self.max_timestamp.max(last);
@@ -459,6 +436,8 @@ impl OpenFile {
     fn finish(mut self) -> Result<CommittedFile, WriteError> {
         let writer = self.writer.take().expect("finished once");
         let sink = writer.into_inner()?;
+        let rows_digest =
+            std::mem::replace(&mut self.rows_digest, RowsHasher::new(Table::Logs)).finish()?;
         sink.file.sync_all().map_err(io_err(&self.tmp_path))?;
         let bytes = sink.file.metadata().map_err(io_err(&self.tmp_path))?.len();
         std::fs::rename(&self.tmp_path, &self.final_path).map_err(io_err(&self.final_path))?;
@@ -472,6 +451,7 @@ impl OpenFile {
             min_timestamp: self.min_timestamp,
             max_timestamp: self.max_timestamp,
             sha256: hex::encode(sink.hasher.finalize()),
+            rows_digest,
         })
     }
 }

@@ -28,7 +28,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit};
 
 use crate::layout::{Layout, PARQUET_EXTENSION};
-use crate::manifest::{Manifest, ManifestError};
+use crate::log::{LogError, TenantLog};
 use crate::{Table, TenantId};
 
 pub use datafusion::error::DataFusionError;
@@ -43,7 +43,7 @@ pub enum QueryError {
     #[error("reading the audit store failed: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]
-    Manifest(#[from] ManifestError),
+    Log(#[from] LogError),
     #[error("the SQL text is {len} bytes long; the limit is {max} (query.max_sql_length)")]
     TooLong { len: usize, max: usize },
     #[error("the query needs more memory than query.memory_limit allows: {0}")]
@@ -172,9 +172,9 @@ impl TenantScope {
             runtime = runtime.with_memory_limit(limit, 1.0);
         }
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
-        let manifest = Manifest::read(layout, tenant)?;
+        let log = TenantLog::read(layout, tenant)?;
         for table in Table::ALL {
-            let provider = table_provider(layout, &manifest, tenant, table, &range)?;
+            let provider = table_provider(layout, &log, tenant, table, &range)?;
             let mut frame = ctx.read_table(provider)?;
             if let Some(filter) = range.filter() {
                 frame = frame.filter(filter)?;
@@ -208,18 +208,20 @@ impl TenantScope {
     }
 }
 
-/// A table over the files the manifest names for `table` whose time range meets `range`.
+/// A table over the files the log names for `table` whose time range meets `range` (and whose
+/// path is one the layout builds for that table: an edited entry cannot point elsewhere).
 fn table_provider(
     layout: &Layout,
-    manifest: &Manifest,
+    log: &TenantLog,
     tenant: &TenantId,
     table: Table,
     range: &TimeRange,
 ) -> Result<Arc<dyn TableProvider>, QueryError> {
     let schema: SchemaRef = table.schema();
     let tenant_dir = std::path::absolute(layout.tenant_dir(tenant))?;
-    let urls = manifest
+    let urls = log
         .files(table)
+        .filter(|f| crate::layout::parse_file_path(&f.path).is_some_and(|(t, _)| t == table))
         .filter(|f| range.overlaps(f.min_timestamp, f.max_timestamp))
         .map(|f| {
             let path = tenant_dir.join(&f.path);

@@ -13,7 +13,8 @@ use chrono::TimeZone;
 use futures::TryStreamExt;
 
 use super::*;
-use crate::manifest::Manifest;
+use crate::log::TenantLog;
+use crate::log::tests::identity;
 use crate::writer::{WriterOptions, commit};
 
 /// A batch of `table` whose `tenant_id`, `timestamp` and `body`/`name` columns are given and
@@ -118,14 +119,13 @@ async fn every_tenant_reads_back_exactly_its_rows() {
                         (ts, format!("{tenant}-{}-{flush}-{i}", table.name()))
                     })
                     .collect();
-                let mut manifest = Manifest::load(&layout, tenant).unwrap();
+                let mut log = TenantLog::open(&layout, tenant, identity()).unwrap();
                 let lsn = (flush * 100) as u64;
                 let batches = [batch(table, tenant.as_str(), &rows)];
                 let options = WriterOptions::default();
                 commit(
                     &layout,
-                    &mut manifest,
-                    tenant,
+                    &mut log,
                     table,
                     &batches,
                     lsn..=lsn,
@@ -188,13 +188,12 @@ async fn files_are_hive_partitioned_sorted_and_never_half_visible() {
         (BASE + 1, "early".to_owned()),
         (BASE + DAY, "next day".to_owned()),
     ];
-    let mut manifest = Manifest::load(&layout, &tenant).unwrap();
+    let mut log = TenantLog::open(&layout, &tenant, identity()).unwrap();
     let batches = [batch(Table::Events, "acme", &rows)];
     let options = WriterOptions::default();
     let committed = commit(
         &layout,
-        &mut manifest,
-        &tenant,
+        &mut log,
         Table::Events,
         &batches,
         0..=2,
@@ -202,11 +201,10 @@ async fn files_are_hive_partitioned_sorted_and_never_half_visible() {
     )
     .unwrap();
     let files: Vec<std::path::PathBuf> = committed
-        .files
         .iter()
         .map(|f| layout.tenant_dir(&tenant).join(&f.path))
         .collect();
-    let names: Vec<String> = committed.files.iter().map(|f| f.path.clone()).collect();
+    let names: Vec<String> = committed.iter().map(|f| f.path.clone()).collect();
     assert_eq!(
         names[..]
             .iter()
@@ -217,17 +215,23 @@ async fn files_are_hive_partitioned_sorted_and_never_half_visible() {
             "signal=events/date=2026-11-19"
         ]
     );
-    assert_eq!(committed.files[0].rows, 2);
+    assert_eq!(committed[0].rows, 2);
     assert_eq!(
         (
-            committed.files[0].min_timestamp,
-            committed.files[0].max_timestamp
+            committed[0].min_timestamp,
+            committed[0].max_timestamp
         ),
         (BASE + 1, BASE + 5)
     );
-    assert_eq!(committed.files[0].sha256.len(), 64);
-    let reloaded = Manifest::load(&layout, &tenant).unwrap();
-    assert_eq!(reloaded.commits(), std::slice::from_ref(&committed));
+    assert_eq!(committed[0].sha256.len(), 64);
+    assert!(committed[0].rows_digest.starts_with("blake3:"));
+    assert_eq!((committed[0].commit_files, committed[1].commit_index), (2, 1));
+    drop(log);
+    let reloaded = TenantLog::open(&layout, &tenant, identity()).unwrap();
+    assert_eq!(
+        reloaded.files(Table::Events).cloned().collect::<Vec<_>>(),
+        committed
+    );
     assert_eq!(reloaded.committed_lsn(Table::Events), Some(2));
     assert_eq!(reloaded.committed_lsn(Table::Logs), None);
     // Sorted by time inside the file.
@@ -253,7 +257,7 @@ async fn files_are_hive_partitioned_sorted_and_never_half_visible() {
     // A stray temporary file (a crash mid-write) is invisible to queries.
     let partition = files[0].parent().unwrap();
     std::fs::write(partition.join(".x.parquet.tmp"), b"PAR1 torn").unwrap();
-    // And so is an orphan: a complete file no manifest line names.
+    // And so is an orphan: a complete file no log entry names.
     std::fs::copy(&files[0], partition.join("orphan.parquet")).unwrap();
     let got = read(
         &layout,
@@ -269,10 +273,25 @@ async fn files_are_hive_partitioned_sorted_and_never_half_visible() {
         .unwrap()
         .value(0);
     assert_eq!(n, 3);
-    // Recovery removes both and keeps every committed file.
-    let report = crate::manifest::recover(&layout).unwrap();
-    assert_eq!((report.orphans_removed, report.temporaries_removed), (1, 1));
+    // Recovery removes the temporary file, quarantines the orphan (recording it) and keeps every
+    // committed file.
+    let logs = crate::log::AuditLogs::new(layout.clone(), identity());
+    let report = logs.recover().unwrap();
+    assert_eq!((report.quarantined, report.temporaries_removed), (1, 1));
     assert!(files.iter().all(|f| f.exists()));
+    assert!(!partition.join("orphan.parquet").exists());
+    let relative = format!("signal=events/date=2026-11-18/orphan.parquet");
+    assert!(
+        dir.path()
+            .join("quarantine/tenant=acme")
+            .join(&relative)
+            .exists()
+    );
+    let log = logs.get(&tenant).unwrap();
+    let log = log.lock().unwrap();
+    assert!(log.names(&relative));
+    let last = log.line(log.size() - 1).unwrap();
+    assert!(String::from_utf8(last).unwrap().contains(r#""type":"quarantine""#));
 }
 
 #[test]

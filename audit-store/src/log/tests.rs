@@ -1,0 +1,173 @@
+use std::sync::{Arc, LazyLock};
+
+use super::checkpoint::{SigningKey, verify_checkpoint};
+use super::*;
+
+static KEY: LazyLock<Arc<SigningKey>> =
+    LazyLock::new(|| Arc::new(SigningKey::generate("test/tenantscope").unwrap().0));
+
+/// An identity with one key for every test of the crate.
+pub(crate) fn identity() -> Identity {
+    Identity {
+        instance: "test".into(),
+        key: KEY.clone(),
+    }
+}
+
+fn hold(placed: bool) -> EntryKind {
+    EntryKind::Hold {
+        placed,
+        by: "admin".into(),
+        reason: "case 42".into(),
+    }
+}
+
+fn file(path: &str, index: u32, of: u32, lsn: u64) -> EntryKind {
+    EntryKind::File(FileEntry {
+        table: "logs".into(),
+        path: path.into(),
+        sha256: "00".repeat(32),
+        bytes: 10,
+        rows: 1,
+        min_timestamp: 1,
+        max_timestamp: 2,
+        rows_digest: "blake3:00".into(),
+        lsn_first: lsn,
+        lsn_last: lsn,
+        commit_files: of,
+        commit_index: index,
+    })
+}
+
+fn setup() -> (tempfile::TempDir, Layout, TenantId) {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new(dir.path());
+    (dir, layout, TenantId::parse("acme").unwrap())
+}
+
+#[test]
+fn the_first_append_starts_with_the_log_entry_and_reopening_restores_the_index() {
+    let (_dir, layout, tenant) = setup();
+    let mut log = TenantLog::open(&layout, &tenant, identity()).unwrap();
+    assert_eq!(log.size(), 0);
+    let range = log
+        .append(vec![file("signal=logs/date=2026-01-01/a.parquet", 0, 1, 7), hold(true)])
+        .unwrap();
+    assert_eq!(range, 1..3);
+    let first = String::from_utf8(log.line(0).unwrap()).unwrap();
+    assert!(first.starts_with(r#"{"seq":0,"time_ns":"#), "{first}");
+    assert!(first.contains(r#""type":"log","origin":"test/tenantscope/acme","key":"test/tenantscope+"#));
+    drop(log);
+    let log = TenantLog::open(&layout, &tenant, identity()).unwrap();
+    assert_eq!(log.size(), 3);
+    assert_eq!(log.committed_lsn(Table::Logs), Some(7));
+    assert_eq!(log.files(Table::Logs).count(), 1);
+    assert_eq!(log.hold().unwrap().reason, "case 42");
+    assert_eq!(log.origin(), Some("test/tenantscope/acme"));
+}
+
+#[test]
+fn a_torn_line_and_a_commit_cut_short_are_truncated_at_open() {
+    let (_dir, layout, tenant) = setup();
+    let mut log = TenantLog::open(&layout, &tenant, identity()).unwrap();
+    log.append(vec![file("signal=logs/date=2026-01-01/a.parquet", 0, 1, 1)]).unwrap();
+    let good = std::fs::read(layout.tenant_dir(&tenant).join(LOG_FILE)).unwrap();
+    // Two files of a three-file commit reached the disk, then half a line.
+    log.append(vec![
+        file("signal=logs/date=2026-01-01/b.parquet", 0, 3, 2),
+        file("signal=logs/date=2026-01-02/c.parquet", 1, 3, 2),
+    ])
+    .unwrap();
+    drop(log);
+    let path = layout.tenant_dir(&tenant).join(LOG_FILE);
+    let mut torn = std::fs::read(&path).unwrap();
+    torn.extend_from_slice(br#"{"seq":4,"time_ns":1,"type":"fi"#);
+    std::fs::write(&path, &torn).unwrap();
+    // A reader ignores it without writing.
+    let reader = TenantLog::read(&layout, &tenant).unwrap();
+    assert_eq!(reader.size(), 2);
+    assert_eq!(std::fs::read(&path).unwrap(), torn);
+    let mut log = TenantLog::open(&layout, &tenant, identity()).unwrap();
+    assert_eq!(log.size(), 2);
+    assert_eq!(log.committed_lsn(Table::Logs), Some(1));
+    assert_eq!(std::fs::read(&path).unwrap(), good);
+    // The stored hashes were rebuilt for the shorter log: proofs work.
+    let root = log.root(2).unwrap();
+    let proof = log.inclusion_proof(1, 2).unwrap();
+    let leaf = tlog_tiles::record_hash(&log.line(1).unwrap());
+    tlog_tiles::check_record(&proof, 2, root, 1, leaf).unwrap();
+}
+
+#[test]
+fn a_damaged_line_before_the_end_is_an_error() {
+    let (_dir, layout, tenant) = setup();
+    let mut log = TenantLog::open(&layout, &tenant, identity()).unwrap();
+    log.append(vec![hold(true)]).unwrap();
+    log.append(vec![hold(false)]).unwrap();
+    drop(log);
+    let path = layout.tenant_dir(&tenant).join(LOG_FILE);
+    let text = std::fs::read_to_string(&path).unwrap().replacen("\"seq\":1", "\"seq\":x", 1);
+    std::fs::write(&path, text).unwrap();
+    let err = TenantLog::open(&layout, &tenant, identity()).unwrap_err();
+    assert!(matches!(err, LogError::Damaged { line: 2, .. }), "{err}");
+}
+
+#[test]
+fn proofs_check_against_every_earlier_tree() {
+    let (_dir, layout, tenant) = setup();
+    let mut log = TenantLog::open(&layout, &tenant, identity()).unwrap();
+    for i in 0..40 {
+        log.append(vec![hold(i % 2 == 0)]).unwrap();
+    }
+    let n = log.size();
+    let roots: Vec<_> = (1..=n).map(|s| log.root(s).unwrap()).collect();
+    for size in [1, 2, 3, 7, 8, 9, 16, 33, n] {
+        for index in [0, size / 2, size - 1] {
+            let proof = log.inclusion_proof(index, size).unwrap();
+            let leaf = tlog_tiles::record_hash(&log.line(index).unwrap());
+            tlog_tiles::check_record(&proof, size, roots[size as usize - 1], index, leaf).unwrap();
+        }
+        let proof = log.consistency_proof(size, n).unwrap();
+        tlog_tiles::check_tree(&proof, n, roots[n as usize - 1], size, roots[size as usize - 1])
+            .unwrap();
+    }
+    assert!(log.inclusion_proof(n, n).is_err());
+    assert!(log.consistency_proof(0, n).is_err());
+    assert!(log.root(n + 1).is_err());
+    // A read-only open computes the same proofs in memory.
+    let mut reader = TenantLog::read(&layout, &tenant).unwrap();
+    assert_eq!(reader.root(n).unwrap(), roots[n as usize - 1]);
+    assert_eq!(reader.inclusion_proof(3, 20).unwrap(), log.inclusion_proof(3, 20).unwrap());
+}
+
+#[test]
+fn checkpoints_are_written_when_the_tree_grew_and_a_new_key_is_recorded_first() {
+    let (_dir, layout, tenant) = setup();
+    let mut log = TenantLog::open(&layout, &tenant, identity()).unwrap();
+    assert_eq!(log.checkpoint().unwrap(), None, "an empty log has no checkpoint");
+    log.append(vec![hold(true)]).unwrap();
+    let note = log.checkpoint().unwrap().unwrap();
+    let trusted = [KEY.verifier_key().to_owned()];
+    let parsed = verify_checkpoint(note.as_bytes(), &trusted).unwrap();
+    assert_eq!((parsed.origin.as_str(), parsed.size), ("test/tenantscope/acme", 2));
+    assert_eq!(parsed.root, log.root(2).unwrap().0);
+    assert_eq!(log.checkpoint().unwrap(), None, "unchanged tree, no new checkpoint");
+    let dir = layout.tenant_dir(&tenant);
+    assert_eq!(std::fs::read_to_string(dir.join(CHECKPOINT_FILE)).unwrap(), note);
+    drop(log);
+    // Another key: a `key` entry, then a checkpoint signed by it.
+    let other = Identity {
+        instance: "elsewhere".into(),
+        key: Arc::new(SigningKey::generate("other").unwrap().0),
+    };
+    let mut log = TenantLog::open(&layout, &tenant, other.clone()).unwrap();
+    assert_eq!(log.latest_checkpoint().unwrap().0, 2);
+    let note = log.checkpoint().unwrap().unwrap();
+    let parsed = verify_checkpoint(note.as_bytes(), &[other.key.verifier_key().to_owned()]).unwrap();
+    assert_eq!(parsed.size, 3);
+    assert_eq!(parsed.origin, "test/tenantscope/acme", "the origin stays the log's");
+    let key_entry = String::from_utf8(log.line(2).unwrap()).unwrap();
+    assert!(key_entry.contains(r#""type":"key""#), "{key_entry}");
+    let history = std::fs::read_to_string(dir.join(CHECKPOINTS_FILE)).unwrap();
+    assert_eq!(history.lines().count(), 2);
+}

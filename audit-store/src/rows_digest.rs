@@ -1,0 +1,480 @@
+//! The rows digest: a digest of the *set of rows* of a file, independent of its encoding (Parquet
+//! settings, row groups, pages, compression) and of the order its rows are stored in.
+//!
+//! Construction (`blake3:` + 64 hex digits; `RowsHasher` computes it in one pass):
+//!
+//! 1. **Canonical order.** Rows are taken in ascending `timestamp`; rows that share a timestamp
+//!    are ordered by the BLAKE3 hash of their canonical row encoding (every column's value,
+//!    length-prefixed, in schema order). Identical rows tie on both and are interchangeable, so
+//!    the sequence is a function of the multiset of rows alone.
+//! 2. **Canonical columns.** Each column of the table's schema, in schema order, is split into
+//!    *lanes*, each hashed with BLAKE3 as one stream over the rows in canonical order: the
+//!    positions of null values (u64 LE row numbers), fixed-width values (little-endian; a null's
+//!    slot as zeros), string lengths (u32 LE) and string bytes; a map column adds its entry
+//!    counts and its keys and values as two string columns. Values can be read back from the
+//!    lanes unambiguously, so the encoding is injective.
+//! 3. **The digest** is BLAKE3 over a version tag, the table, the row count and each column's name
+//!    and lane hashes.
+//!
+//! Two files get the same digest exactly when they hold the same multiset of rows, unless
+//! BLAKE3 collides (128-bit collision resistance): finding a second set of rows with a given
+//! digest is as hard as breaking BLAKE3. Hashing whole column buffers keeps BLAKE3 on its wide
+//! SIMD path (several GB/s); hashing every row separately, as a homomorphic multiset hash
+//! (LtHash, MuHash) must, costs 250–600 ns a row here — more than a tenth of the whole ingest
+//! path — which is why the canonical order is used instead (ARCHITECTURE.md, "Rows digest").
+//! The price: the digest of a union is not computed from the digests of its parts; whoever merges
+//! files (compaction) computes the digest of the rows it read and compares it with the one of the
+//! file it wrote.
+
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, MapArray, RecordBatch, StringArray, TimestampNanosecondArray,
+};
+use arrow::datatypes::{DataType, Int32Type, Int64Type, SchemaRef, UInt32Type};
+use arrow::error::ArrowError;
+
+use crate::Table;
+
+/// Prefix of a rows digest's text form.
+pub const PREFIX: &str = "blake3:";
+const VERSION_TAG: &[u8] = b"tenantscope rows digest v1\0";
+
+/// Why a rows digest could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum RowsDigestError {
+    #[error("column {column} is missing or has type {found}, not the {table} schema's")]
+    Schema {
+        table: &'static str,
+        column: String,
+        found: String,
+    },
+    #[error("rows are not in time order (row {row})")]
+    OutOfOrder { row: u64 },
+    #[error(transparent)]
+    Arrow(#[from] ArrowError),
+}
+
+/// Computes the rows digest of batches that arrive in time order (as every file of the store is
+/// written and read back).
+pub struct RowsHasher {
+    table: Table,
+    schema: SchemaRef,
+    columns: Vec<ColumnLanes>,
+    /// Rows hashed so far (the row number of the next row in canonical order).
+    rows: u64,
+    /// The newest timestamp seen, and the rows that carry it, not yet hashed: more rows with the
+    /// same time may follow in the next batch, and a tie is ordered by content.
+    pending: Vec<RecordBatch>,
+    pending_time: Option<i64>,
+    seen: u64,
+}
+
+impl RowsHasher {
+    pub fn new(table: Table) -> Self {
+        let schema = table.schema();
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| ColumnLanes::new(f.data_type()))
+            .collect();
+        Self {
+            table,
+            schema,
+            columns,
+            rows: 0,
+            pending: Vec::new(),
+            pending_time: None,
+            seen: 0,
+        }
+    }
+
+    /// Adds the rows of `batch`, which must come in time order, none earlier than a row before.
+    /// Columns are found by name, so a batch read from any Parquet file of the table works.
+    pub fn update(&mut self, batch: &RecordBatch) -> Result<(), RowsDigestError> {
+        let batch = self.conform(batch)?;
+        let n = batch.num_rows();
+        if n == 0 {
+            return Ok(());
+        }
+        let times = times(&batch)?;
+        if let Some(i) = times.windows(2).position(|w| w[1] < w[0]) {
+            return Err(RowsDigestError::OutOfOrder {
+                row: self.seen + i as u64 + 1,
+            });
+        }
+        if self.pending_time.is_some_and(|t| times[0] < t) {
+            return Err(RowsDigestError::OutOfOrder { row: self.seen });
+        }
+        self.seen += n as u64;
+        let mut rest = batch.clone();
+        if let Some(t) = self.pending_time {
+            let head = times.partition_point(|&x| x == t);
+            if head > 0 {
+                self.pending.push(batch.slice(0, head));
+                if head == n {
+                    return Ok(());
+                }
+                rest = batch.slice(head, n - head);
+            }
+        }
+        self.flush_pending()?;
+        let times = &times[n - rest.num_rows()..];
+        let last = times[times.len() - 1];
+        let tail_start = times.partition_point(|&x| x < last);
+        if tail_start > 0 {
+            self.hash_sorted(&rest.slice(0, tail_start), &times[..tail_start])?;
+        }
+        self.pending
+            .push(rest.slice(tail_start, rest.num_rows() - tail_start));
+        self.pending_time = Some(last);
+        Ok(())
+    }
+
+    /// The digest, as `blake3:<hex>`.
+    pub fn finish(mut self) -> Result<String, RowsDigestError> {
+        self.flush_pending()?;
+        let mut digest = blake3::Hasher::new();
+        digest.update(VERSION_TAG);
+        digest.update(self.table.name().as_bytes());
+        digest.update(&[0]);
+        digest.update(&self.rows.to_le_bytes());
+        for (field, column) in self.schema.fields().iter().zip(&self.columns) {
+            digest.update(&(field.name().len() as u32).to_le_bytes());
+            digest.update(field.name().as_bytes());
+            for lane in &column.lanes {
+                digest.update(lane.finalize().as_bytes());
+            }
+        }
+        Ok(format!("{PREFIX}{}", digest.finalize().to_hex()))
+    }
+
+    /// The batch's columns in the table's schema order, found by name and checked by type.
+    fn conform(&self, batch: &RecordBatch) -> Result<RecordBatch, RowsDigestError> {
+        let mut columns = Vec::with_capacity(self.schema.fields().len());
+        for field in self.schema.fields() {
+            let column = batch.column_by_name(field.name());
+            match column {
+                Some(c) if same_type(c.data_type(), field.data_type()) => columns.push(c.clone()),
+                _ => {
+                    return Err(RowsDigestError::Schema {
+                        table: self.table.name(),
+                        column: field.name().clone(),
+                        found: column
+                            .map(|c| c.data_type().to_string())
+                            .unwrap_or_else(|| "nothing".into()),
+                    });
+                }
+            }
+        }
+        Ok(RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            columns,
+            &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+        )
+        .or_else(|_| {
+            // Field names inside maps may differ between writers; the values are what counts.
+            RecordBatch::try_new_with_options(
+                relaxed_schema(&self.schema, batch),
+                batch_columns(&self.schema, batch),
+                &arrow::array::RecordBatchOptions::new().with_row_count(Some(batch.num_rows())),
+            )
+        })?)
+    }
+
+    /// Hashes the held tie run in canonical order.
+    fn flush_pending(&mut self) -> Result<(), RowsDigestError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending);
+        self.pending_time = None;
+        let batch = if pending.len() == 1 {
+            pending.into_iter().next().expect("one batch")
+        } else {
+            arrow::compute::concat_batches(&pending[0].schema(), &pending)?
+        };
+        let times = times(&batch)?.to_vec();
+        self.hash_sorted(&batch, &times)
+    }
+
+    /// Hashes rows sorted by time, after ordering each run of equal times by row hash.
+    fn hash_sorted(&mut self, batch: &RecordBatch, times: &[i64]) -> Result<(), RowsDigestError> {
+        let mut order: Option<Vec<u32>> = None;
+        let mut start = 0;
+        for run in times.chunk_by(|a, b| a == b) {
+            if run.len() > 1 {
+                let mut keyed: Vec<([u8; 32], u32)> = (start..start + run.len())
+                    .map(|i| (row_hash(batch, i), i as u32))
+                    .collect();
+                keyed.sort_unstable();
+                if keyed.iter().enumerate().any(|(k, &(_, i))| i as usize != start + k) {
+                    let order = order.get_or_insert_with(|| (0..times.len() as u32).collect());
+                    for (k, (_, i)) in keyed.into_iter().enumerate() {
+                        order[start + k] = i;
+                    }
+                }
+            }
+            start += run.len();
+        }
+        let batch = match order {
+            Some(order) => {
+                let indices = arrow::array::UInt32Array::from(order);
+                arrow::compute::take_record_batch(batch, &indices)?
+            }
+            None => batch.clone(),
+        };
+        for (column, lanes) in batch.columns().iter().zip(&mut self.columns) {
+            lanes.update(column, self.rows)?;
+        }
+        self.rows += batch.num_rows() as u64;
+        Ok(())
+    }
+}
+
+/// The BLAKE3 hash of one row's canonical encoding: each column's value in schema order (a null
+/// as 0; a value as 1, then its bytes, strings and maps length-prefixed).
+fn row_hash(batch: &RecordBatch, row: usize) -> [u8; 32] {
+    let mut out = Vec::with_capacity(256);
+    for column in batch.columns() {
+        encode_value(column.as_ref(), row, &mut out);
+    }
+    *blake3::hash(&out).as_bytes()
+}
+
+fn encode_value(array: &dyn Array, row: usize, out: &mut Vec<u8>) {
+    if array.is_null(row) {
+        out.push(0);
+        return;
+    }
+    out.push(1);
+    match array.data_type() {
+        DataType::Utf8 => {
+            let v = array.as_string::<i32>().value(row).as_bytes();
+            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            out.extend_from_slice(v);
+        }
+        DataType::Int32 => {
+            out.extend_from_slice(&array.as_primitive::<Int32Type>().value(row).to_le_bytes())
+        }
+        DataType::UInt32 => {
+            out.extend_from_slice(&array.as_primitive::<UInt32Type>().value(row).to_le_bytes())
+        }
+        DataType::Int64 | DataType::Timestamp(..) => {
+            let v = match array.as_any().downcast_ref::<TimestampNanosecondArray>() {
+                Some(ts) => ts.value(row),
+                None => array.as_primitive::<Int64Type>().value(row),
+            };
+            out.extend_from_slice(&v.to_le_bytes())
+        }
+        DataType::Map(..) => {
+            let map = array.as_map();
+            let entries = map.value(row);
+            out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+            for i in 0..entries.len() {
+                encode_value(entries.column(0).as_ref(), i, out);
+                encode_value(entries.column(1).as_ref(), i, out);
+            }
+        }
+        // `same_type` admits no other type.
+        other => debug_assert!(false, "unexpected type {other}"),
+    }
+}
+
+/// The hash lanes of one column.
+struct ColumnLanes {
+    lanes: Vec<blake3::Hasher>,
+    scratch: Vec<u8>,
+}
+
+impl ColumnLanes {
+    fn new(data_type: &DataType) -> Self {
+        let count = match data_type {
+            // nulls, counts; keys: nulls, lengths, bytes; values: nulls, lengths, bytes
+            DataType::Map(..) => 8,
+            // nulls, lengths, bytes
+            DataType::Utf8 => 3,
+            // nulls, values
+            _ => 2,
+        };
+        Self {
+            lanes: (0..count).map(|_| blake3::Hasher::new()).collect(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Hashes `array`, whose first row is row number `first` in canonical order.
+    fn update(&mut self, array: &ArrayRef, first: u64) -> Result<(), RowsDigestError> {
+        let Self { lanes, scratch } = self;
+        match array.data_type() {
+            DataType::Utf8 => strings(array.as_string::<i32>(), first, &mut lanes[..], scratch),
+            DataType::Map(..) => {
+                let map: &MapArray = array.as_map();
+                nulls(map, first, &mut lanes[0], scratch);
+                let offsets = map.value_offsets();
+                scratch.clear();
+                for w in offsets.windows(2) {
+                    scratch.extend_from_slice(&((w[1] - w[0]) as u32).to_le_bytes());
+                }
+                lanes[1].update(scratch);
+                let (start, end) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
+                let keys = map.keys().slice(start, end - start);
+                let values = map.values().slice(start, end - start);
+                // Entries are numbered from the map's first entry in canonical order; the key and
+                // value lanes number their own nulls by entry.
+                strings(keys.as_string::<i32>(), 0, &mut lanes[2..5], scratch);
+                strings(values.as_string::<i32>(), 0, &mut lanes[5..8], scratch);
+            }
+            DataType::Int32 => fixed(
+                array.as_primitive::<Int32Type>().values().inner().as_slice(),
+                array,
+                4,
+                first,
+                lanes,
+                scratch,
+            ),
+            DataType::UInt32 => fixed(
+                array.as_primitive::<UInt32Type>().values().inner().as_slice(),
+                array,
+                4,
+                first,
+                lanes,
+                scratch,
+            ),
+            DataType::Int64 => fixed(
+                array.as_primitive::<Int64Type>().values().inner().as_slice(),
+                array,
+                8,
+                first,
+                lanes,
+                scratch,
+            ),
+            DataType::Timestamp(..) => {
+                let ts = array
+                    .as_any()
+                    .downcast_ref::<TimestampNanosecondArray>()
+                    .ok_or_else(|| ArrowError::SchemaError("timestamp not in ns".into()))?;
+                fixed(
+                    ts.values().inner().as_slice(),
+                    array,
+                    8,
+                    first,
+                    lanes,
+                    scratch,
+                )
+            }
+            other => {
+                return Err(ArrowError::SchemaError(format!("unexpected type {other}")).into());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Row numbers of nulls, as u64 LE.
+fn nulls(array: &dyn Array, first: u64, lane: &mut blake3::Hasher, scratch: &mut Vec<u8>) {
+    if array.null_count() == 0 {
+        return;
+    }
+    scratch.clear();
+    for i in (0..array.len()).filter(|&i| array.is_null(i)) {
+        scratch.extend_from_slice(&(first + i as u64).to_le_bytes());
+    }
+    lane.update(scratch);
+}
+
+fn strings(array: &StringArray, first: u64, lanes: &mut [blake3::Hasher], scratch: &mut Vec<u8>) {
+    nulls(array, first, &mut lanes[0], scratch);
+    let offsets = array.value_offsets();
+    scratch.clear();
+    scratch.reserve(array.len() * 4);
+    for w in offsets.windows(2) {
+        scratch.extend_from_slice(&((w[1] - w[0]) as u32).to_le_bytes());
+    }
+    lanes[1].update(scratch);
+    let (start, end) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
+    // A null's bytes are empty in Arrow (offsets equal), so the byte stream is the values'.
+    lanes[2].update(&array.values()[start..end]);
+}
+
+fn fixed(
+    bytes: &[u8],
+    array: &dyn Array,
+    width: usize,
+    first: u64,
+    lanes: &mut [blake3::Hasher],
+    scratch: &mut Vec<u8>,
+) {
+    nulls(array, first, &mut lanes[0], scratch);
+    if array.null_count() == 0 {
+        lanes[1].update(bytes);
+        return;
+    }
+    scratch.clear();
+    scratch.extend_from_slice(bytes);
+    for i in (0..array.len()).filter(|&i| array.is_null(i)) {
+        scratch[i * width..(i + 1) * width].fill(0);
+    }
+    lanes[1].update(scratch);
+}
+
+fn times(batch: &RecordBatch) -> Result<&[i64], RowsDigestError> {
+    batch
+        .column_by_name("timestamp")
+        .and_then(|c| c.as_any().downcast_ref::<TimestampNanosecondArray>())
+        .map(|a| a.values().as_ref())
+        .ok_or_else(|| ArrowError::SchemaError("no timestamp(ns) column".into()).into())
+}
+
+/// Types equal up to the names of nested fields (a map's entries, keys and values).
+fn same_type(a: &DataType, b: &DataType) -> bool {
+    match (a, b) {
+        (DataType::Map(fa, _), DataType::Map(fb, _)) => match (fa.data_type(), fb.data_type()) {
+            (DataType::Struct(ca), DataType::Struct(cb)) => {
+                ca.len() == 2
+                    && cb.len() == 2
+                    && ca
+                        .iter()
+                        .zip(cb.iter())
+                        .all(|(x, y)| same_type(x.data_type(), y.data_type()))
+            }
+            _ => false,
+        },
+        (DataType::Timestamp(ua, _), DataType::Timestamp(ub, _)) => ua == ub,
+        _ => a == b,
+    }
+}
+
+/// The table's schema with the batch's own field types (for nested names that differ).
+fn relaxed_schema(schema: &SchemaRef, batch: &RecordBatch) -> SchemaRef {
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            let column = batch.column_by_name(f.name()).expect("checked by conform");
+            Arc::new(
+                f.as_ref()
+                    .clone()
+                    .with_data_type(column.data_type().clone())
+                    .with_nullable(true),
+            )
+        })
+        .collect();
+    Arc::new(arrow::datatypes::Schema::new(fields))
+}
+
+fn batch_columns(schema: &SchemaRef, batch: &RecordBatch) -> Vec<ArrayRef> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            batch
+                .column_by_name(f.name())
+                .expect("checked by conform")
+                .clone()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;
