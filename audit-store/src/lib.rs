@@ -19,6 +19,7 @@ pub mod query;
 pub mod rows_digest;
 pub mod schema;
 pub mod tenant;
+pub mod verify;
 pub mod wal;
 pub mod writer;
 

@@ -4,7 +4,8 @@
 //! 1. stop the OTLP receivers (no new requests; in-flight ones run to their answer),
 //! 2. drop the last pipeline handle: the write-ahead log thread answers its queue, the flusher
 //!    commits every buffer to Parquet and the log is emptied,
-//! 3. stop the metrics and API listeners (they stay up while the writer drains).
+//! 3. checkpoint every tenant's audit log that grew,
+//! 4. stop the metrics and API listeners (they stay up while the writer drains).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,7 +25,9 @@ use tokio::task::JoinHandle;
 use std::path::PathBuf;
 
 use crate::api;
+use crate::audit;
 use crate::config::Config;
+use audit_store::log::AuditLogs;
 use crate::ingest::grpc::ExportService;
 use crate::ingest::{self, Ingest};
 use crate::pipeline::memtable::FlushPolicy;
@@ -136,10 +139,12 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
         api_listener.local_addr()?,
     );
 
+    let identity = audit::identity(&config, &layout).context("cannot set up checkpoint signing")?;
+    let logs = Arc::new(AuditLogs::new(layout.clone(), identity));
     let storage = &config.storage;
     let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     let (pipeline, pipeline_task) = Pipeline::spawn(
-        layout.clone(),
+        logs.clone(),
         PipelineOptions {
             wal_dir: layout.data_dir().join("wal"),
             wal_segment_bytes: storage.wal_segment_size,
@@ -261,12 +266,19 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
         limits: config.query.clone(),
         catalog: catalog.clone(),
         pool: Arc::new(api::query::QueryPool::new(2).context("cannot start the query runtime")?),
+        logs: logs.clone(),
     });
     let api = axum::serve(
         api_listener,
         api_app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(stopped(admin_stop_rx.clone()));
+    tokio::spawn(audit::checkpoint_job(
+        logs.clone(),
+        catalog.clone(),
+        config.audit.checkpoint_interval,
+        admin_stop_rx.clone(),
+    ));
     if let (Some(reloader), Some(interval)) = (&reloader, config.reload.watch_interval) {
         tokio::spawn(reloader.clone().watch(interval, admin_stop_rx.clone()));
     }
@@ -282,6 +294,7 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
     );
 
     let pipeline_for_shutdown = pipeline_task.clone();
+    let shutdown_catalog = catalog.clone();
     let task = tokio::spawn(async move {
         // Held until every file is committed and closed.
         let _lock = lock;
@@ -293,6 +306,8 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
         if let Some(task) = pipeline_for_shutdown.lock().await.take() {
             task.join().await.context("the pipeline failed")?;
         }
+        // Everything is committed: the last checkpoint covers it.
+        audit::checkpoint_now(&logs, &shutdown_catalog).await;
         let _ = admin_stop_tx.send(true);
         let (metrics_result, api_result) = tokio::join!(metrics, api);
         grpc_result.context("OTLP/gRPC server failed")?;

@@ -123,32 +123,44 @@ impl SigningKey {
 
 const ALG_ED25519: u8 = 1;
 
-/// Writes a new key pair: the private key file with mode 0600, the verifier key beside it.
+/// Writes a new key pair: the private key file (created, never overwritten) with mode 0600,
+/// then the verifier key.
 pub fn write_key_pair(name: &str, private: &Path, public: &Path) -> Result<SigningKey, KeyError> {
+    let (key, text) = SigningKey::generate(name)?;
+    write_private_key(private, &text)?;
+    write_public_key(public, key.verifier_key())?;
+    Ok(key)
+}
+
+fn write_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError {
+    let path = path.display().to_string();
+    move |source| KeyError::Write { path, source }
+}
+
+/// Creates `path` (mode 0600; an existing file is an error) holding a private key.
+pub fn write_private_key(path: &Path, text: &str) -> Result<(), KeyError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let (key, text) = SigningKey::generate(name)?;
-    let write_err = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| KeyError::Write { path, source }
-    };
-    if let Some(dir) = private.parent().filter(|d| !d.as_os_str().is_empty()) {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(write_err(dir))?;
     }
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
-        .open(private)
-        .map_err(write_err(private))?;
+        .open(path)
+        .map_err(write_err(path))?;
     file.write_all(format!("{text}\n").as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(write_err(private))?;
-    if let Some(dir) = public.parent().filter(|d| !d.as_os_str().is_empty()) {
+        .map_err(write_err(path))
+}
+
+/// Writes a verifier key file.
+pub fn write_public_key(path: &Path, verifier_key: &str) -> Result<(), KeyError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(write_err(dir))?;
     }
-    std::fs::write(public, format!("{}\n", key.verifier_key())).map_err(write_err(public))?;
-    Ok(key)
+    std::fs::write(path, format!("{verifier_key}\n")).map_err(write_err(path))
 }
 
 /// Splits a verifier key into (name, hex id, base64 key).

@@ -5,8 +5,11 @@
 //! `POST /admin/flush` commits every acknowledged record to Parquet now instead of when it is due
 //! (like Loki's `/flush`) and answers once that is done — with keys configured, only for an
 //! admin key; `POST /admin/reload` reloads tenants and policies like SIGHUP (admin too).
-//! `POST /api/v1/query` runs a tenant's SQL. Any other path is 404.
+//! `POST /api/v1/query` runs a tenant's SQL; `GET /api/v1/checkpoint` and
+//! `GET /api/v1/proof/{inclusion,consistency}` serve a tenant's audit log ([`audit`]). Any other
+//! path is 404.
 
+pub mod audit;
 pub mod query;
 
 use std::future::Future;
@@ -41,6 +44,7 @@ pub struct ApiState {
     pub limits: QueryLimits,
     pub catalog: Catalog,
     pub pool: Arc<query::QueryPool>,
+    pub logs: Arc<audit_store::log::AuditLogs>,
 }
 
 /// The API routes.
@@ -51,6 +55,9 @@ pub fn router(state: ApiState) -> Router {
         .route("/admin/flush", post(flush_now))
         .route("/admin/reload", post(reload_now))
         .route("/api/v1/query", post(query::query))
+        .route("/api/v1/checkpoint", get(audit::checkpoint))
+        .route("/api/v1/proof/inclusion", get(audit::inclusion))
+        .route("/api/v1/proof/consistency", get(audit::consistency))
         .with_state(state)
 }
 

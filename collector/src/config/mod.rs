@@ -46,6 +46,7 @@ pub struct Config {
     pub reload: Reload,
     pub metrics: MetricsConfig,
     pub tracing: SelfTracing,
+    pub audit: Audit,
 }
 
 impl Config {
@@ -111,6 +112,19 @@ pub struct Storage {
     pub wal_segment_size: u64,
     /// zstd level of Parquet pages (1–22).
     pub zstd_level: i32,
+    /// Names this daemon in the origin of new audit logs (`<instance_id>/tenantscope/<tenant>`);
+    /// `None`: the host name.
+    pub instance_id: Option<String>,
+}
+
+/// The audit log's checkpoints and jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audit {
+    /// How often each tenant's log is checkpointed (signed) when it grew; also at shutdown.
+    pub checkpoint_interval: Duration,
+    /// The checkpoint signing key (`tenantscope keygen`); `None`: `DATA/keys/signing.key`,
+    /// made at first start.
+    pub signing_key_file: Option<PathBuf>,
 }
 
 /// The daemon's own logging.
@@ -144,6 +158,7 @@ impl Default for Config {
                 queue_capacity: 1024,
                 wal_segment_size: 64 << 20,
                 zstd_level: 1,
+                instance_id: None,
             },
             log: Log {
                 format: LogFormat::Text,
@@ -165,6 +180,10 @@ impl Default for Config {
             },
             metrics: MetricsConfig::default(),
             tracing: SelfTracing::default(),
+            audit: Audit {
+                checkpoint_interval: Duration::from_secs(60),
+                signing_key_file: None,
+            },
         }
     }
 }

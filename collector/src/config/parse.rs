@@ -77,6 +77,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "reload",
             "metrics",
             "tracing",
+            "audit",
         ],
     );
 
@@ -156,6 +157,7 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "queue_capacity",
             "wal_segment_size",
             "zstd_level",
+            "instance_id",
         ];
         w.known_keys(&m, "storage", &keys);
         let c = &mut config.storage;
@@ -193,6 +195,20 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         });
         w.field(&m, p, "zstd_level", &mut c.zstd_level, |v| {
             integer(v, 1, 22).map(|n| n as i32)
+        });
+        w.field(&m, p, "instance_id", &mut c.instance_id, |v| {
+            instance_id(string(v)?).map(Some)
+        });
+    }
+    if let Some(m) = w.section(&root, "", "audit") {
+        let keys = ["checkpoint_interval", "signing_key_file"];
+        w.known_keys(&m, "audit", &keys);
+        let c = &mut config.audit;
+        w.field(&m, "audit", "checkpoint_interval", &mut c.checkpoint_interval, |v| {
+            duration(v, Duration::from_secs(1), Duration::from_secs(86_400))
+        });
+        w.field(&m, "audit", "signing_key_file", &mut c.signing_key_file, |v| {
+            path(v).map(Some)
         });
     }
     if let Some(m) = w.section(&root, "", "log") {
@@ -409,6 +425,22 @@ pub(crate) fn parse_byte_size(s: &str) -> Option<u64> {
         _ => return None,
     };
     n.checked_mul(multiplier).filter(|&b| b > 0)
+}
+
+/// An instance id: what a host name may hold (it becomes part of a checkpoint's origin line).
+pub(crate) fn instance_id(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.len() <= 253
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if valid {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not an instance id (letters, digits, '.', '-', '_'; at most 253)"
+        ))
+    }
 }
 
 fn log_format(value: &Value) -> Result<LogFormat, String> {

@@ -1,5 +1,5 @@
-//! The flusher: memtable buffers → records read back from the log → Parquet files + manifest
-//! lines → log segments deleted.
+//! The flusher: memtable buffers → records read back from the log → Parquet files + audit log
+//! entries → log segments deleted.
 //!
 //! Runs as one task; each round of commits runs on a thread of its own at a lower CPU priority
 //! (nice +10), so that encoding Parquet uses the CPU the acknowledgement path leaves idle instead
@@ -9,13 +9,12 @@
 //! counted as corrupt and left out of its file. Log segments are deleted only below the oldest LSN
 //! still waiting.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arrow::array::RecordBatch;
 use audit_store::layout::Layout;
-use audit_store::manifest::Manifest;
+use audit_store::log::AuditLogs;
 use audit_store::wal::payload::{OTLP_LOGS, decode_batches};
 use audit_store::wal::{WalReader, WalWriter, remove_segments};
 use audit_store::writer::{
@@ -36,7 +35,7 @@ pub struct Flusher {
     pub memtable: Arc<Memtable>,
     pub wal: Arc<Mutex<WalWriter>>,
     pub catalog: Catalog,
-    pub manifests: Arc<Mutex<HashMap<TenantId, Manifest>>>,
+    pub logs: Arc<AuditLogs>,
 }
 
 impl Flusher {
@@ -81,7 +80,7 @@ impl Flusher {
         if !due.is_empty() {
             let layout = self.layout.clone();
             let options = self.options.writer.clone();
-            let manifests = self.manifests.clone();
+            let logs = self.logs.clone();
             let catalog = self.catalog.clone();
             let untraced = self.options.untraced_tenant.clone();
             let wal_dir = self.options.wal_dir.clone();
@@ -120,7 +119,7 @@ impl Flusher {
                     let committed = span.in_scope(|| {
                         commit_buffer(
                             &layout,
-                            &manifests,
+                            &logs,
                             &mut reader,
                             (&tenant, table),
                             &buffer,
@@ -352,7 +351,7 @@ fn write_buffer(
 /// Commits one buffer; false when it failed (the caller puts it back).
 fn commit_buffer(
     layout: &Layout,
-    manifests: &Mutex<HashMap<TenantId, Manifest>>,
+    logs: &AuditLogs,
     reader: &mut WalReader,
     (tenant, table): (&TenantId, Table),
     buffer: &Buffer,
@@ -360,41 +359,39 @@ fn commit_buffer(
     catalog: &Catalog,
 ) -> bool {
     let started = Instant::now();
-    let mut manifests = manifests.lock().unwrap_or_else(|e| e.into_inner());
-    let manifest = match manifests.get_mut(tenant) {
-        Some(m) => m,
-        None => match Manifest::load(layout, tenant) {
-            Ok(m) => manifests.entry(tenant.clone()).or_insert(m),
-            Err(error) => {
-                tracing::error!(tenant = %tenant, error = %error, "cannot load the manifest");
-                catalog.commit_failures().increment(1);
-                return false;
-            }
-        },
+    let log = match logs.get(tenant) {
+        Ok(log) => log,
+        Err(error) => {
+            tracing::error!(tenant = %tenant, error = %error, "cannot open the audit log");
+            catalog.commit_failures().increment(1);
+            return false;
+        }
     };
     let lsns = buffer.first_lsn..=buffer.last_lsn;
     let back = read_back(reader, (tenant, table), buffer, catalog);
+    // The files first, the log locked only for their entries (the API reads it meanwhile).
     let committed = write_buffer(layout, (tenant, table), back, buffer, options, catalog)
-        .and_then(|files| commit_files(layout, manifest, tenant, table, &files, lsns));
+        .and_then(|files| {
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            commit_files(&mut log, table, &files, lsns)
+        });
     match committed {
         Ok(committed) => {
             let counters = catalog.store(table);
             counters
                 .commit_seconds
                 .record(started.elapsed().as_secs_f64());
-            for file in &committed.files {
+            for file in &committed {
                 counters.files.increment(1);
                 counters.rows.increment(file.rows);
                 counters.bytes.increment(file.bytes);
             }
-            tracing::debug!(tenant = %tenant, table = table.name(), rows = buffer.rows, files = committed.files.len(), seconds = started.elapsed().as_secs_f64(), "committed");
+            tracing::debug!(tenant = %tenant, table = table.name(), rows = buffer.rows, files = committed.len(), seconds = started.elapsed().as_secs_f64(), "committed");
             true
         }
         Err(error) => {
             tracing::error!(tenant = %tenant, table = table.name(), error = %error, "audit commit failed; will retry");
             catalog.commit_failures().increment(1);
-            // A failed append may have left the cached manifest behind the file: reload next time.
-            manifests.remove(tenant);
             false
         }
     }

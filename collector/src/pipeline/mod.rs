@@ -4,13 +4,14 @@
 //! ```text
 //! submit ──► WAL thread: group of requests → one write + fdatasync ──► memtable ──► ack
 //!                                                                        │
-//!                       flusher (by rows, bytes or age; OTLP → Arrow) ──► Parquet + manifest line ──► WAL segments deleted
+//!                       flusher (by rows, bytes or age; OTLP → Arrow) ──► Parquet + audit log entries ──► WAL segments deleted
 //! ```
 //!
 //! A request is acknowledged once its records are fsync'd in the write-ahead log (and in the
 //! memtable); Parquet files are written in the background, one per tenant, table and day, when a
 //! buffer reaches `target_file_rows` / `target_file_bytes` or `max_file_age`. At start-up,
-//! [`Pipeline::spawn`] removes orphan files, then replays the log records no manifest covers.
+//! [`Pipeline::spawn`] recovers the audit logs (files no entry names are quarantined), then
+//! replays the write-ahead log records no commit covers.
 //! Every queue is bounded: a full log queue or a memtable over `max_buffered_bytes` refuses new
 //! requests with [`PipelineError::Overloaded`] (503 / UNAVAILABLE) instead of growing.
 
@@ -25,8 +26,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use audit_store::layout::Layout;
-use audit_store::manifest::{Manifest, recover};
+use audit_store::log::AuditLogs;
 use audit_store::wal::payload::{self, encode_batch};
 use audit_store::wal::{WalWriter, replay};
 use audit_store::writer::WriterOptions;
@@ -128,20 +128,27 @@ impl PipelineTask {
 impl Pipeline {
     /// Recovers the store (orphans, log replay) and starts the log thread and the flusher.
     pub fn spawn(
-        layout: Layout,
+        logs: Arc<AuditLogs>,
         options: PipelineOptions,
         catalog: Catalog,
     ) -> anyhow::Result<(Self, PipelineTask)> {
-        let recovered = recover(&layout)?;
-        if recovered.orphans_removed + recovered.temporaries_removed > 0 {
+        let layout = logs.layout().clone();
+        let recovered = logs.recover()?;
+        catalog
+            .audit()
+            .quarantined
+            .increment(recovered.quarantined as u64);
+        if recovered.quarantined + recovered.temporaries_removed + recovered.deletions_finished > 0
+        {
             tracing::warn!(
-                orphans = recovered.orphans_removed,
+                quarantined = recovered.quarantined,
                 temporaries = recovered.temporaries_removed,
-                "removed files of interrupted commits"
+                deletions_finished = recovered.deletions_finished,
+                "settled the files of interrupted commits"
             );
         }
         let memtable = Arc::new(Memtable::default());
-        let next_lsn = replay_into(&layout, &options, &memtable, &catalog)?;
+        let next_lsn = replay_into(&logs, &options, &memtable, &catalog)?;
         let wal = Arc::new(Mutex::new(WalWriter::new(
             &options.wal_dir,
             next_lsn,
@@ -156,7 +163,7 @@ impl Pipeline {
             memtable: memtable.clone(),
             wal,
             catalog: catalog.clone(),
-            manifests: Arc::new(Mutex::new(Default::default())),
+            logs,
         };
         let task = tokio::spawn(flusher.run(flush_rx, wal_task));
         let pipeline = Self {
@@ -206,9 +213,9 @@ impl Pipeline {
     }
 }
 
-/// Puts every log record that no manifest covers back into the memtable; returns the next LSN.
+/// Puts every log record that no commit covers back into the memtable; returns the next LSN.
 fn replay_into(
-    layout: &Layout,
+    logs: &AuditLogs,
     options: &PipelineOptions,
     memtable: &Memtable,
     catalog: &Catalog,
@@ -223,9 +230,11 @@ fn replay_into(
         // at its commit; the memtable keeps only where it is.
         let key = (record.tenant.clone(), record.table);
         let done = *committed.entry(key).or_insert_with(|| {
-            Manifest::read(layout, &record.tenant)
-                .ok()
-                .and_then(|m| m.committed_lsn(record.table))
+            logs.get(&record.tenant).ok().and_then(|log| {
+                log.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .committed_lsn(record.table)
+            })
         });
         if done.is_some_and(|lsn| record.lsn <= lsn) {
             skipped += 1;

@@ -111,11 +111,13 @@ pub mod names {
     pub const EVENTS: &str = "tenantscope_events_total";
     pub const SERIES_OVERFLOW: &str = super::super::series::OVERFLOW_COUNTER;
     pub const QUERIES: &str = "tenantscope_query_requests_total";
+    pub const CHECKPOINTS: &str = "tenantscope_audit_checkpoints_total";
+    pub const QUARANTINED: &str = "tenantscope_audit_quarantined_files_total";
 }
 
 /// Every metric family name the daemon exposes (histograms also as `_bucket`, `_sum`, `_count`);
 /// dashboards and rules may use only these (a test checks it).
-pub const ALL_NAMES: [&str; 39] = [
+pub const ALL_NAMES: [&str; 41] = [
     names::RATE_LIMITED,
     names::BUILD_INFO,
     names::RECORDS_RECEIVED,
@@ -125,6 +127,8 @@ pub const ALL_NAMES: [&str; 39] = [
     names::ROWS_COMMITTED,
     names::BYTES_COMMITTED,
     names::COMMIT_FAILURES,
+    names::CHECKPOINTS,
+    names::QUARANTINED,
     names::WAL_RECORDS,
     names::WAL_GROUPS,
     names::WAL_APPEND_FAILURES,
@@ -239,12 +243,20 @@ pub struct Catalog {
     inner: Arc<Inner>,
 }
 
+/// The audit log's counters.
+pub struct AuditCounters {
+    pub checkpoints: Counter,
+    pub checkpoint_failures: Counter,
+    pub quarantined: Counter,
+}
+
 struct Inner {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     ingest: HashMap<(Transport, Signal), IngestCounters>,
     store: HashMap<Table, StoreCounters>,
     commit_failures: Counter,
+    audit: AuditCounters,
     wal: WalCounters,
     reloads: HashMap<&'static str, Counter>,
     queries: HashMap<&'static str, Counter>,
@@ -338,6 +350,16 @@ impl Catalog {
             names::COMMIT_FAILURES,
             Unit::Count,
             "Batches whose commit to the audit store failed.",
+        );
+        describe(
+            names::CHECKPOINTS,
+            Unit::Count,
+            "Signed checkpoints of tenants' audit logs written (result ok) or that failed.",
+        );
+        describe(
+            names::QUARANTINED,
+            Unit::Count,
+            "Parquet files no audit log entry named, moved to DATA/quarantine/ at start.",
         );
         describe(
             names::WAL_RECORDS,
@@ -500,6 +522,11 @@ impl Catalog {
             })
             .collect();
         let commit_failures = counter(names::COMMIT_FAILURES, vec![]);
+        let audit = AuditCounters {
+            checkpoints: counter(names::CHECKPOINTS, vec![Label::new("result", "ok")]),
+            checkpoint_failures: counter(names::CHECKPOINTS, vec![Label::new("result", "failure")]),
+            quarantined: counter(names::QUARANTINED, vec![]),
+        };
         let wal = WalCounters {
             bytes: counter(names::WAL_BYTES, vec![]),
             segments_opened: counter(names::WAL_SEGMENTS_OPENED, vec![]),
@@ -557,6 +584,7 @@ impl Catalog {
                 ingest,
                 store,
                 commit_failures,
+                audit,
                 wal,
                 reloads,
                 queries,
@@ -668,6 +696,10 @@ impl Catalog {
 
     pub fn commit_failures(&self) -> &Counter {
         &self.inner.commit_failures
+    }
+
+    pub fn audit(&self) -> &AuditCounters {
+        &self.inner.audit
     }
 
     /// The Prometheus text exposition of every metric.

@@ -1,0 +1,226 @@
+//! The file half of `verify`: every committed file re-hashed (SHA-256 of its bytes, streamed) and
+//! its rows digest recomputed (Parquet decoded a batch at a time), on a pool of threads; then the
+//! directories listed for files no entry names.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use sha2::{Digest, Sha256};
+
+use super::{TenantReport, VerifyError, VerifyOptions, parquet_files, quarantine_files};
+use crate::log::entry::{Entry, EntryKind, FileEntry};
+use crate::rows_digest::RowsHasher;
+use crate::{Table, TenantId, layout::Layout};
+
+/// What one file turned out to be.
+struct Checked {
+    bytes: u64,
+    sha256: String,
+    /// `Some(Ok(digest, rows))`, or why the rows could not be read; `None` when skipped.
+    rows: Option<Result<(String, u64), String>>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn check_files(
+    layout: &Layout,
+    tenant: &TenantId,
+    dir: &Path,
+    files: &[(u64, FileEntry)],
+    deleted: &HashMap<String, (u64, Entry)>,
+    quarantined: &HashMap<String, u64>,
+    threads: usize,
+    options: &VerifyOptions,
+    report: &mut TenantReport,
+) -> Result<(), VerifyError> {
+    let mut seen = HashSet::new();
+    let mut live = Vec::new();
+    for (index, f) in files {
+        if !seen.insert(f.path.as_str()) {
+            report.tamper(
+                "entry_duplicate",
+                format!("entry {index}"),
+                format!("{} is committed twice", f.path),
+            );
+            continue;
+        }
+        if deleted.contains_key(&f.path) {
+            continue;
+        }
+        live.push((*index, f));
+    }
+    for (path, (index, entry)) in deleted {
+        if !seen.contains(path.as_str()) {
+            report.tamper(
+                "entry_damaged",
+                format!("entry {index}"),
+                format!("a deletion of {path}, which no entry committed"),
+            );
+            continue;
+        }
+        if let EntryKind::Deletion { policy, .. } = &entry.kind {
+            let when = chrono::DateTime::from_timestamp_nanos(entry.time_ns).to_rfc3339();
+            let present = dir.join(path).exists();
+            report.info(
+                if present { "deletion_pending" } else { "deleted_by_retention" },
+                path.clone(),
+                format!(
+                    "entry {index}: deleted at {when} under {policy}{}",
+                    if present { " (still present: the daemon removes it at its next start)" } else { "" }
+                ),
+            );
+        }
+    }
+    // Hash the live files, a file per thread at a time.
+    let results: Mutex<Vec<Option<Result<Checked, std::io::Error>>>> =
+        Mutex::new((0..live.len()).map(|_| None).collect());
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..threads.min(live.len().max(1)) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((_, entry)) = live.get(i) else { break };
+                    let result = check_one(&dir.join(&entry.path), entry, options.skip_rows_digest);
+                    results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(result);
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    for ((index, entry), result) in live.iter().zip(results) {
+        let subject = entry.path.clone();
+        let result = result.expect("every file was checked");
+        let checked = match result {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                report.tamper(
+                    "file_missing",
+                    subject,
+                    format!("committed by entry {index}, not deleted by retention, and not on disk"),
+                );
+                continue;
+            }
+            Err(e) => {
+                report.tamper("file_unreadable", subject, e.to_string());
+                continue;
+            }
+        };
+        report.files_checked += 1;
+        report.bytes_hashed += checked.bytes;
+        let same_rows = match &checked.rows {
+            Some(Ok((digest, rows))) => Some(*digest == entry.rows_digest && *rows == entry.rows),
+            _ => None,
+        };
+        if checked.bytes < entry.bytes {
+            report.tamper(
+                "file_truncated",
+                subject.clone(),
+                format!("{} bytes, the log says {}", checked.bytes, entry.bytes),
+            );
+        } else if checked.sha256 != entry.sha256 {
+            let rows = match same_rows {
+                Some(true) => "; its rows are the committed ones (the file was re-encoded)",
+                Some(false) => "; its rows differ from the committed ones",
+                None => "",
+            };
+            report.tamper(
+                "file_altered",
+                subject.clone(),
+                format!(
+                    "SHA-256 {} ({} bytes), the log says {} ({} bytes){rows}",
+                    checked.sha256, checked.bytes, entry.sha256, entry.bytes
+                ),
+            );
+            continue;
+        }
+        match checked.rows {
+            Some(Ok((digest, rows))) if digest != entry.rows_digest || rows != entry.rows => {
+                report.tamper(
+                    "rows_altered",
+                    subject,
+                    format!(
+                        "{rows} rows with digest {digest}, the log says {} rows with {}",
+                        entry.rows, entry.rows_digest
+                    ),
+                );
+            }
+            Some(Err(e)) if checked.bytes >= entry.bytes => {
+                report.tamper("file_unreadable", subject, format!("its rows cannot be read: {e}"));
+            }
+            _ => {}
+        }
+    }
+    // Files no entry names.
+    let named: HashSet<&str> = files.iter().map(|(_, f)| f.path.as_str()).collect();
+    for relative in parquet_files(layout, tenant)?.into_keys() {
+        if named.contains(relative.as_str()) {
+            continue;
+        }
+        if let Some(index) = quarantined.get(&relative) {
+            report.info(
+                "quarantine_pending",
+                relative,
+                format!("entry {index} quarantined it; the daemon moves it at its next start"),
+            );
+        } else {
+            report.tamper(
+                "file_unlisted",
+                relative,
+                "a Parquet file no entry of the log names (added by hand, or its entry was removed)",
+            );
+        }
+    }
+    for relative in quarantine_files(layout, tenant) {
+        if !quarantined.contains_key(&relative) {
+            report.tamper(
+                "quarantine_unrecorded",
+                relative,
+                "a file in the quarantine directory that no quarantine entry records",
+            );
+        }
+    }
+    Ok(())
+}
+
+fn check_one(path: &Path, entry: &FileEntry, skip_rows: bool) -> Result<Checked, std::io::Error> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut bytes = 0u64;
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        bytes += n as u64;
+    }
+    let sha256 = hex::encode(hasher.finalize());
+    let rows = (!skip_rows).then(|| rows_digest(path, &entry.table));
+    Ok(Checked {
+        bytes,
+        sha256,
+        rows,
+    })
+}
+
+/// The rows digest and row count of a Parquet file of `table`.
+pub fn rows_digest(path: &Path, table: &str) -> Result<(String, u64), String> {
+    let table = Table::from_name(table).ok_or_else(|| format!("unknown table {table:?}"))?;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.with_batch_size(8192).build())
+        .map_err(|e| e.to_string())?;
+    let mut hasher = RowsHasher::new(table);
+    let mut rows = 0u64;
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        rows += batch.num_rows() as u64;
+        hasher.update(&batch).map_err(|e| e.to_string())?;
+    }
+    Ok((hasher.finish().map_err(|e| e.to_string())?, rows))
+}

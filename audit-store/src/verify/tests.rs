@@ -1,0 +1,78 @@
+//! The checker on a store written by the library (the tamper matrix against the real binary is
+//! `collector/tests/integrity.rs`).
+
+use super::*;
+use crate::log::tests::identity;
+use crate::log::TenantLog;
+use crate::query::tests::{BASE, DAY, batch};
+use crate::writer::{WriterOptions, commit};
+
+fn store() -> (tempfile::TempDir, Layout, VerifyOptions) {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new(dir.path());
+    for tenant in ["acme", "globex"] {
+        let t = TenantId::parse(tenant).unwrap();
+        let mut log = TenantLog::open(&layout, &t, identity()).unwrap();
+        for (i, table) in Table::ALL.into_iter().enumerate() {
+            let rows: Vec<(i64, String)> =
+                (0..50).map(|r| (BASE + (r % 3) * DAY + r, format!("{tenant} {r}"))).collect();
+            let batches = [batch(table, tenant, &rows)];
+            let lsn = i as u64;
+            commit(&layout, &mut log, table, &batches, lsn..=lsn, &WriterOptions::default()).unwrap();
+        }
+        log.checkpoint().unwrap().unwrap();
+    }
+    let options = VerifyOptions {
+        trusted_keys: vec![identity().key.verifier_key().to_owned()],
+        ..VerifyOptions::default()
+    };
+    (dir, layout, options)
+}
+
+fn kinds(report: &Report) -> Vec<&'static str> {
+    report
+        .tenants
+        .iter()
+        .flat_map(|t| &t.findings)
+        .chain(&report.findings)
+        .filter(|f| f.severity == Severity::Tampered)
+        .map(|f| f.kind)
+        .collect()
+}
+
+#[test]
+fn an_untouched_store_verifies_clean() {
+    let (_dir, layout, options) = store();
+    let report = verify(&layout, &options).unwrap();
+    assert!(!report.tampered(), "{report:#?}");
+    assert_eq!(report.tenants.len(), 2);
+    let acme = &report.tenants[0];
+    assert_eq!(acme.files_checked, 9);
+    assert_eq!(acme.entries, 10);
+    assert_eq!(acme.checkpoints_checked, 2, "history and latest");
+}
+
+#[test]
+fn a_flipped_byte_a_forged_checkpoint_and_an_unlisted_file_are_named() {
+    let (dir, layout, options) = store();
+    let tenant = dir.path().join("audit/tenant=acme");
+    let log = TenantLog::read(&layout, &TenantId::parse("acme").unwrap()).unwrap();
+    let victim = log.files(Table::Logs).next().unwrap().path.clone();
+    let mut bytes = std::fs::read(tenant.join(&victim)).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(tenant.join(&victim), bytes).unwrap();
+    std::fs::copy(tenant.join(&victim), tenant.join(victim.replace(".parquet", "-copy.parquet"))).unwrap();
+    let report = verify(&layout, &options).unwrap();
+    let found = kinds(&report);
+    assert!(found.contains(&"file_altered"), "{found:?}");
+    assert!(found.contains(&"file_unlisted"), "{found:?}");
+    assert!(report.tenants[1].findings.iter().all(|f| f.severity == Severity::Info), "globex is intact");
+    // Another key's checkpoint.
+    let forged = checkpoint::SigningKey::generate("test/tenantscope").unwrap().0;
+    let note = forged.sign_checkpoint("test/tenantscope/globex", 10, tlog_tiles::Hash([0; 32]));
+    std::fs::write(dir.path().join("audit/tenant=globex/_checkpoint"), note).unwrap();
+    let report = verify(&layout, &options).unwrap();
+    let globex: Vec<_> = report.tenants[1].findings.iter().map(|f| f.kind).collect();
+    assert!(globex.contains(&"untrusted_signature"), "{globex:?}");
+}

@@ -1,0 +1,288 @@
+//! The audit log over HTTP: a tenant's newest signed checkpoint and the proofs that let it check,
+//! without our files, that a file is in its log and that its log only grew.
+//!
+//! - `GET /api/v1/checkpoint` — the newest checkpoint, exactly as stored (a C2SP signed note,
+//!   `text/plain`): keep it, and hand it later to `tenantscope verify --trusted-checkpoint`.
+//! - `GET /api/v1/proof/inclusion?file=PATH[&size=N]` — the RFC 6962 audit path of the entry that
+//!   committed `PATH` (relative to the tenant directory, as the log names it) in the tree of `N`
+//!   entries (default: the newest checkpoint's, written now if it does not cover the entry yet).
+//! - `GET /api/v1/proof/consistency?from=N[&to=M]` — the RFC 6962 consistency proof from the tree
+//!   of `N` entries to the tree of `M` (default: the newest checkpoint's).
+//!
+//! Proof answers are JSON; hashes are base64, as in checkpoints. The tenant is resolved as for
+//! queries: the key's, or for an admin key (or without keys) `?tenant=` or `X-Scope-OrgID`.
+//! Nothing here writes anything but a checkpoint.
+
+use std::net::SocketAddr;
+
+use audit_store::TenantId;
+use audit_store::log::{LogError, TenantLog};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use serde::Deserialize;
+
+use super::ApiState;
+use crate::tenancy::{TENANT_HEADER, TenancyError};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointParams {
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InclusionParams {
+    file: String,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyParams {
+    from: u64,
+    #[serde(default)]
+    to: Option<u64>,
+    #[serde(default)]
+    tenant: Option<String>,
+}
+
+/// An answer that is not a success: status and message, as `{"error", "error_type"}`.
+pub(super) struct Failure(StatusCode, &'static str, String);
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.0,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({"error": self.2, "error_type": self.1}).to_string(),
+        )
+            .into_response();
+        if self.0 == StatusCode::TOO_MANY_REQUESTS {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(60));
+        }
+        response
+    }
+}
+
+impl From<TenancyError> for Failure {
+    fn from(e: TenancyError) -> Self {
+        match &e {
+            TenancyError::Unauthenticated(_) => {
+                Failure(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
+            }
+            TenancyError::Throttled { .. } => {
+                Failure(StatusCode::TOO_MANY_REQUESTS, "throttled", e.to_string())
+            }
+            _ if e.is_forbidden() => Failure(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+            _ => Failure(StatusCode::BAD_REQUEST, "invalid", e.to_string()),
+        }
+    }
+}
+
+impl From<LogError> for Failure {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Range(m) => Failure(StatusCode::BAD_REQUEST, "invalid", m),
+            other => {
+                tracing::error!(error = %other, "audit log unavailable");
+                Failure(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "failed",
+                    "the audit log cannot be read; see the daemon's log".into(),
+                )
+            }
+        }
+    }
+}
+
+/// The tenant the caller may read, resolved as for queries.
+pub(super) fn tenant_of(
+    state: &ApiState,
+    headers: &HeaderMap,
+    source: Option<SocketAddr>,
+    named: Option<&str>,
+) -> Result<TenantId, Failure> {
+    let access = state.auth.authenticate(
+        headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
+        source.map(|s| s.ip()),
+    )?;
+    let header_tenant = headers
+        .get(TENANT_HEADER)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    Ok(access.for_query(named.or(header_tenant.as_deref()))?)
+}
+
+/// Runs `f` on the tenant's log on a blocking thread; a tenant without a log is 404.
+async fn with_log<T: Send + 'static>(
+    state: &ApiState,
+    tenant: TenantId,
+    f: impl FnOnce(&mut TenantLog) -> Result<T, Failure> + Send + 'static,
+) -> Result<T, Failure> {
+    if !state.logs.layout().tenant_dir(&tenant).is_dir() {
+        return Err(Failure(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("tenant {tenant} has no audit log yet"),
+        ));
+    }
+    let logs = state.logs.clone();
+    tokio::task::spawn_blocking(move || {
+        let log = logs.get(&tenant)?;
+        let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+        if log.size() == 0 {
+            return Err(Failure(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("tenant {tenant} has no audit log yet"),
+            ));
+        }
+        f(&mut log)
+    })
+    .await
+    .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string()))?
+}
+
+/// The newest checkpoint, signing one now when the log grew past it (or has none).
+fn current_checkpoint(log: &mut TenantLog, covering: u64) -> Result<(u64, String), Failure> {
+    if log.latest_checkpoint().is_none_or(|(size, _)| size < covering) {
+        log.checkpoint()?;
+    }
+    let (size, note) = log.latest_checkpoint().ok_or_else(|| {
+        Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed",
+            "no checkpoint could be written".into(),
+        )
+    })?;
+    Ok((size, note.to_owned()))
+}
+
+pub(super) async fn checkpoint(
+    State(state): State<ApiState>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<CheckpointParams>,
+) -> Response {
+    let result = async {
+        let tenant = tenant_of(&state, &headers, Some(source), params.tenant.as_deref())?;
+        with_log(&state, tenant, |log| current_checkpoint(log, 1)).await
+    }
+    .await;
+    match result {
+        Ok((_, note)) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            note,
+        )
+            .into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+pub(super) async fn inclusion(
+    State(state): State<ApiState>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<InclusionParams>,
+) -> Response {
+    let result = async {
+        let tenant = tenant_of(&state, &headers, Some(source), params.tenant.as_deref())?;
+        let file = params.file.clone();
+        with_log(&state, tenant, move |log| {
+            let index = log.file(&file).map(|r| r.seq).ok_or_else(|| {
+                Failure(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no entry of the log names {file:?} (paths are relative to the tenant directory, e.g. signal=logs/date=2026-12-01/<name>.parquet)"),
+                )
+            })?;
+            let (size, note) = match params.size {
+                Some(size) => (size, None),
+                None => {
+                    let (size, note) = current_checkpoint(log, index + 1)?;
+                    (size, Some(note))
+                }
+            };
+            let proof = log.inclusion_proof(index, size)?;
+            let root = log.root(size)?;
+            let leaf = log.line(index)?;
+            Ok(serde_json::json!({
+                "file": file,
+                "leaf_index": index,
+                "tree_size": size,
+                "leaf": String::from_utf8_lossy(&leaf),
+                "leaf_hash": B64.encode(tlog_hash(&leaf)),
+                "proof": proof.iter().map(|h| B64.encode(h.0)).collect::<Vec<_>>(),
+                "root": B64.encode(root.0),
+                "checkpoint": note,
+            }))
+        })
+        .await
+    }
+    .await;
+    json_or_failure(result)
+}
+
+pub(super) async fn consistency(
+    State(state): State<ApiState>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(params): Query<ConsistencyParams>,
+) -> Response {
+    let result = async {
+        let tenant = tenant_of(&state, &headers, Some(source), params.tenant.as_deref())?;
+        with_log(&state, tenant, move |log| {
+            let (to, note) = match params.to {
+                Some(to) => (to, None),
+                None => {
+                    let (size, note) = current_checkpoint(log, 1)?;
+                    (size, Some(note))
+                }
+            };
+            let proof = log.consistency_proof(params.from, to)?;
+            let old_root = log.root(params.from)?;
+            let root = log.root(to)?;
+            Ok(serde_json::json!({
+                "from": params.from,
+                "to": to,
+                "from_root": B64.encode(old_root.0),
+                "root": B64.encode(root.0),
+                "proof": proof.iter().map(|h| B64.encode(h.0)).collect::<Vec<_>>(),
+                "checkpoint": note,
+            }))
+        })
+        .await
+    }
+    .await;
+    json_or_failure(result)
+}
+
+fn json_or_failure(result: Result<serde_json::Value, Failure>) -> Response {
+    match result {
+        Ok(value) => (
+            [(header::CONTENT_TYPE, "application/json")],
+            value.to_string(),
+        )
+            .into_response(),
+        Err(failure) => failure.into_response(),
+    }
+}
+
+/// RFC 6962 leaf hash: SHA-256(0x00 || leaf).
+fn tlog_hash(leaf: &[u8]) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update([0u8]);
+    h.update(leaf);
+    h.finalize().into()
+}
