@@ -1,5 +1,6 @@
 //! The `tenantscope` binary: parse the command line, set up logging, hand over to the library,
-//! map the outcome to an exit code (0 success, 1 failure, 2 usage or configuration error).
+//! map the outcome to an exit code (0 success, 1 failure, 2 usage or configuration error; for
+//! `verify`: 0 intact, 1 tampered, 2 could not run).
 
 use std::process::ExitCode;
 
@@ -26,6 +27,39 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Some(Command::Verify(args)) => {
+            let _ = telemetry::init_tracing(LogFormat::Text, "warn", None);
+            let mut out = std::io::BufWriter::new(std::io::stdout());
+            match cli::audit::verify(&args, &mut out) {
+                Ok(intact) => {
+                    use std::io::Write as _;
+                    let _ = out.flush();
+                    if intact {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(e) => {
+                    eprintln!("error: verify could not run: {e:#}");
+                    ExitCode::from(2)
+                }
+            }
+        }
+        Some(Command::Keygen(args)) => match cli::audit::keygen(&args) {
+            Ok(verifier_key) => {
+                println!(
+                    "private key: {} (mode 0600)\npublic key:  {} ({verifier_key})",
+                    args.private.display(),
+                    args.public.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Some(Command::HashKey) => {
             match cli::hash_key(&mut std::io::stdin().lock(), &mut std::io::stdout()) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,8 @@
 //! Crash test: the real `tenantscope` binary under load from a client that records every
 //! acknowledged record, killed with SIGKILL at random moments, restarted, many times. Then:
 //! acknowledged ⊆ stored, nothing stored twice, no request half-stored, every visible Parquet
-//! file complete and named by its manifest with the right SHA-256.
+//! file complete and named by its audit log with the right SHA-256, and `tenantscope verify`
+//! clean after every restart.
 //!
 //! Set `TENANTSCOPE_CRASH_CYCLES` for more cycles (default 20) and `TENANTSCOPE_CRASH_SEED` to
 //! replay a run. Also here, because they need the process too: a crash at every commit step, a
@@ -190,23 +191,41 @@ async fn stored_ids(data_dir: &Path, tenant: &str) -> Vec<String> {
         .collect()
 }
 
-/// Every Parquet file under `audit/` is named by its tenant's manifest, with the right hash, and
-/// reads completely.
+/// The committed (and not deleted) files of a tenant's audit log: path → (SHA-256, bytes).
+fn log_files(tenant_dir: &Path) -> Vec<(String, String, u64)> {
+    let log = std::fs::read_to_string(tenant_dir.join("_log.jsonl")).unwrap_or_default();
+    let entries: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let deleted: HashSet<&str> = entries
+        .iter()
+        .filter(|e| e["type"] == "deletion")
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    entries
+        .iter()
+        .filter(|e| e["type"] == "file" && !deleted.contains(e["path"].as_str().unwrap()))
+        .map(|e| {
+            (
+                e["path"].as_str().unwrap().to_owned(),
+                e["sha256"].as_str().unwrap().to_owned(),
+                e["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Every Parquet file under `audit/` is named by its tenant's audit log, with the right hash,
+/// and reads completely.
 fn check_files(data_dir: &Path) {
     let audit = data_dir.join("audit");
     for tenant_dir in std::fs::read_dir(&audit).unwrap() {
         let tenant_dir = tenant_dir.unwrap().path();
-        let manifest = std::fs::read_to_string(tenant_dir.join("_manifest.jsonl")).unwrap();
-        let mut named: HashMap<String, String> = HashMap::new();
-        for line in manifest.lines() {
-            let commit: serde_json::Value = serde_json::from_str(line).unwrap();
-            for f in commit["files"].as_array().unwrap() {
-                named.insert(
-                    f["path"].as_str().unwrap().to_owned(),
-                    f["sha256"].as_str().unwrap().to_owned(),
-                );
-            }
-        }
+        let named: HashMap<String, String> = log_files(&tenant_dir)
+            .into_iter()
+            .map(|(path, sha, _)| (path, sha))
+            .collect();
         let mut seen = 0;
         for table in std::fs::read_dir(&tenant_dir).unwrap() {
             let table = table.unwrap().path();
@@ -228,7 +247,7 @@ fn check_files(data_dir: &Path) {
                     assert_eq!(
                         named.get(&relative),
                         Some(&sha),
-                        "{relative}: not in the manifest or altered"
+                        "{relative}: not in the audit log or altered"
                     );
                     let reader =
                         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
@@ -247,25 +266,38 @@ fn check_files(data_dir: &Path) {
         assert_eq!(
             seen,
             named.len(),
-            "{}: manifest names missing files",
+            "{}: the audit log names missing files",
             tenant_dir.display()
         );
     }
 }
 
-/// (count, total bytes) of the Parquet files the manifests name.
+/// `tenantscope verify` on `data_dir` (beside a running daemon or not) finds nothing wrong;
+/// returns its report.
+fn verify_clean(data_dir: &Path, when: &str) -> String {
+    let output = Command::new(binary())
+        .args(["verify", "--data-dir"])
+        .arg(data_dir)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "verify {when}: exit {:?}\n{report}{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    report
+}
+
+/// (count, total bytes) of the Parquet files the audit logs name.
 fn parquet_files(data_dir: &Path) -> (u64, u64) {
     let mut count = 0;
     let mut bytes = 0;
     for tenant_dir in std::fs::read_dir(data_dir.join("audit")).unwrap() {
-        let manifest = std::fs::read_to_string(tenant_dir.unwrap().path().join("_manifest.jsonl"))
-            .unwrap_or_default();
-        for line in manifest.lines() {
-            let commit: serde_json::Value = serde_json::from_str(line).unwrap();
-            for f in commit["files"].as_array().unwrap() {
-                count += 1;
-                bytes += f["bytes"].as_u64().unwrap();
-            }
+        for (_, _, size) in log_files(&tenant_dir.unwrap().path()) {
+            count += 1;
+            bytes += size;
         }
     }
     (count, bytes)
@@ -303,6 +335,8 @@ async fn sigkill_under_load_loses_and_duplicates_nothing_acknowledged() {
     for cycle in 0..cycles {
         let config = (cycle % 2 == 1).then_some(eager.as_path());
         let mut daemon = start(dir.path(), config);
+        // Recovery is done once the daemon is up: the store verifies clean, even beside it.
+        verify_clean(dir.path(), &format!("after restart {cycle}"));
         let run_for = Duration::from_millis(150 + rng.next(450));
         let until = Instant::now() + run_for + Duration::from_secs(5);
         let load = tokio::spawn(load(
@@ -333,6 +367,8 @@ async fn sigkill_under_load_loses_and_duplicates_nothing_acknowledged() {
     );
 
     check_files(dir.path());
+    let report = verify_clean(dir.path(), "after the last stop");
+    println!("crash test: {}", report.lines().last().unwrap_or_default());
     let ledger = std::mem::take(&mut *ledger.lock().unwrap());
     let mut acked_total = 0;
     let mut lost = 0;
@@ -415,19 +451,11 @@ async fn post_with(http: &str, key: Option<&str>, body: Vec<u8>) -> http::Status
     client.request(req).await.unwrap().status()
 }
 
-/// The Parquet files of `tenant` in `dir`, one per manifest line, relative to the tenant
-/// directory.
-fn manifest_files(dir: &Path, tenant: &str) -> Vec<String> {
-    let path = dir.join(format!("audit/tenant={tenant}/_manifest.jsonl"));
-    let manifest = std::fs::read_to_string(path).unwrap();
-    manifest
-        .lines()
-        .map(|line| {
-            let commit: serde_json::Value = serde_json::from_str(line).unwrap();
-            let files = commit["files"].as_array().unwrap();
-            assert_eq!(files.len(), 1, "one table, one day: one file");
-            files[0]["path"].as_str().unwrap().to_owned()
-        })
+/// The Parquet files of `tenant` in `dir`, in commit order, relative to the tenant directory.
+fn committed_files(dir: &Path, tenant: &str) -> Vec<String> {
+    log_files(&dir.join(format!("audit/tenant={tenant}")))
+        .into_iter()
+        .map(|(path, _, _)| path)
         .collect()
 }
 
@@ -449,18 +477,26 @@ async fn a_crash_at_every_commit_step_recovers_exactly_once() {
     let mut daemon = daemon;
     daemon.child.kill().unwrap();
     daemon.child.wait().unwrap();
-    // 2. The same state committed for real, to take the Parquet file and manifest line from.
+    // 2. The same state committed for real, to take the Parquet file and log entries from.
     let committed = root.path().join("committed");
     copy_dir(&logged, &committed);
     stop_gracefully(start(&committed, None));
     let tenant_dir = |d: &Path| d.join("audit/tenant=acme");
     // Two commits (logs and events), one file each.
-    let files = manifest_files(&committed, "acme");
+    let files = committed_files(&committed, "acme");
     assert_eq!(files.len(), 2);
     let file = files[0].clone();
     let parquet = std::fs::read(tenant_dir(&committed).join(&file)).unwrap();
-    let manifest = std::fs::read(tenant_dir(&committed).join("_manifest.jsonl")).unwrap();
-    let first_line = manifest.iter().position(|&b| b == b'\n').unwrap() + 1;
+    // The log: its `log` entry, then one `file` entry per commit.
+    let log = std::fs::read(tenant_dir(&committed).join("_log.jsonl")).unwrap();
+    let line_ends: Vec<usize> = log
+        .iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b'\n')
+        .map(|(i, _)| i + 1)
+        .collect();
+    assert_eq!(line_ends.len(), 3, "{}", String::from_utf8_lossy(&log));
+    let first_commit = line_ends[1];
 
     let place = |d: &Path, name: &str, bytes: &[u8]| {
         let path = tenant_dir(d).join(&file);
@@ -472,9 +508,9 @@ async fn a_crash_at_every_commit_step_recovers_exactly_once() {
     let faults = [
         "after writing the temporary file, before fsync",
         "after fsync, before rename",
-        "after rename, before the manifest append",
-        "during the manifest append (a torn line)",
-        "after the manifest append, before the log is trimmed",
+        "after rename, before the audit log append",
+        "during the audit log append (a torn line)",
+        "after the audit log append, before the write-ahead log is trimmed",
     ];
     let apply = |i: usize, d: &Path| match i {
         0 => place(d, &tmp_name, &parquet[..parquet.len() / 2]),
@@ -483,8 +519,11 @@ async fn a_crash_at_every_commit_step_recovers_exactly_once() {
         3 => {
             // The first commit completed; the second was cut mid-line.
             place(d, &file_name, &parquet);
-            let torn = &manifest[..first_line + (manifest.len() - first_line) / 2];
-            std::fs::write(tenant_dir(d).join("_manifest.jsonl"), torn).unwrap();
+            let second = tenant_dir(d).join(&files[1]);
+            std::fs::create_dir_all(second.parent().unwrap()).unwrap();
+            std::fs::copy(tenant_dir(&committed).join(&files[1]), second).unwrap();
+            let torn = &log[..first_commit + (log.len() - first_commit) / 2];
+            std::fs::write(tenant_dir(d).join("_log.jsonl"), torn).unwrap();
         }
         _ => {
             for f in &files {
@@ -492,7 +531,7 @@ async fn a_crash_at_every_commit_step_recovers_exactly_once() {
                 std::fs::create_dir_all(path.parent().unwrap()).unwrap();
                 std::fs::copy(tenant_dir(&committed).join(f), path).unwrap();
             }
-            std::fs::write(tenant_dir(d).join("_manifest.jsonl"), &manifest).unwrap();
+            std::fs::write(tenant_dir(d).join("_log.jsonl"), &log).unwrap();
         }
     };
     for (i, step) in faults.iter().enumerate() {
@@ -501,6 +540,18 @@ async fn a_crash_at_every_commit_step_recovers_exactly_once() {
         apply(i, &dir);
         stop_gracefully(start(&dir, None));
         check_files(&dir);
+        let report = verify_clean(&dir, step);
+        // A file renamed but never named was quarantined, and the move recorded.
+        let orphan = match i {
+            2 => Some(&files[0]),
+            3 => Some(&files[1]),
+            _ => None,
+        };
+        for f in &files {
+            let quarantined = dir.join("quarantine/tenant=acme").join(f).exists();
+            assert_eq!(quarantined, orphan == Some(f), "crash {step}: {f}\n{report}");
+        }
+        assert_eq!(report.contains("info quarantined"), orphan.is_some(), "{report}");
         let mut stored = stored_ids(&dir, "acme").await;
         stored.sort();
         let want = record_ids(&ids);

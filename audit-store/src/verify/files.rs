@@ -154,10 +154,18 @@ pub(super) fn check_files(
             _ => {}
         }
     }
-    // Files no entry names.
+    // Files no entry names. A file renamed into place just before its entry is appended (beside
+    // a running daemon) is named by the time the log is read again.
     let named: HashSet<&str> = files.iter().map(|(_, f)| f.path.as_str()).collect();
+    let mut reread: Option<crate::log::TenantLog> = None;
     for relative in parquet_files(layout, tenant)?.into_keys() {
         if named.contains(relative.as_str()) {
+            continue;
+        }
+        if reread.is_none() {
+            reread = crate::log::TenantLog::read(layout, tenant).ok();
+        }
+        if reread.as_ref().is_some_and(|log| log.file(&relative).is_some()) {
             continue;
         }
         if let Some(index) = quarantined.get(&relative) {

@@ -1,7 +1,10 @@
-//! The command line: `run` (the default), `query`, `config check` and `hash-key`.
+//! The command line: `run` (the default), `query`, `verify`, `keygen`, `config check` and
+//! `hash-key`.
 //!
 //! Parsing is clap's; each command is a function that takes its arguments and an output
 //! writer, so tests drive the very code the binary runs.
+
+pub mod audit;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -35,6 +38,11 @@ pub enum Command {
     Run(RunArgs),
     /// Run SQL over one tenant's audit tables (logs, spans, events).
     Query(QueryArgs),
+    /// Check the audit logs: every tenant's tree, checkpoint signatures, file hashes and rows
+    /// digests. Exit 0 intact, 1 tampered, 2 could not run.
+    Verify(audit::VerifyArgs),
+    /// Make a checkpoint signing key pair (for `audit.signing_key_file`).
+    Keygen(audit::KeygenArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
