@@ -3,7 +3,9 @@ tenantscope binary; DuckDB and pyarrow read the Parquet it wrote, with Hive part
 without the daemon.
 
 Also: a real Prometheus (Debian's `prometheus`) scrapes the daemon under load with our rules loaded,
-and every query of the dashboards and rules must return data.
+and every query of the dashboards and rules must return data; and the audit log's proofs and
+checkpoint signatures are checked by an implementation of our own here (RFC 6962 / RFC 9162 §2.1
+in a few lines of `hashlib`, Ed25519 with the `cryptography` package), not by tenantscope's.
 
 Usage: python interop.py PATH/TO/tenantscope
 Prints "N passed, M failed" and exits non-zero on any failure.
@@ -24,8 +26,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+import base64
+import hashlib
+
 import duckdb
 import grpc
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from opentelemetry._logs import LogRecord, SeverityNumber
@@ -350,10 +357,180 @@ def prometheus_phase(binary):
         check("daemon scraped by Prometheus exits 0 on SIGTERM", code, 0)
 
 
+# --- The audit log, checked independently -------------------------------------------------------
+# RFC 6962 §2.1: leaf hash SHA-256(0x00 || leaf), node hash SHA-256(0x01 || left || right). The
+# proof checks follow RFC 9162 §2.1.3.2 (inclusion) and §2.1.4.2 (consistency) step by step.
+
+def leaf_hash(leaf):
+    return hashlib.sha256(b"\x00" + leaf).digest()
+
+
+def node_hash(left, right):
+    return hashlib.sha256(b"\x01" + left + right).digest()
+
+
+def root_from_inclusion(index, size, leaf, path):
+    """RFC 9162 §2.1.3.2: the root an inclusion proof leads to, or None if malformed."""
+    if index >= size:
+        return None
+    fn, sn, r = index, size - 1, leaf_hash(leaf)
+    for p in path:
+        if sn == 0:
+            return None
+        if fn & 1 or fn == sn:
+            r = node_hash(p, r)
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            r = node_hash(r, p)
+        fn >>= 1
+        sn >>= 1
+    return r if sn == 0 else None
+
+
+def consistency_ok(size1, size2, root1, root2, path):
+    """RFC 9162 §2.1.4.2."""
+    if size1 == size2:
+        return not path and root1 == root2
+    if size1 == 0 or size1 > size2 or not path:
+        return False
+    if size1 & (size1 - 1) == 0:  # a power of two: the old root is the first node
+        path = [root1] + path
+    fn, sn = size1 - 1, size2 - 1
+    while fn & 1:
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]
+    for c in path[1:]:
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            if not fn & 1:
+                while not fn & 1 and fn != 0:
+                    fn >>= 1
+                    sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and fr == root1 and sr == root2
+
+
+def check_signed_checkpoint(note, verifier_key):
+    """C2SP signed-note + tlog-checkpoint: returns (origin, size, root) if the Ed25519 signature
+    of `verifier_key` (<name>+<id>+<base64(0x01 || key)>) verifies, else None."""
+    name, key_id, key = verifier_key.strip().split("+")
+    key = base64.b64decode(key)
+    assert key[0] == 1, "Ed25519"
+    assert hashlib.sha256(name.encode() + b"\n" + key).digest()[:4].hex() == key_id
+    text, signatures = note.split("\n\n", 1)
+    text += "\n"
+    public = Ed25519PublicKey.from_public_bytes(key[1:])
+    for line in signatures.splitlines():
+        prefix, signer, blob = line.split(" ")
+        blob = base64.b64decode(blob)
+        if prefix != "\u2014" or signer != name or blob[:4].hex() != key_id:
+            continue
+        try:
+            public.verify(blob[4:], text.encode())
+        except InvalidSignature:
+            return None
+        origin, size, root = text.splitlines()[:3]
+        return origin, int(size), base64.b64decode(root)
+    return None
+
+
+def api_get(api, path):
+    with urllib.request.urlopen(urllib.request.Request(
+            f"http://{api}{path}", headers={"X-Scope-OrgID": "acme"}), timeout=30) as r:
+        return r.read().decode()
+
+
+def integrity_phase(binary):
+    with tempfile.TemporaryDirectory() as root:
+        private, public = os.path.join(root, "signing.key"), os.path.join(root, "signing.pub")
+        subprocess.run([binary, "keygen", "--private", private, "--public", public,
+                        "--name", "interop.example/tenantscope"], check=True, capture_output=True)
+        check("keygen: private key mode 0600", oct(os.stat(private).st_mode & 0o777), "0o600")
+        verifier_key = open(public).read().strip()
+        config = os.path.join(root, "config.yaml")
+        with open(config, "w") as f:
+            f.write(f"audit:\n  signing_key_file: {private}\n  checkpoint_interval: 1s\n"
+                    "storage:\n  instance_id: interop\n")
+        data_dir = os.path.join(root, "data")
+        proc, started = start_daemon(binary, data_dir, config)
+        http_addr, api = started["otlp_http"], started["api"]
+        try:
+            exporter = HttpLogExporter(endpoint=f"http://{http_addr}/v1/logs",
+                                       headers={"X-Scope-OrgID": "acme"})
+            send_logs(exporter, "acme", False, plain=3, events=1)
+            urllib.request.urlopen(urllib.request.Request(f"http://{api}/admin/flush", method="POST")).read()
+            first_note = api_get(api, "/api/v1/checkpoint")
+            first = check_signed_checkpoint(first_note, verifier_key)
+            check("checkpoint signature verifies with the cryptography package", first is not None, True)
+            check("checkpoint origin names the instance and the tenant", first and first[0],
+                  "interop/tenantscope/acme")
+            with open(os.path.join(root, "first.checkpoint"), "w") as f:
+                f.write(first_note)
+            forged = first_note.replace(f"\n{first[1]}\n", f"\n{first[1] + 1}\n", 1)
+            check("an edited checkpoint does not verify", check_signed_checkpoint(forged, verifier_key), None)
+            # More data, a newer checkpoint, and a consistency proof between the two.
+            send_logs(exporter, "acme", False, plain=2, events=2)
+            urllib.request.urlopen(urllib.request.Request(f"http://{api}/admin/flush", method="POST")).read()
+            second = check_signed_checkpoint(api_get(api, "/api/v1/checkpoint"), verifier_key)
+            check("the log grew", second[1] > first[1], True)
+            proof = json.loads(api_get(api, f"/api/v1/proof/consistency?from={first[1]}"))
+            check("consistency proof (RFC 9162 §2.1.4.2) from the first checkpoint to the second",
+                  (proof["to"], consistency_ok(first[1], second[1], first[2], second[2],
+                                               [base64.b64decode(h) for h in proof["proof"]])),
+                  (second[1], True))
+            check("a consistency proof against another root fails",
+                  consistency_ok(first[1], second[1], first[2], hashlib.sha256(b"x").digest(),
+                                 [base64.b64decode(h) for h in proof["proof"]]), False)
+            # Every committed file is in the checkpointed tree.
+            log = [json.loads(line) for line in open(os.path.join(data_dir, "audit", "tenant=acme", "_log.jsonl"))]
+            files = [e["path"] for e in log if e["type"] == "file"]
+            proven = 0
+            for path in files:
+                p = json.loads(api_get(api, "/api/v1/proof/inclusion?file=" + urllib.parse.quote(path)))
+                ckpt = check_signed_checkpoint(p["checkpoint"], verifier_key)
+                r = root_from_inclusion(p["leaf_index"], p["tree_size"], p["leaf"].encode(),
+                                        [base64.b64decode(h) for h in p["proof"]])
+                entry = json.loads(p["leaf"])
+                sha = hashlib.sha256(open(os.path.join(data_dir, "audit", "tenant=acme", path), "rb").read()).hexdigest()
+                if ckpt and r == ckpt[2] and ckpt[1] == p["tree_size"] and entry["sha256"] == sha:
+                    proven += 1
+            check("inclusion proofs (RFC 9162 §2.1.3.2) of every file check against the signed root",
+                  (proven, len(files) > 0), (len(files), True))
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=60)
+        check("integrity daemon exits 0", code, 0)
+        out = subprocess.run([binary, "verify", "--data-dir", data_dir, "--public-key", public,
+                              "--trusted-checkpoint", os.path.join(root, "first.checkpoint")],
+                             capture_output=True, text=True)
+        check("verify: intact", (out.returncode, "intact" in out.stdout.splitlines()[-1]), (0, True))
+        victim = os.path.join(data_dir, "audit", "tenant=acme", files[0])
+        data = bytearray(open(victim, "rb").read())
+        data[len(data) // 2] ^= 1
+        open(victim, "wb").write(bytes(data))
+        out = subprocess.run([binary, "verify", "--data-dir", data_dir, "--public-key", public,
+                              "--format", "json"], capture_output=True, text=True)
+        report = json.loads(out.stdout)
+        kinds = [(f["kind"], f["subject"]) for t in report["tenants"] for f in t["findings"]
+                 if f["severity"] == "tampered"]
+        check("verify: a flipped byte is named (exit 1)", (out.returncode, kinds), (1, [("file_altered", files[0])]))
+
+
 def main():
     binary = os.path.abspath(sys.argv[1])
     prometheus_phase(binary)
     keyed_phase(binary)
+    integrity_phase(binary)
     with tempfile.TemporaryDirectory() as data_dir:
         proc, started = start_daemon(binary, data_dir)
         grpc_addr, http_addr = started["otlp_grpc"], started["otlp_http"]

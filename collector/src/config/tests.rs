@@ -92,7 +92,7 @@ extra: 1
         .iter()
         .map(|(path, message)| format!("{path}: {message}\n"))
         .collect::<String>();
-    let expected = r#"extra: unknown key; expected one of: listen, ingest, storage, log, auth, tenants, tenants_file, query, reload, metrics, tracing
+    let expected = r#"extra: unknown key; expected one of: listen, ingest, storage, log, auth, tenants, tenants_file, query, reload, metrics, tracing, audit
 listen.otlp_htp: unknown key; expected one of: otlp_grpc, otlp_http, metrics, api
 listen.otlp_grpc: "localhost" is not an address like 127.0.0.1:4317 or [::1]:4317
 ingest.max_request_body_size: must be greater than 0
@@ -274,5 +274,37 @@ fn tenants_file_is_merged() {
             "tenants.globex.keys[0]: the same key is already used by tenants.acme.keys[0]"
         ),
         "{err}"
+    );
+}
+
+#[test]
+fn the_audit_section_and_the_instance_id_parse_and_are_bounded() {
+    let config = parse(
+        "audit:\n  checkpoint_interval: 10s\n  signing_key_file: /etc/ts/key\nstorage:\n  instance_id: collector-1.eu\n",
+    )
+    .unwrap();
+    assert_eq!(config.audit.checkpoint_interval, Duration::from_secs(10));
+    assert_eq!(
+        config.audit.signing_key_file.as_deref(),
+        Some(std::path::Path::new("/etc/ts/key"))
+    );
+    assert_eq!(config.storage.instance_id.as_deref(), Some("collector-1.eu"));
+    assert_eq!(
+        errors("audit:\n  checkpoint_interval: 10ms\n  key: x\nstorage:\n  instance_id: a b+c\n"),
+        [
+            (
+                "storage.instance_id".to_owned(),
+                "\"a b+c\" is not an instance id (letters, digits, '.', '-', '_'; at most 253)"
+                    .to_owned()
+            ),
+            (
+                "audit.key".to_owned(),
+                "unknown key; expected one of: checkpoint_interval, signing_key_file".to_owned()
+            ),
+            (
+                "audit.checkpoint_interval".to_owned(),
+                "10ms is out of range 1s..=1day".to_owned()
+            ),
+        ]
     );
 }
