@@ -208,7 +208,11 @@ impl RowsHasher {
                     .map(|i| (row_hash(batch, i), i as u32))
                     .collect();
                 keyed.sort_unstable();
-                if keyed.iter().enumerate().any(|(k, &(_, i))| i as usize != start + k) {
+                if keyed
+                    .iter()
+                    .enumerate()
+                    .any(|(k, &(_, i))| i as usize != start + k)
+                {
                     let order = order.get_or_insert_with(|| (0..times.len() as u32).collect());
                     for (k, (_, i)) in keyed.into_iter().enumerate() {
                         order[start + k] = i;
@@ -326,7 +330,11 @@ impl ColumnLanes {
                 strings(values.as_string::<i32>(), 0, &mut lanes[5..8], scratch);
             }
             DataType::Int32 => fixed(
-                array.as_primitive::<Int32Type>().values().inner().as_slice(),
+                array
+                    .as_primitive::<Int32Type>()
+                    .values()
+                    .inner()
+                    .as_slice(),
                 array,
                 4,
                 first,
@@ -334,7 +342,11 @@ impl ColumnLanes {
                 scratch,
             ),
             DataType::UInt32 => fixed(
-                array.as_primitive::<UInt32Type>().values().inner().as_slice(),
+                array
+                    .as_primitive::<UInt32Type>()
+                    .values()
+                    .inner()
+                    .as_slice(),
                 array,
                 4,
                 first,
@@ -342,7 +354,11 @@ impl ColumnLanes {
                 scratch,
             ),
             DataType::Int64 => fixed(
-                array.as_primitive::<Int64Type>().values().inner().as_slice(),
+                array
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .inner()
+                    .as_slice(),
                 array,
                 8,
                 first,

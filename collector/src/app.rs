@@ -27,7 +27,6 @@ use std::path::PathBuf;
 use crate::api;
 use crate::audit;
 use crate::config::Config;
-use audit_store::log::AuditLogs;
 use crate::ingest::grpc::ExportService;
 use crate::ingest::{self, Ingest};
 use crate::pipeline::memtable::FlushPolicy;
@@ -37,6 +36,7 @@ use crate::telemetry::series::SeriesStore;
 use crate::tenancy::limits::Quotas;
 use crate::tenancy::reload::{ReloadOutcome, Reloader};
 use crate::tenancy::{Authenticator, Directory, Tenants};
+use audit_store::log::AuditLogs;
 
 /// A started daemon.
 pub struct Running {

@@ -549,9 +549,17 @@ async fn a_crash_at_every_commit_step_recovers_exactly_once() {
         };
         for f in &files {
             let quarantined = dir.join("quarantine/tenant=acme").join(f).exists();
-            assert_eq!(quarantined, orphan == Some(f), "crash {step}: {f}\n{report}");
+            assert_eq!(
+                quarantined,
+                orphan == Some(f),
+                "crash {step}: {f}\n{report}"
+            );
         }
-        assert_eq!(report.contains("info quarantined"), orphan.is_some(), "{report}");
+        assert_eq!(
+            report.contains("info quarantined"),
+            orphan.is_some(),
+            "{report}"
+        );
         let mut stored = stored_ids(&dir, "acme").await;
         stored.sort();
         let want = record_ids(&ids);

@@ -168,10 +168,19 @@ pub async fn post(
 }
 
 pub async fn get(addr: SocketAddr, path: &str) -> (StatusCode, HeaderMap, Bytes) {
-    let request = http::Request::get(format!("http://{addr}{path}"))
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    send(request).await
+    get_with(addr, path, &[]).await
+}
+
+pub async fn get_with(
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Bytes) {
+    let mut request = http::Request::get(format!("http://{addr}{path}"));
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    send(request.body(Full::new(Bytes::new())).unwrap()).await
 }
 
 async fn send(request: http::Request<Full<Bytes>>) -> (StatusCode, HeaderMap, Bytes) {

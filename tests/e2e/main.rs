@@ -1,6 +1,7 @@
 //! End-to-end tests: the real daemon (started in-process on port 0 with a temp dir), real OTLP
 //! clients, and the query path the CLI uses.
 
+mod audit;
 mod auth;
 mod bad_input;
 mod cli;

@@ -22,9 +22,13 @@ pub enum KeyError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path} is not a signing key (expected PRIVATE+KEY+<name>+<id>+<base64>, as `tenantscope keygen` writes)")]
+    #[error(
+        "{path} is not a signing key (expected PRIVATE+KEY+<name>+<id>+<base64>, as `tenantscope keygen` writes)"
+    )]
     NotASigningKey { path: String },
-    #[error("{what} is not a verifier key (expected <name>+<id>+<base64>, as `tenantscope keygen` writes)")]
+    #[error(
+        "{what} is not a verifier key (expected <name>+<id>+<base64>, as `tenantscope keygen` writes)"
+    )]
     NotAVerifierKey { what: String },
     #[error("key name {0:?} is invalid (it must be non-empty, without spaces or '+')")]
     Name(String),
@@ -55,8 +59,9 @@ impl SigningKey {
         let mut seed = [0u8; 32];
         let mut filled = 0;
         while filled < seed.len() {
-            filled += rustix::rand::getrandom(&mut seed[filled..], rustix::rand::GetRandomFlags::empty())
-                .map_err(|e| KeyError::Random(e.into()))?;
+            filled +=
+                rustix::rand::getrandom(&mut seed[filled..], rustix::rand::GetRandomFlags::empty())
+                    .map_err(|e| KeyError::Random(e.into()))?;
         }
         let key = ed25519_dalek::SigningKey::from_bytes(&seed);
         let verifier_key = signed_note::new_ed25519_verifier_key(name, &key.verifying_key());
@@ -116,7 +121,8 @@ impl SigningKey {
     pub fn sign_checkpoint(&self, origin: &str, size: u64, root: Hash) -> String {
         let checkpoint = Checkpoint::new(origin, size, root, "").expect("origins are validated");
         let mut note = Note::new(&checkpoint.to_bytes(), &[]).expect("a checkpoint is a note");
-        note.add_sigs(&[&self.signer]).expect("key names are validated");
+        note.add_sigs(&[&self.signer])
+            .expect("key names are validated");
         String::from_utf8(note.to_bytes()).expect("notes are UTF-8")
     }
 }
@@ -203,7 +209,10 @@ pub enum CheckpointError {
 }
 
 /// Parses `note` and checks that a key in `trusted` (verifier keys) signed it.
-pub fn verify_checkpoint(note: &[u8], trusted: &[String]) -> Result<SignedCheckpoint, CheckpointError> {
+pub fn verify_checkpoint(
+    note: &[u8],
+    trusted: &[String],
+) -> Result<SignedCheckpoint, CheckpointError> {
     let parsed = Note::from_bytes(note).map_err(|e| CheckpointError::Malformed(e.to_string()))?;
     let checkpoint =
         Checkpoint::from_bytes(parsed.text()).map_err(|_| CheckpointError::NotACheckpoint)?;
@@ -278,7 +287,10 @@ mod tests {
     fn a_signed_checkpoint_verifies_with_its_key_only() {
         let (key, text) = SigningKey::generate("host/tenantscope").unwrap();
         assert!(text.starts_with("PRIVATE+KEY+host/tenantscope+"));
-        assert_eq!(SigningKey::from_text(&text).unwrap().verifier_key(), key.verifier_key());
+        assert_eq!(
+            SigningKey::from_text(&text).unwrap().verifier_key(),
+            key.verifier_key()
+        );
         let note = key.sign_checkpoint("host/tenantscope/acme", 7, Hash([9; 32]));
         let lines: Vec<&str> = note.lines().collect();
         assert_eq!(lines[0], "host/tenantscope/acme");

@@ -46,7 +46,9 @@ impl HashFile {
         tracing::warn!(path = %path.display(), bytes = len, expected = expected * HASH_SIZE as u64, "rebuilding the log's stored hashes from its entries");
         let mut memory = MemoryHashes::default();
         for (n, line) in lines().enumerate() {
-            memory.append(n as u64, line).map_err(std::io::Error::other)?;
+            memory
+                .append(n as u64, line)
+                .map_err(std::io::Error::other)?;
         }
         let tmp = path.with_extension("hashes.tmp");
         let mut out = File::create(&tmp)?;
@@ -72,7 +74,8 @@ impl HashFile {
                 count: self.count,
                 pending: &pending,
             };
-            let new = stored_hashes(first + i as u64, line, &reader).map_err(std::io::Error::other)?;
+            let new =
+                stored_hashes(first + i as u64, line, &reader).map_err(std::io::Error::other)?;
             pending.extend(new);
         }
         let mut bytes = Vec::with_capacity(pending.len() * HASH_SIZE);
@@ -247,7 +250,8 @@ mod tests {
         assert_eq!(good[good.len() - 32..], memory.0.last().unwrap().0);
         // Cut short (a crash between the entries and their hashes): rebuilt.
         std::fs::write(&path, &good[..good.len() - 40]).unwrap();
-        let file = HashFile::open(&path, 20, || Box::new(lines.iter().map(|l| l.as_slice()))).unwrap();
+        let file =
+            HashFile::open(&path, 20, || Box::new(lines.iter().map(|l| l.as_slice()))).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), good);
         assert_eq!(
             tlog_tiles::tree_hash(20, &file.reader()).unwrap(),

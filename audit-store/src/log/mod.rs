@@ -143,7 +143,11 @@ impl TenantLog {
         Self::load(layout, tenant, None)
     }
 
-    fn load(layout: &Layout, tenant: &TenantId, identity: Option<Identity>) -> Result<Self, LogError> {
+    fn load(
+        layout: &Layout,
+        tenant: &TenantId,
+        identity: Option<Identity>,
+    ) -> Result<Self, LogError> {
         let dir = layout.tenant_dir(tenant);
         let path = dir.join(LOG_FILE);
         let io = |p: &Path| {
@@ -177,9 +181,15 @@ impl TenantLog {
             offset += line.len() as u64;
         }
         // A commit group cut short: its files were never committed.
-        while let Some((_, Entry { kind: EntryKind::File(f), .. })) = entries.last() {
-            let Some(group_start) = (entries.len() - 1).checked_sub(f.commit_index as usize)
-            else {
+        while let Some((
+            _,
+            Entry {
+                kind: EntryKind::File(f),
+                ..
+            },
+        )) = entries.last()
+        {
+            let Some(group_start) = (entries.len() - 1).checked_sub(f.commit_index as usize) else {
                 break;
             };
             if f.commit_index + 1 >= f.commit_files {
@@ -221,9 +231,7 @@ impl TenantLog {
         if repair {
             std::fs::create_dir_all(&dir).map_err(io(&dir))?;
             let size = log.size();
-            let lines: Vec<&[u8]> = (0..size as usize)
-                .map(|i| log.line_in(&text, i))
-                .collect();
+            let lines: Vec<&[u8]> = (0..size as usize).map(|i| log.line_in(&text, i)).collect();
             let file = HashFile::open(&dir.join(HASHES_FILE), size, || {
                 Box::new(lines.iter().copied())
             })
@@ -387,7 +395,9 @@ impl TenantLog {
             return Err(io(e));
         }
         if first == 0 {
-            File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io)?;
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
         }
         let mut offset = end;
         for line in &lines {
@@ -465,7 +475,10 @@ impl TenantLog {
                 self.size()
             )));
         }
-        let (start, end) = (self.offsets[index as usize], self.offsets[index as usize + 1]);
+        let (start, end) = (
+            self.offsets[index as usize],
+            self.offsets[index as usize + 1],
+        );
         let mut buf = vec![0u8; (end - start - 1) as usize];
         File::open(&self.path)
             .and_then(|f| f.read_exact_at(&mut buf, start))
@@ -582,8 +595,8 @@ impl TenantLog {
         let note = identity.key.sign_checkpoint(&origin, size, root);
         let io = |path: PathBuf| move |source| LogError::Io { path, source };
         let history = self.dir.join(CHECKPOINTS_FILE);
-        let mut line = serde_json::to_vec(&serde_json::json!({"size": size, "note": note}))
-            .expect("json");
+        let mut line =
+            serde_json::to_vec(&serde_json::json!({"size": size, "note": note})).expect("json");
         line.push(b'\n');
         let mut file = OpenOptions::new()
             .create(true)

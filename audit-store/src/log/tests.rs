@@ -51,12 +51,17 @@ fn the_first_append_starts_with_the_log_entry_and_reopening_restores_the_index()
     let mut log = TenantLog::open(&layout, &tenant, identity()).unwrap();
     assert_eq!(log.size(), 0);
     let range = log
-        .append(vec![file("signal=logs/date=2026-01-01/a.parquet", 0, 1, 7), hold(true)])
+        .append(vec![
+            file("signal=logs/date=2026-01-01/a.parquet", 0, 1, 7),
+            hold(true),
+        ])
         .unwrap();
     assert_eq!(range, 1..3);
     let first = String::from_utf8(log.line(0).unwrap()).unwrap();
     assert!(first.starts_with(r#"{"seq":0,"time_ns":"#), "{first}");
-    assert!(first.contains(r#""type":"log","origin":"test/tenantscope/acme","key":"test/tenantscope+"#));
+    assert!(
+        first.contains(r#""type":"log","origin":"test/tenantscope/acme","key":"test/tenantscope+"#)
+    );
     drop(log);
     let log = TenantLog::open(&layout, &tenant, identity()).unwrap();
     assert_eq!(log.size(), 3);
@@ -70,7 +75,8 @@ fn the_first_append_starts_with_the_log_entry_and_reopening_restores_the_index()
 fn a_torn_line_and_a_commit_cut_short_are_truncated_at_open() {
     let (_dir, layout, tenant) = setup();
     let mut log = TenantLog::open(&layout, &tenant, identity()).unwrap();
-    log.append(vec![file("signal=logs/date=2026-01-01/a.parquet", 0, 1, 1)]).unwrap();
+    log.append(vec![file("signal=logs/date=2026-01-01/a.parquet", 0, 1, 1)])
+        .unwrap();
     let good = std::fs::read(layout.tenant_dir(&tenant).join(LOG_FILE)).unwrap();
     // Two files of a three-file commit reached the disk, then half a line.
     log.append(vec![
@@ -106,7 +112,9 @@ fn a_damaged_line_before_the_end_is_an_error() {
     log.append(vec![hold(false)]).unwrap();
     drop(log);
     let path = layout.tenant_dir(&tenant).join(LOG_FILE);
-    let text = std::fs::read_to_string(&path).unwrap().replacen("\"seq\":1", "\"seq\":x", 1);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replacen("\"seq\":1", "\"seq\":x", 1);
     std::fs::write(&path, text).unwrap();
     let err = TenantLog::open(&layout, &tenant, identity()).unwrap_err();
     assert!(matches!(err, LogError::Damaged { line: 2, .. }), "{err}");
@@ -128,8 +136,14 @@ fn proofs_check_against_every_earlier_tree() {
             tlog_tiles::check_record(&proof, size, roots[size as usize - 1], index, leaf).unwrap();
         }
         let proof = log.consistency_proof(size, n).unwrap();
-        tlog_tiles::check_tree(&proof, n, roots[n as usize - 1], size, roots[size as usize - 1])
-            .unwrap();
+        tlog_tiles::check_tree(
+            &proof,
+            n,
+            roots[n as usize - 1],
+            size,
+            roots[size as usize - 1],
+        )
+        .unwrap();
     }
     assert!(log.inclusion_proof(n, n).is_err());
     assert!(log.consistency_proof(0, n).is_err());
@@ -137,23 +151,40 @@ fn proofs_check_against_every_earlier_tree() {
     // A read-only open computes the same proofs in memory.
     let mut reader = TenantLog::read(&layout, &tenant).unwrap();
     assert_eq!(reader.root(n).unwrap(), roots[n as usize - 1]);
-    assert_eq!(reader.inclusion_proof(3, 20).unwrap(), log.inclusion_proof(3, 20).unwrap());
+    assert_eq!(
+        reader.inclusion_proof(3, 20).unwrap(),
+        log.inclusion_proof(3, 20).unwrap()
+    );
 }
 
 #[test]
 fn checkpoints_are_written_when_the_tree_grew_and_a_new_key_is_recorded_first() {
     let (_dir, layout, tenant) = setup();
     let mut log = TenantLog::open(&layout, &tenant, identity()).unwrap();
-    assert_eq!(log.checkpoint().unwrap(), None, "an empty log has no checkpoint");
+    assert_eq!(
+        log.checkpoint().unwrap(),
+        None,
+        "an empty log has no checkpoint"
+    );
     log.append(vec![hold(true)]).unwrap();
     let note = log.checkpoint().unwrap().unwrap();
     let trusted = [KEY.verifier_key().to_owned()];
     let parsed = verify_checkpoint(note.as_bytes(), &trusted).unwrap();
-    assert_eq!((parsed.origin.as_str(), parsed.size), ("test/tenantscope/acme", 2));
+    assert_eq!(
+        (parsed.origin.as_str(), parsed.size),
+        ("test/tenantscope/acme", 2)
+    );
     assert_eq!(parsed.root, log.root(2).unwrap().0);
-    assert_eq!(log.checkpoint().unwrap(), None, "unchanged tree, no new checkpoint");
+    assert_eq!(
+        log.checkpoint().unwrap(),
+        None,
+        "unchanged tree, no new checkpoint"
+    );
     let dir = layout.tenant_dir(&tenant);
-    assert_eq!(std::fs::read_to_string(dir.join(CHECKPOINT_FILE)).unwrap(), note);
+    assert_eq!(
+        std::fs::read_to_string(dir.join(CHECKPOINT_FILE)).unwrap(),
+        note
+    );
     drop(log);
     // Another key: a `key` entry, then a checkpoint signed by it.
     let other = Identity {
@@ -163,9 +194,13 @@ fn checkpoints_are_written_when_the_tree_grew_and_a_new_key_is_recorded_first() 
     let mut log = TenantLog::open(&layout, &tenant, other.clone()).unwrap();
     assert_eq!(log.latest_checkpoint().unwrap().0, 2);
     let note = log.checkpoint().unwrap().unwrap();
-    let parsed = verify_checkpoint(note.as_bytes(), &[other.key.verifier_key().to_owned()]).unwrap();
+    let parsed =
+        verify_checkpoint(note.as_bytes(), &[other.key.verifier_key().to_owned()]).unwrap();
     assert_eq!(parsed.size, 3);
-    assert_eq!(parsed.origin, "test/tenantscope/acme", "the origin stays the log's");
+    assert_eq!(
+        parsed.origin, "test/tenantscope/acme",
+        "the origin stays the log's"
+    );
     let key_entry = String::from_utf8(log.line(2).unwrap()).unwrap();
     assert!(key_entry.contains(r#""type":"key""#), "{key_entry}");
     let history = std::fs::read_to_string(dir.join(CHECKPOINTS_FILE)).unwrap();

@@ -123,15 +123,7 @@ async fn every_tenant_reads_back_exactly_its_rows() {
                 let lsn = (flush * 100) as u64;
                 let batches = [batch(table, tenant.as_str(), &rows)];
                 let options = WriterOptions::default();
-                commit(
-                    &layout,
-                    &mut log,
-                    table,
-                    &batches,
-                    lsn..=lsn,
-                    &options,
-                )
-                .unwrap();
+                commit(&layout, &mut log, table, &batches, lsn..=lsn, &options).unwrap();
                 expected.entry((t, table)).or_default().extend(rows);
             }
         }
@@ -191,15 +183,7 @@ async fn files_are_hive_partitioned_sorted_and_never_half_visible() {
     let mut log = TenantLog::open(&layout, &tenant, identity()).unwrap();
     let batches = [batch(Table::Events, "acme", &rows)];
     let options = WriterOptions::default();
-    let committed = commit(
-        &layout,
-        &mut log,
-        Table::Events,
-        &batches,
-        0..=2,
-        &options,
-    )
-    .unwrap();
+    let committed = commit(&layout, &mut log, Table::Events, &batches, 0..=2, &options).unwrap();
     let files: Vec<std::path::PathBuf> = committed
         .iter()
         .map(|f| layout.tenant_dir(&tenant).join(&f.path))
@@ -217,15 +201,15 @@ async fn files_are_hive_partitioned_sorted_and_never_half_visible() {
     );
     assert_eq!(committed[0].rows, 2);
     assert_eq!(
-        (
-            committed[0].min_timestamp,
-            committed[0].max_timestamp
-        ),
+        (committed[0].min_timestamp, committed[0].max_timestamp),
         (BASE + 1, BASE + 5)
     );
     assert_eq!(committed[0].sha256.len(), 64);
     assert!(committed[0].rows_digest.starts_with("blake3:"));
-    assert_eq!((committed[0].commit_files, committed[1].commit_index), (2, 1));
+    assert_eq!(
+        (committed[0].commit_files, committed[1].commit_index),
+        (2, 1)
+    );
     drop(log);
     let reloaded = TenantLog::open(&layout, &tenant, identity()).unwrap();
     assert_eq!(
@@ -291,7 +275,11 @@ async fn files_are_hive_partitioned_sorted_and_never_half_visible() {
     let log = log.lock().unwrap();
     assert!(log.names(&relative));
     let last = log.line(log.size() - 1).unwrap();
-    assert!(String::from_utf8(last).unwrap().contains(r#""type":"quarantine""#));
+    assert!(
+        String::from_utf8(last)
+            .unwrap()
+            .contains(r#""type":"quarantine""#)
+    );
 }
 
 #[test]

@@ -39,7 +39,13 @@ fn the_digest_does_not_depend_on_batch_boundaries_or_tie_order() {
         .flat_map(|c| c.iter().rev().copied().collect::<Vec<_>>())
         .collect();
     let shuffled = take_record_batch(&all, &arrow::array::UInt32Array::from(reversed)).unwrap();
-    assert_eq!(digest(Table::Logs, &[shuffled.slice(0, 500), shuffled.slice(500, 500)]), whole);
+    assert_eq!(
+        digest(
+            Table::Logs,
+            &[shuffled.slice(0, 500), shuffled.slice(500, 500)]
+        ),
+        whole
+    );
 }
 
 #[test]
@@ -54,14 +60,29 @@ fn any_changed_added_or_removed_row_changes_the_digest() {
     added.push((base_rows[49].0, "row 49".into())); // a duplicate row is another multiset
     let mut moved = base_rows.clone();
     moved[10].0 += 1;
-    for (what, rows) in [("changed", changed), ("removed", removed), ("added", added), ("moved in time", moved)] {
+    for (what, rows) in [
+        ("changed", changed),
+        ("removed", removed),
+        ("added", added),
+        ("moved in time", moved),
+    ] {
         let mut rows = rows;
         rows.sort_by_key(|r| r.0);
-        assert_ne!(digest(Table::Events, &[batch(Table::Events, "acme", &rows)]), whole, "{what}");
+        assert_ne!(
+            digest(Table::Events, &[batch(Table::Events, "acme", &rows)]),
+            whole,
+            "{what}"
+        );
     }
     // Another tenant's value in one column, or another table, differs too.
-    assert_ne!(digest(Table::Events, &[batch(Table::Events, "globex", &base_rows)]), whole);
-    assert_ne!(digest(Table::Logs, &[batch(Table::Events, "acme", &base_rows)]), whole);
+    assert_ne!(
+        digest(Table::Events, &[batch(Table::Events, "globex", &base_rows)]),
+        whole
+    );
+    assert_ne!(
+        digest(Table::Logs, &[batch(Table::Events, "acme", &base_rows)]),
+        whole
+    );
 }
 
 #[test]
@@ -75,7 +96,10 @@ fn nulls_and_empty_strings_are_told_apart() {
     };
     let a = digest(Table::Logs, &[with(vec![Some(""), None, Some("x"), None])]);
     let c = digest(Table::Logs, &[with(vec![None, Some(""), Some("x"), None])]);
-    let d = digest(Table::Logs, &[with(vec![Some(""), Some(""), Some("x"), None])]);
+    let d = digest(
+        Table::Logs,
+        &[with(vec![Some(""), Some(""), Some("x"), None])],
+    );
     assert_ne!(a, c);
     assert_ne!(a, d);
     assert!(with(vec![None, None, None, None]).column(body).null_count() == 4);

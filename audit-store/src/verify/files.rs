@@ -65,11 +65,19 @@ pub(super) fn check_files(
             let when = chrono::DateTime::from_timestamp_nanos(entry.time_ns).to_rfc3339();
             let present = dir.join(path).exists();
             report.info(
-                if present { "deletion_pending" } else { "deleted_by_retention" },
+                if present {
+                    "deletion_pending"
+                } else {
+                    "deleted_by_retention"
+                },
                 path.clone(),
                 format!(
                     "entry {index}: deleted at {when} under {policy}{}",
-                    if present { " (still present: the daemon removes it at its next start)" } else { "" }
+                    if present {
+                        " (still present: the daemon removes it at its next start)"
+                    } else {
+                        ""
+                    }
                 ),
             );
         }
@@ -100,7 +108,9 @@ pub(super) fn check_files(
                 report.tamper(
                     "file_missing",
                     subject,
-                    format!("committed by entry {index}, not deleted by retention, and not on disk"),
+                    format!(
+                        "committed by entry {index}, not deleted by retention, and not on disk"
+                    ),
                 );
                 continue;
             }
@@ -149,7 +159,11 @@ pub(super) fn check_files(
                 );
             }
             Some(Err(e)) if checked.bytes >= entry.bytes => {
-                report.tamper("file_unreadable", subject, format!("its rows cannot be read: {e}"));
+                report.tamper(
+                    "file_unreadable",
+                    subject,
+                    format!("its rows cannot be read: {e}"),
+                );
             }
             _ => {}
         }
@@ -165,7 +179,10 @@ pub(super) fn check_files(
         if reread.is_none() {
             reread = crate::log::TenantLog::read(layout, tenant).ok();
         }
-        if reread.as_ref().is_some_and(|log| log.file(&relative).is_some()) {
+        if reread
+            .as_ref()
+            .is_some_and(|log| log.file(&relative).is_some())
+        {
             continue;
         }
         if let Some(index) = quarantined.get(&relative) {

@@ -84,7 +84,12 @@ impl TenantReport {
             .any(|f| f.severity == Severity::Tampered)
     }
 
-    fn tamper(&mut self, kind: &'static str, subject: impl Into<String>, detail: impl Into<String>) {
+    fn tamper(
+        &mut self,
+        kind: &'static str,
+        subject: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
         self.findings.push(Finding {
             severity: Severity::Tampered,
             kind,
@@ -188,7 +193,10 @@ pub fn verify(layout: &Layout, options: &VerifyOptions) -> Result<Report, Verify
         trusted_keys: trusted_keys.clone(),
         ..Report::default()
     };
-    if trusted_keys.is_empty() && tenants.iter().any(|t| layout.tenant_dir(t).join(LOG_FILE).exists())
+    if trusted_keys.is_empty()
+        && tenants
+            .iter()
+            .any(|t| layout.tenant_dir(t).join(LOG_FILE).exists())
     {
         return Err(VerifyError::NoKeys(layout.data_dir().join("keys")));
     }
@@ -209,7 +217,10 @@ pub fn verify(layout: &Layout, options: &VerifyOptions) -> Result<Report, Verify
                         ),
                     });
                 }
-                external.entry(tenant).or_default().push((source.clone(), c));
+                external
+                    .entry(tenant)
+                    .or_default()
+                    .push((source.clone(), c));
             }
             Err(e) => report.findings.push(Finding {
                 severity: Severity::Tampered,
@@ -226,7 +237,8 @@ pub fn verify(layout: &Layout, options: &VerifyOptions) -> Result<Report, Verify
         .max(1);
     for tenant in tenants {
         let trusted = external.remove(tenant.as_str()).unwrap_or_default();
-        let tenant_report = verify_tenant(layout, &tenant, &trusted_keys, &trusted, threads, options)?;
+        let tenant_report =
+            verify_tenant(layout, &tenant, &trusted_keys, &trusted, threads, options)?;
         report.tenants.push(tenant_report);
     }
     report.seconds = started.elapsed().as_secs_f64();
@@ -296,7 +308,11 @@ fn verify_tenant(
                         origins.push((label, c.origin));
                     }
                 }
-                None => report.tamper("checkpoint_malformed", label, "not a {\"size\", \"note\"} line"),
+                None => report.tamper(
+                    "checkpoint_malformed",
+                    label,
+                    "not a {\"size\", \"note\"} line",
+                ),
             }
         }
     }
@@ -308,7 +324,11 @@ fn verify_tenant(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(&dir.join(CHECKPOINT_FILE))(e)),
     };
-    let newest_in_history = checks.iter().filter(|c| c.label != CHECKPOINT_FILE).map(|c| c.size).max();
+    let newest_in_history = checks
+        .iter()
+        .filter(|c| c.label != CHECKPOINT_FILE)
+        .map(|c| c.size)
+        .max();
     if let (Some(latest), Some(newest)) = (&latest, newest_in_history)
         && latest.size < newest
     {
@@ -336,7 +356,9 @@ fn verify_tenant(
     // Stream the entries.
     let log_path = dir.join(LOG_FILE);
     let mut frontier = Frontier::default();
-    let mut stored_hashes = std::fs::File::open(dir.join(HASHES_FILE)).ok().map(BufReader::new);
+    let mut stored_hashes = std::fs::File::open(dir.join(HASHES_FILE))
+        .ok()
+        .map(BufReader::new);
     let mut hashes_ok = true;
     let mut files: Vec<(u64, FileEntry)> = Vec::new();
     let mut deleted: HashMap<String, (u64, Entry)> = HashMap::new();
@@ -412,7 +434,11 @@ fn verify_tenant(
                     }
                 }
                 match serde_json::from_slice::<Entry>(leaf) {
-                    Err(e) => report.tamper("entry_damaged", format!("entry {index}"), format!("not an entry: {e}")),
+                    Err(e) => report.tamper(
+                        "entry_damaged",
+                        format!("entry {index}"),
+                        format!("not an entry: {e}"),
+                    ),
                     Ok(entry) => {
                         if entry.seq != index {
                             report.tamper(
@@ -421,7 +447,15 @@ fn verify_tenant(
                                 format!("it says it is entry {}: entries were reordered, inserted or removed", entry.seq),
                             );
                         }
-                        index_entry(&mut report, index, entry, &mut files, &mut deleted, &mut quarantined, &mut keys_named);
+                        index_entry(
+                            &mut report,
+                            index,
+                            entry,
+                            &mut files,
+                            &mut deleted,
+                            &mut quarantined,
+                            &mut keys_named,
+                        );
                     }
                 }
                 check_root(&frontier, &mut report, &mut next_check);
@@ -436,21 +470,31 @@ fn verify_tenant(
         && let Some(stored) = stored_hashes.as_mut()
         && stored.fill_buf().is_ok_and(|b| !b.is_empty())
     {
-        report.tamper("hashes_mismatch", HASHES_FILE, "the stored hashes run past the entries");
+        report.tamper(
+            "hashes_mismatch",
+            HASHES_FILE,
+            "the stored hashes run past the entries",
+        );
     }
     for c in &checks[next_check.min(checks.len())..] {
         let (kind, detail) = if c.external {
-            ("rolled_back", format!(
-                "the trusted checkpoint is of a log of {} entries, the log has {}: entries were removed",
-                c.size,
-                frontier.leaves()
-            ))
+            (
+                "rolled_back",
+                format!(
+                    "the trusted checkpoint is of a log of {} entries, the log has {}: entries were removed",
+                    c.size,
+                    frontier.leaves()
+                ),
+            )
         } else {
-            ("entries_missing", format!(
-                "signed for {} entries, the log has {}: entries were removed",
-                c.size,
-                frontier.leaves()
-            ))
+            (
+                "entries_missing",
+                format!(
+                    "signed for {} entries, the log has {}: entries were removed",
+                    c.size,
+                    frontier.leaves()
+                ),
+            )
         };
         report.tamper(kind, c.label.clone(), detail);
     }
@@ -466,7 +510,10 @@ fn verify_tenant(
         }
     }
     for (name, id) in &signers {
-        if !keys_named.iter().any(|k| checkpoint::key_id(k) == id && k.starts_with(&format!("{name}+"))) {
+        if !keys_named
+            .iter()
+            .any(|k| checkpoint::key_id(k) == id && k.starts_with(&format!("{name}+")))
+        {
             report.tamper(
                 "key_not_in_log",
                 format!("{name}+{id}"),
@@ -487,7 +534,17 @@ fn verify_tenant(
         ),
         _ => {}
     }
-    files::check_files(layout, tenant, &dir, &files, &deleted, &quarantined, threads, options, &mut report)?;
+    files::check_files(
+        layout,
+        tenant,
+        &dir,
+        &files,
+        &deleted,
+        &quarantined,
+        threads,
+        options,
+        &mut report,
+    )?;
     Ok(report)
 }
 
@@ -504,18 +561,30 @@ fn index_entry(
     match &entry.kind {
         EntryKind::Log { origin, key } => {
             if index != 0 {
-                report.tamper("entry_out_of_order", format!("entry {index}"), "a log entry is only ever the first");
+                report.tamper(
+                    "entry_out_of_order",
+                    format!("entry {index}"),
+                    "a log entry is only ever the first",
+                );
             }
             report.origin = Some(origin.clone());
             keys_named.insert(key.clone());
         }
         EntryKind::Key { key, previous } => {
             keys_named.insert(key.clone());
-            report.info("key_rotation", format!("entry {index}"), format!("checkpoints are signed with {key} from here (before: {previous})"));
+            report.info(
+                "key_rotation",
+                format!("entry {index}"),
+                format!("checkpoints are signed with {key} from here (before: {previous})"),
+            );
         }
         EntryKind::File(f) => {
             if parse_file_path(&f.path).is_none_or(|(t, _)| t.name() != f.table) {
-                report.tamper("entry_damaged", format!("entry {index}"), format!("{:?} is not a path of a {} file", f.path, f.table));
+                report.tamper(
+                    "entry_damaged",
+                    format!("entry {index}"),
+                    format!("{:?} is not a path of a {} file", f.path, f.table),
+                );
             }
             files.push((index, f.clone()));
         }
@@ -524,11 +593,19 @@ fn index_entry(
         }
         EntryKind::Quarantine { path, reason, .. } => {
             quarantined.insert(path.clone(), index);
-            report.info("quarantined", path.clone(), format!("entry {index}: {reason}"));
+            report.info(
+                "quarantined",
+                path.clone(),
+                format!("entry {index}: {reason}"),
+            );
         }
         EntryKind::Hold { placed, by, reason } => {
             let what = if *placed { "placed" } else { "released" };
-            report.info("legal_hold", format!("entry {index}"), format!("{what} by {by}: {reason}"));
+            report.info(
+                "legal_hold",
+                format!("entry {index}"),
+                format!("{what} by {by}: {reason}"),
+            );
         }
     }
 }
@@ -539,7 +616,10 @@ fn base64_of(bytes: &[u8]) -> String {
 }
 
 /// Every Parquet file under a tenant's partitions, relative to its directory.
-fn parquet_files(layout: &Layout, tenant: &TenantId) -> Result<BTreeMap<String, PathBuf>, VerifyError> {
+fn parquet_files(
+    layout: &Layout,
+    tenant: &TenantId,
+) -> Result<BTreeMap<String, PathBuf>, VerifyError> {
     let mut out = BTreeMap::new();
     let dir = layout.tenant_dir(tenant);
     for table in Table::ALL {
@@ -548,9 +628,16 @@ fn parquet_files(layout: &Layout, tenant: &TenantId) -> Result<BTreeMap<String, 
             let partition = layout.partition_dir(tenant, table, date);
             for entry in std::fs::read_dir(&partition).map_err(io(&partition))? {
                 let path = entry.map_err(io(&partition))?.path();
-                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
                 if name.ends_with(PARQUET_EXTENSION) {
-                    let relative = path.strip_prefix(&dir).unwrap_or(&path).to_string_lossy().into_owned();
+                    let relative = path
+                        .strip_prefix(&dir)
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .into_owned();
                     out.insert(relative, path);
                 }
             }
@@ -561,17 +648,27 @@ fn parquet_files(layout: &Layout, tenant: &TenantId) -> Result<BTreeMap<String, 
 
 /// Every file under `DIR/quarantine/tenant=<id>/`, relative to it.
 fn quarantine_files(layout: &Layout, tenant: &TenantId) -> Vec<String> {
-    let root = layout.data_dir().join(QUARANTINE_DIR).join(format!("tenant={tenant}"));
+    let root = layout
+        .data_dir()
+        .join(QUARANTINE_DIR)
+        .join(format!("tenant={tenant}"));
     let mut out = Vec::new();
     let mut stack = vec![root.clone()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
             } else {
-                out.push(path.strip_prefix(&root).unwrap_or(&path).to_string_lossy().into_owned());
+                out.push(
+                    path.strip_prefix(&root)
+                        .unwrap_or(&path)
+                        .to_string_lossy()
+                        .into_owned(),
+                );
             }
         }
     }

@@ -2,8 +2,8 @@
 //! `collector/tests/integrity.rs`).
 
 use super::*;
-use crate::log::tests::identity;
 use crate::log::TenantLog;
+use crate::log::tests::identity;
 use crate::query::tests::{BASE, DAY, batch};
 use crate::writer::{WriterOptions, commit};
 
@@ -14,11 +14,20 @@ fn store() -> (tempfile::TempDir, Layout, VerifyOptions) {
         let t = TenantId::parse(tenant).unwrap();
         let mut log = TenantLog::open(&layout, &t, identity()).unwrap();
         for (i, table) in Table::ALL.into_iter().enumerate() {
-            let rows: Vec<(i64, String)> =
-                (0..50).map(|r| (BASE + (r % 3) * DAY + r, format!("{tenant} {r}"))).collect();
+            let rows: Vec<(i64, String)> = (0..50)
+                .map(|r| (BASE + (r % 3) * DAY + r, format!("{tenant} {r}")))
+                .collect();
             let batches = [batch(table, tenant, &rows)];
             let lsn = i as u64;
-            commit(&layout, &mut log, table, &batches, lsn..=lsn, &WriterOptions::default()).unwrap();
+            commit(
+                &layout,
+                &mut log,
+                table,
+                &batches,
+                lsn..=lsn,
+                &WriterOptions::default(),
+            )
+            .unwrap();
         }
         log.checkpoint().unwrap().unwrap();
     }
@@ -62,14 +71,26 @@ fn a_flipped_byte_a_forged_checkpoint_and_an_unlisted_file_are_named() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 1;
     std::fs::write(tenant.join(&victim), bytes).unwrap();
-    std::fs::copy(tenant.join(&victim), tenant.join(victim.replace(".parquet", "-copy.parquet"))).unwrap();
+    std::fs::copy(
+        tenant.join(&victim),
+        tenant.join(victim.replace(".parquet", "-copy.parquet")),
+    )
+    .unwrap();
     let report = verify(&layout, &options).unwrap();
     let found = kinds(&report);
     assert!(found.contains(&"file_altered"), "{found:?}");
     assert!(found.contains(&"file_unlisted"), "{found:?}");
-    assert!(report.tenants[1].findings.iter().all(|f| f.severity == Severity::Info), "globex is intact");
+    assert!(
+        report.tenants[1]
+            .findings
+            .iter()
+            .all(|f| f.severity == Severity::Info),
+        "globex is intact"
+    );
     // Another key's checkpoint.
-    let forged = checkpoint::SigningKey::generate("test/tenantscope").unwrap().0;
+    let forged = checkpoint::SigningKey::generate("test/tenantscope")
+        .unwrap()
+        .0;
     let note = forged.sign_checkpoint("test/tenantscope/globex", 10, tlog_tiles::Hash([0; 32]));
     std::fs::write(dir.path().join("audit/tenant=globex/_checkpoint"), note).unwrap();
     let report = verify(&layout, &options).unwrap();

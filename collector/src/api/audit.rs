@@ -1,13 +1,14 @@
 //! The audit log over HTTP: a tenant's newest signed checkpoint and the proofs that let it check,
 //! without our files, that a file is in its log and that its log only grew.
 //!
-//! - `GET /api/v1/checkpoint` — the newest checkpoint, exactly as stored (a C2SP signed note,
-//!   `text/plain`): keep it, and hand it later to `tenantscope verify --trusted-checkpoint`.
+//! - `GET /api/v1/checkpoint` — a checkpoint of the whole log, exactly as stored (a C2SP signed
+//!   note, `text/plain`; signed now if the log grew since the newest one): keep it, and hand it
+//!   later to `tenantscope verify --trusted-checkpoint`.
 //! - `GET /api/v1/proof/inclusion?file=PATH[&size=N]` — the RFC 6962 audit path of the entry that
 //!   committed `PATH` (relative to the tenant directory, as the log names it) in the tree of `N`
-//!   entries (default: the newest checkpoint's, written now if it does not cover the entry yet).
+//!   entries (default: the whole log, with its checkpoint in the answer).
 //! - `GET /api/v1/proof/consistency?from=N[&to=M]` — the RFC 6962 consistency proof from the tree
-//!   of `N` entries to the tree of `M` (default: the newest checkpoint's).
+//!   of `N` entries to the tree of `M` (default: the whole log, with its checkpoint).
 //!
 //! Proof answers are JSON; hashes are base64, as in checkpoints. The tenant is resolved as for
 //! queries: the key's, or for an admin key (or without keys) `?tenant=` or `X-Scope-OrgID`.
@@ -153,11 +154,10 @@ async fn with_log<T: Send + 'static>(
     .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string()))?
 }
 
-/// The newest checkpoint, signing one now when the log grew past it (or has none).
-fn current_checkpoint(log: &mut TenantLog, covering: u64) -> Result<(u64, String), Failure> {
-    if log.latest_checkpoint().is_none_or(|(size, _)| size < covering) {
-        log.checkpoint()?;
-    }
+/// A checkpoint of the whole log: the newest one, signed now when the log grew past it (so an
+/// answer never waits for `audit.checkpoint_interval`).
+fn current_checkpoint(log: &mut TenantLog) -> Result<(u64, String), Failure> {
+    log.checkpoint()?;
     let (size, note) = log.latest_checkpoint().ok_or_else(|| {
         Failure(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -176,15 +176,13 @@ pub(super) async fn checkpoint(
 ) -> Response {
     let result = async {
         let tenant = tenant_of(&state, &headers, Some(source), params.tenant.as_deref())?;
-        with_log(&state, tenant, |log| current_checkpoint(log, 1)).await
+        with_log(&state, tenant, |log| current_checkpoint(log)).await
     }
     .await;
     match result {
-        Ok((_, note)) => (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            note,
-        )
-            .into_response(),
+        Ok((_, note)) => {
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], note).into_response()
+        }
         Err(failure) => failure.into_response(),
     }
 }
@@ -209,7 +207,7 @@ pub(super) async fn inclusion(
             let (size, note) = match params.size {
                 Some(size) => (size, None),
                 None => {
-                    let (size, note) = current_checkpoint(log, index + 1)?;
+                    let (size, note) = current_checkpoint(log)?;
                     (size, Some(note))
                 }
             };
@@ -245,7 +243,7 @@ pub(super) async fn consistency(
             let (to, note) = match params.to {
                 Some(to) => (to, None),
                 None => {
-                    let (size, note) = current_checkpoint(log, 1)?;
+                    let (size, note) = current_checkpoint(log)?;
                     (size, Some(note))
                 }
             };

@@ -119,7 +119,11 @@ fn write_text(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
     for t in &report.tenants {
         files += t.files_checked;
         bytes += t.bytes_hashed;
-        let tampered = t.findings.iter().filter(|f| f.severity == Severity::Tampered).count();
+        let tampered = t
+            .findings
+            .iter()
+            .filter(|f| f.severity == Severity::Tampered)
+            .count();
         let state = if tampered == 0 {
             "intact".to_owned()
         } else {

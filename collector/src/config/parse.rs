@@ -204,12 +204,20 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         let keys = ["checkpoint_interval", "signing_key_file"];
         w.known_keys(&m, "audit", &keys);
         let c = &mut config.audit;
-        w.field(&m, "audit", "checkpoint_interval", &mut c.checkpoint_interval, |v| {
-            duration(v, Duration::from_secs(1), Duration::from_secs(86_400))
-        });
-        w.field(&m, "audit", "signing_key_file", &mut c.signing_key_file, |v| {
-            path(v).map(Some)
-        });
+        w.field(
+            &m,
+            "audit",
+            "checkpoint_interval",
+            &mut c.checkpoint_interval,
+            |v| duration(v, Duration::from_secs(1), Duration::from_secs(86_400)),
+        );
+        w.field(
+            &m,
+            "audit",
+            "signing_key_file",
+            &mut c.signing_key_file,
+            |v| path(v).map(Some),
+        );
     }
     if let Some(m) = w.section(&root, "", "log") {
         w.known_keys(&m, "log", &["format", "level"]);
@@ -431,8 +439,7 @@ pub(crate) fn parse_byte_size(s: &str) -> Option<u64> {
 pub(crate) fn instance_id(s: &str) -> Result<String, String> {
     let valid = !s.is_empty()
         && s.len() <= 253
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
     if valid {
         Ok(s.to_owned())

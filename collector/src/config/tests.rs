@@ -288,7 +288,10 @@ fn the_audit_section_and_the_instance_id_parse_and_are_bounded() {
         config.audit.signing_key_file.as_deref(),
         Some(std::path::Path::new("/etc/ts/key"))
     );
-    assert_eq!(config.storage.instance_id.as_deref(), Some("collector-1.eu"));
+    assert_eq!(
+        config.storage.instance_id.as_deref(),
+        Some("collector-1.eu")
+    );
     assert_eq!(
         errors("audit:\n  checkpoint_interval: 10ms\n  key: x\nstorage:\n  instance_id: a b+c\n"),
         [

@@ -370,8 +370,8 @@ fn commit_buffer(
     let lsns = buffer.first_lsn..=buffer.last_lsn;
     let back = read_back(reader, (tenant, table), buffer, catalog);
     // The files first, the log locked only for their entries (the API reads it meanwhile).
-    let committed = write_buffer(layout, (tenant, table), back, buffer, options, catalog)
-        .and_then(|files| {
+    let committed =
+        write_buffer(layout, (tenant, table), back, buffer, options, catalog).and_then(|files| {
             let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
             commit_files(&mut log, table, &files, lsns)
         });

@@ -1,0 +1,232 @@
+//! The audit log over the API: checkpoints and proofs per tenant, as keys allow, checked with
+//! the transparency-log library's own verifier (the interop suite checks them again with an
+//! independent Python implementation).
+
+use audit_store::log::checkpoint::verify_checkpoint;
+use base64::Engine as _;
+use http::StatusCode;
+
+use crate::harness::{
+    ACME_INGEST, ACME_QUERY, ADMIN_KEY, Daemon, GLOBEX_KEY, bearer, get_with, keyed, post,
+};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+async fn send(d: &Daemon, key: &str, body: &str) {
+    let json = format!(
+        r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"body":{{"stringValue":"{body}"}}}},{{"eventName":"order.completed","body":{{"stringValue":"{body}"}}}}]}}]}}]}}"#
+    );
+    let auth = bearer(key);
+    let (status, _, _) = post(
+        d.http,
+        "/v1/logs",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &auth),
+        ],
+        json.into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// The verifier keys the daemon published in DATA/keys/.
+fn trusted(d: &Daemon) -> Vec<String> {
+    audit_store::verify::default_keys(&audit_store::layout::Layout::new(d.dir.path())).unwrap()
+}
+
+fn hash(b64: &serde_json::Value) -> tlog_tiles::Hash {
+    tlog_tiles::Hash(
+        B64.decode(b64.as_str().unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    )
+}
+
+async fn api(d: &Daemon, key: &str, path: &str) -> (StatusCode, String) {
+    let (status, _, body) = get_with(d.api, path, &[("authorization", &bearer(key))]).await;
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn each_tenant_gets_its_signed_checkpoint_and_proofs_and_no_other() {
+    let mut d = Daemon::start_with(keyed).await;
+    send(&d, ACME_INGEST, "a1").await;
+    send(&d, GLOBEX_KEY, "g1").await;
+    d.flush().await;
+    let (status, note) = api(&d, ACME_QUERY, "/api/v1/checkpoint").await;
+    assert_eq!(status, StatusCode::OK, "{note}");
+    let acme = verify_checkpoint(note.as_bytes(), &trusted(&d)).unwrap();
+    assert!(
+        acme.origin.ends_with("/tenantscope/acme"),
+        "{}",
+        acme.origin
+    );
+    assert_eq!(acme.size, 3, "the log entry and two files (logs, events)");
+    // The admin names the tenant; a tenant key cannot read another tenant's log.
+    let (status, note) = api(&d, ADMIN_KEY, "/api/v1/checkpoint?tenant=globex").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        verify_checkpoint(note.as_bytes(), &trusted(&d))
+            .unwrap()
+            .origin
+            .ends_with("/globex")
+    );
+    let (status, _, _) = get_with(
+        d.api,
+        "/api/v1/checkpoint",
+        &[
+            ("authorization", &bearer(ACME_QUERY)),
+            ("x-scope-orgid", "globex"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = api(&d, "not-a-key-at-all-000000", "/api/v1/checkpoint").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = api(&d, ADMIN_KEY, "/api/v1/checkpoint?tenant=umbrella").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Inclusion: every acme file, against the checkpoint.
+    let log = std::fs::read_to_string(d.dir.path().join("audit/tenant=acme/_log.jsonl")).unwrap();
+    let files: Vec<String> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|e| e["type"] == "file")
+        .map(|e| e["path"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(files.len(), 2);
+    for file in &files {
+        let (status, body) = api(
+            &d,
+            ACME_QUERY,
+            &format!("/api/v1/proof/inclusion?file={file}"),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let p: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let proof: Vec<_> = p["proof"].as_array().unwrap().iter().map(hash).collect();
+        let leaf = tlog_tiles::record_hash(p["leaf"].as_str().unwrap().as_bytes());
+        assert_eq!(p["tree_size"], acme.size);
+        tlog_tiles::check_record(
+            &proof,
+            acme.size,
+            tlog_tiles::Hash(acme.root),
+            p["leaf_index"].as_u64().unwrap(),
+            leaf,
+        )
+        .unwrap();
+        assert!(p["leaf"].as_str().unwrap().contains(file.as_str()));
+    }
+    // A globex file is not in acme's log.
+    let globex_log =
+        std::fs::read_to_string(d.dir.path().join("audit/tenant=globex/_log.jsonl")).unwrap();
+    let globex_file = globex_log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|e| e["type"] == "file")
+        .unwrap()["path"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(!log.contains(&globex_file));
+    let (status, _) = api(
+        &d,
+        ACME_QUERY,
+        &format!("/api/v1/proof/inclusion?file={globex_file}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The log grows; a consistency proof links the first checkpoint to the new one.
+    send(&d, ACME_INGEST, "a2").await;
+    d.flush().await;
+    let (_, body) = api(
+        &d,
+        ACME_QUERY,
+        &format!("/api/v1/proof/consistency?from={}", acme.size),
+    )
+    .await;
+    let p: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let newer =
+        verify_checkpoint(p["checkpoint"].as_str().unwrap().as_bytes(), &trusted(&d)).unwrap();
+    assert_eq!(newer.size, 5);
+    let proof: Vec<_> = p["proof"].as_array().unwrap().iter().map(hash).collect();
+    tlog_tiles::check_tree(
+        &proof,
+        newer.size,
+        tlog_tiles::Hash(newer.root),
+        acme.size,
+        tlog_tiles::Hash(acme.root),
+    )
+    .unwrap();
+    let (status, _) = api(&d, ACME_QUERY, "/api/v1/proof/consistency?from=0").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _) = api(&d, ACME_QUERY, "/api/v1/proof/consistency?from=99").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn checkpoints_are_written_by_the_job_and_at_shutdown_and_survive_a_restart() {
+    let mut d = Daemon::start_with(|c| {
+        keyed(c);
+        c.audit.checkpoint_interval = std::time::Duration::from_secs(1);
+    })
+    .await;
+    let ok = r#"tenantscope_audit_checkpoints_total{result="ok"}"#;
+    send(&d, ACME_INGEST, "x").await;
+    d.flush().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while d.metric(ok).await < 1.0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let first =
+        std::fs::read_to_string(d.dir.path().join("audit/tenant=acme/_checkpoint")).unwrap();
+    send(&d, ACME_INGEST, "y").await;
+    d.stop().await;
+    // The shutdown committed "y" and checkpointed it.
+    let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
+    let last = std::fs::read_to_string(dir.path().join("audit/tenant=acme/_checkpoint")).unwrap();
+    let keys =
+        audit_store::verify::default_keys(&audit_store::layout::Layout::new(dir.path())).unwrap();
+    let (a, b) = (
+        verify_checkpoint(first.as_bytes(), &keys).unwrap(),
+        verify_checkpoint(last.as_bytes(), &keys).unwrap(),
+    );
+    assert_eq!((a.size, b.size), (3, 5));
+    // Restarted with the same key: the log continues, the proof links them.
+    let mut d = Daemon::start_in(dir, keyed).await;
+    send(&d, ACME_INGEST, "z").await;
+    d.flush().await;
+    let (_, body) = api(
+        &d,
+        ACME_QUERY,
+        &format!("/api/v1/proof/consistency?from={}", a.size),
+    )
+    .await;
+    let p: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let c = verify_checkpoint(p["checkpoint"].as_str().unwrap().as_bytes(), &keys).unwrap();
+    assert_eq!(c.size, 7);
+    let proof: Vec<_> = p["proof"].as_array().unwrap().iter().map(hash).collect();
+    tlog_tiles::check_tree(
+        &proof,
+        c.size,
+        tlog_tiles::Hash(c.root),
+        a.size,
+        tlog_tiles::Hash(a.root),
+    )
+    .unwrap();
+    d.stop().await;
+    let report = audit_store::verify::verify(
+        &audit_store::layout::Layout::new(d.dir.path()),
+        &audit_store::verify::VerifyOptions::default(),
+    )
+    .unwrap();
+    assert!(!report.tampered(), "{report:#?}");
+}
