@@ -21,6 +21,7 @@
 pub mod checkpoint;
 pub mod entry;
 pub mod hashes;
+pub mod migrate;
 mod recover;
 
 use std::collections::{HashMap, HashSet};
@@ -705,6 +706,7 @@ impl AuditLogs {
         for tenant in tenants {
             let log = self.get(&tenant)?;
             let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            report.migrated += migrate::migrate(&mut log)?;
             recover::recover_tenant(&self.layout, &mut log, &mut report)?;
         }
         Ok(report)

@@ -31,6 +31,8 @@ pub struct RecoveryReport {
     pub temporaries_removed: usize,
     /// Files whose `deletion` entry was written but which were still there.
     pub deletions_finished: usize,
+    /// Files of a pre-audit-log `_manifest.jsonl` turned into entries ([`super::migrate`]).
+    pub migrated: usize,
 }
 
 pub(super) fn recover_tenant(

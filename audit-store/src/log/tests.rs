@@ -206,3 +206,50 @@ fn checkpoints_are_written_when_the_tree_grew_and_a_new_key_is_recorded_first() 
     let history = std::fs::read_to_string(dir.join(CHECKPOINTS_FILE)).unwrap();
     assert_eq!(history.lines().count(), 2);
 }
+
+#[test]
+fn a_manifest_of_an_older_store_becomes_file_entries_and_nothing_is_quarantined() {
+    use crate::query::tests::{BASE, DAY, batch};
+    let (dir, layout, tenant) = setup();
+    // Write files as the old store did: Parquet, then a manifest line per commit.
+    let rows: Vec<(i64, String)> = (0..10).map(|i| (BASE + (i % 2) * DAY + i, format!("r{i}"))).collect();
+    let files = crate::writer::write_batches(
+        &layout,
+        &tenant,
+        Table::Logs,
+        &[batch(Table::Logs, "acme", &rows)],
+        &crate::writer::WriterOptions::default(),
+    )
+    .unwrap();
+    let tenant_dir = layout.tenant_dir(&tenant);
+    let line = serde_json::json!({
+        "table": "logs", "lsn_first": 3, "lsn_last": 9, "committed_at_ns": 1,
+        "files": files.iter().map(|f| serde_json::json!({
+            "path": f.path.strip_prefix(&tenant_dir).unwrap().to_str().unwrap(),
+            "rows": f.rows, "bytes": f.bytes, "min_timestamp": f.min_timestamp,
+            "max_timestamp": f.max_timestamp, "sha256": f.sha256,
+        })).collect::<Vec<_>>(),
+    });
+    std::fs::write(tenant_dir.join(migrate::MANIFEST_FILE), format!("{line}\n")).unwrap();
+    let logs = AuditLogs::new(layout.clone(), identity());
+    let report = logs.recover().unwrap();
+    assert_eq!((report.migrated, report.quarantined), (2, 0));
+    let log = logs.get(&tenant).unwrap();
+    let log = log.lock().unwrap();
+    assert_eq!(log.committed_lsn(Table::Logs), Some(9));
+    let migrated: Vec<_> = log.files(Table::Logs).collect();
+    assert_eq!(migrated.len(), 2);
+    assert_eq!(migrated[0].rows_digest, files[0].rows_digest, "computed from the file");
+    assert!(tenant_dir.join("_manifest.jsonl.migrated").exists());
+    drop(log);
+    let report = crate::verify::verify(
+        &layout,
+        &crate::verify::VerifyOptions {
+            trusted_keys: vec![KEY.verifier_key().to_owned()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(!report.tampered(), "{report:#?}");
+    drop(dir);
+}

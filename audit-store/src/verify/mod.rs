@@ -13,6 +13,8 @@
 
 mod files;
 
+pub use files::rows_digest;
+
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
