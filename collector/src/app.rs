@@ -273,6 +273,13 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
         api_app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(stopped(admin_stop_rx.clone()));
+    tokio::spawn(audit::retention_job(
+        logs.clone(),
+        auth.clone(),
+        catalog.clone(),
+        config.audit.retention_interval,
+        admin_stop_rx.clone(),
+    ));
     tokio::spawn(audit::checkpoint_job(
         logs.clone(),
         catalog.clone(),

@@ -60,6 +60,16 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some(Command::Retention(args)) => {
+            let _ = telemetry::init_tracing(LogFormat::Text, "warn", None);
+            match cli::audit::retention(&args, &mut std::io::stdout()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::HashKey) => {
             match cli::hash_key(&mut std::io::stdin().lock(), &mut std::io::stdout()) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -230,3 +230,252 @@ async fn checkpoints_are_written_by_the_job_and_at_shutdown_and_survive_a_restar
     .unwrap();
     assert!(!report.tampered(), "{report:#?}");
 }
+
+/// Old and new records: `old` days ago and now.
+async fn send_dated(d: &Daemon, key: &str, body: &str, days_ago: u64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let t = now - days_ago * 86_400_000_000_000;
+    let json = format!(
+        r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"{t}","body":{{"stringValue":"{body}"}}}}]}}]}}]}}"#
+    );
+    let (status, _, _) = post(
+        d.http,
+        "/v1/logs",
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &bearer(key)),
+        ],
+        json.into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+async fn bodies(d: &Daemon, tenant: &str) -> Vec<String> {
+    d.query(tenant, "SELECT body FROM logs ORDER BY body")
+        .await
+        .iter()
+        .map(|r| r["body"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Polls until `f` holds (10 s at most).
+async fn eventually<F: std::future::Future<Output = bool>>(what: &str, mut f: impl FnMut() -> F) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !f().await {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn retention_deletes_old_files_unless_a_legal_hold_is_in_force() {
+    let tenant = |t: &str| audit_store::TenantId::parse(t).unwrap();
+    let mut d = Daemon::start_with(|c| {
+        keyed(c);
+        c.audit.retention_interval = std::time::Duration::from_secs(1);
+        let thirty_days = Some(std::time::Duration::from_secs(30 * 86_400));
+        c.tenants.get_mut(&tenant("acme")).unwrap().retention = thirty_days;
+        let globex = c.tenants.get_mut(&tenant("globex")).unwrap();
+        globex.retention = thirty_days;
+        globex.legal_hold = true;
+    })
+    .await;
+    for (key, who) in [(ACME_INGEST, "acme"), (GLOBEX_KEY, "globex")] {
+        send_dated(&d, key, &format!("{who} 90 days old"), 90).await;
+        send_dated(&d, key, &format!("{who} 40 days old"), 40).await;
+        send_dated(&d, key, &format!("{who} today"), 0).await;
+    }
+    d.flush().await;
+    let deleted = r#"tenantscope_audit_retention_deleted_files_total"#;
+    eventually("acme's two old files deleted", || async {
+        d.metric(deleted).await >= 2.0
+    })
+    .await;
+    assert_eq!(bodies(&d, "acme").await, ["acme today"]);
+    // globex is under a legal hold from its config: everything stays, and the log says why.
+    assert_eq!(bodies(&d, "globex").await.len(), 3);
+    let globex_log =
+        std::fs::read_to_string(d.dir.path().join("audit/tenant=globex/_log.jsonl")).unwrap();
+    assert!(
+        globex_log.contains(r#""type":"hold","placed":true,"by":"config""#),
+        "{globex_log}"
+    );
+    // A hold placed through the API stops acme's deletions too, until it is released.
+    let hold = |method: &'static str| {
+        let d = &d;
+        async move {
+            let client =
+                hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .build_http::<http_body_util::Full<bytes::Bytes>>();
+            let req = http::Request::builder()
+                .method(method)
+                .uri(format!("http://{}/api/v1/admin/hold", d.api))
+                .header("authorization", bearer(ADMIN_KEY))
+                .body(http_body_util::Full::new(bytes::Bytes::from(
+                    r#"{"tenant":"acme","reason":"litigation 2026-17","by":"j.doe"}"#,
+                )))
+                .unwrap();
+            let response = client.request(req).await.unwrap();
+            let status = response.status();
+            let body = http_body_util::BodyExt::collect(response.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (
+                status,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
+        }
+    };
+    let (status, placed) = hold("POST").await;
+    assert_eq!(
+        (
+            status,
+            placed["hold"].as_bool(),
+            placed["changed"].as_bool()
+        ),
+        (StatusCode::OK, Some(true), Some(true))
+    );
+    send_dated(&d, ACME_INGEST, "acme 50 days old", 50).await;
+    d.flush().await;
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(bodies(&d, "acme").await, ["acme 50 days old", "acme today"]);
+    let (status, released) = hold("DELETE").await;
+    assert_eq!(
+        (status, released["hold"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    eventually("the held file deleted once released", || async {
+        d.metric(deleted).await >= 3.0
+    })
+    .await;
+    assert_eq!(bodies(&d, "acme").await, ["acme today"]);
+    // A tenant key may not place holds.
+    let (status, _, _) = post(
+        d.api,
+        "/api/v1/admin/hold",
+        &[("authorization", &bearer(ACME_QUERY))],
+        br#"{"tenant":"acme","reason":"x"}"#.to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    d.stop().await;
+    // verify: intact, with the deletions, when and why, and the holds.
+    let report = audit_store::verify::verify(
+        &audit_store::layout::Layout::new(d.dir.path()),
+        &audit_store::verify::VerifyOptions::default(),
+    )
+    .unwrap();
+    assert!(!report.tampered(), "{report:#?}");
+    let acme = report.tenants.iter().find(|t| t.tenant == "acme").unwrap();
+    let deletions: Vec<_> = acme
+        .findings
+        .iter()
+        .filter(|f| f.kind == "deleted_by_retention")
+        .collect();
+    assert_eq!(deletions.len(), 3, "{:#?}", acme.findings);
+    assert!(
+        deletions
+            .iter()
+            .all(|f| f.detail.contains("under retention 30d"))
+    );
+    let holds: Vec<_> = acme
+        .findings
+        .iter()
+        .filter(|f| f.kind == "legal_hold")
+        .collect();
+    assert_eq!(holds.len(), 2);
+    assert!(
+        holds[0].detail.contains("placed by j.doe")
+            && holds[0].detail.contains("litigation 2026-17")
+    );
+}
+
+#[tokio::test]
+async fn the_retention_command_runs_the_job_offline_and_is_refused_beside_a_daemon() {
+    use clap::Parser as _;
+    let mut d = Daemon::start().await;
+    for (days, body) in [(100, "old"), (0, "new")] {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let t = now - days * 86_400_000_000_000;
+        let json = format!(
+            r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"{t}","body":{{"stringValue":"{body}"}}}}]}}]}}]}}"#
+        );
+        let (status, _, _) = post(
+            d.http,
+            "/v1/logs",
+            &[
+                ("content-type", "application/json"),
+                ("x-scope-orgid", "acme"),
+            ],
+            json.into_bytes(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    d.flush().await;
+    let config = d.dir.path().join("retention.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  data_dir: {}\ntenants:\n  acme:\n    retention: 30d\n",
+            d.dir.path().display()
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut argv = vec![
+            "tenantscope",
+            "retention",
+            "--config",
+            config.to_str().unwrap(),
+        ];
+        argv.extend_from_slice(extra);
+        let cli = tenantscope::cli::Cli::try_parse_from(argv).unwrap();
+        let Some(tenantscope::cli::Command::Retention(args)) = cli.command else {
+            unreachable!()
+        };
+        let mut out = Vec::new();
+        let result = tenantscope::cli::audit::retention(&args, &mut out);
+        (result, String::from_utf8(out).unwrap())
+    };
+    // Beside the running daemon: refused.
+    let (result, _) = run(&[]);
+    let error = format!("{:#}", result.unwrap_err());
+    assert!(error.contains("daemon is using"), "{error}");
+    d.stop().await;
+    let (result, out) = run(&["--dry-run"]);
+    assert_eq!(result.unwrap(), 1, "{out}");
+    assert!(
+        out.contains("tenant acme: would delete signal=logs/"),
+        "{out}"
+    );
+    assert_eq!(
+        crate::harness::query_dir(d.dir.path(), "acme", "SELECT body FROM logs")
+            .await
+            .len(),
+        2
+    );
+    let (result, out) = run(&[]);
+    assert_eq!(result.unwrap(), 1, "{out}");
+    assert!(out.contains("under retention 30d"), "{out}");
+    let rows = crate::harness::query_dir(d.dir.path(), "acme", "SELECT body FROM logs").await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["body"], "new");
+    let report = audit_store::verify::verify(
+        &audit_store::layout::Layout::new(d.dir.path()),
+        &audit_store::verify::VerifyOptions::default(),
+    )
+    .unwrap();
+    assert!(!report.tampered(), "{report:#?}");
+    // The deletion entry is covered by a checkpoint the command signed.
+    let acme = &report.tenants[0];
+    assert_eq!(acme.newest_checkpoint, Some(acme.entries));
+}

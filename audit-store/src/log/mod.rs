@@ -23,6 +23,7 @@ pub mod entry;
 pub mod hashes;
 pub mod migrate;
 mod recover;
+pub mod retention;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};

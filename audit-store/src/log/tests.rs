@@ -212,7 +212,9 @@ fn a_manifest_of_an_older_store_becomes_file_entries_and_nothing_is_quarantined(
     use crate::query::tests::{BASE, DAY, batch};
     let (dir, layout, tenant) = setup();
     // Write files as the old store did: Parquet, then a manifest line per commit.
-    let rows: Vec<(i64, String)> = (0..10).map(|i| (BASE + (i % 2) * DAY + i, format!("r{i}"))).collect();
+    let rows: Vec<(i64, String)> = (0..10)
+        .map(|i| (BASE + (i % 2) * DAY + i, format!("r{i}")))
+        .collect();
     let files = crate::writer::write_batches(
         &layout,
         &tenant,
@@ -239,7 +241,10 @@ fn a_manifest_of_an_older_store_becomes_file_entries_and_nothing_is_quarantined(
     assert_eq!(log.committed_lsn(Table::Logs), Some(9));
     let migrated: Vec<_> = log.files(Table::Logs).collect();
     assert_eq!(migrated.len(), 2);
-    assert_eq!(migrated[0].rows_digest, files[0].rows_digest, "computed from the file");
+    assert_eq!(
+        migrated[0].rows_digest, files[0].rows_digest,
+        "computed from the file"
+    );
     assert!(tenant_dir.join("_manifest.jsonl.migrated").exists());
     drop(log);
     let report = crate::verify::verify(
@@ -252,4 +257,80 @@ fn a_manifest_of_an_older_store_becomes_file_entries_and_nothing_is_quarantined(
     .unwrap();
     assert!(!report.tampered(), "{report:#?}");
     drop(dir);
+}
+
+#[test]
+fn retention_deletes_whole_expired_files_after_recording_them_and_never_under_hold() {
+    use crate::query::tests::{BASE, DAY, batch};
+    let (_dir, layout, tenant) = setup();
+    let mut log = TenantLog::open(&layout, &tenant, identity()).unwrap();
+    // Three files: days 0, 1 and 40 after BASE.
+    for day in [0, 1, 40] {
+        let rows = vec![(BASE + day * DAY, format!("day {day}"))];
+        crate::writer::commit(
+            &layout,
+            &mut log,
+            Table::Events,
+            &[batch(Table::Events, "acme", &rows)],
+            day as u64..=day as u64,
+            &crate::writer::WriterOptions::default(),
+        )
+        .unwrap();
+    }
+    let now = BASE + 41 * DAY;
+    let keep = std::time::Duration::from_secs(30 * 86_400);
+    // A dry run says what it would do and does nothing.
+    let size = log.size();
+    let dry = log.apply_retention(keep, now, None, true).unwrap();
+    assert_eq!(dry.expired.len(), 2);
+    assert_eq!((log.size(), log.files(Table::Events).count()), (size, 3));
+    // A hold in the config, then one in the log: nothing goes.
+    let held = log
+        .apply_retention(keep, now, Some("tenants.acme.legal_hold"), false)
+        .unwrap();
+    assert_eq!(
+        (held.expired.len(), held.held.as_deref()),
+        (0, Some("tenants.acme.legal_hold"))
+    );
+    assert!(log.set_hold(true, "compliance", "case 7").unwrap());
+    assert!(
+        !log.set_hold(true, "compliance", "again").unwrap(),
+        "already held"
+    );
+    let held = log.apply_retention(keep, now, None, false).unwrap();
+    assert!(held.held.unwrap().contains("case 7"));
+    assert_eq!(log.files(Table::Events).count(), 3);
+    assert!(log.set_hold(false, "compliance", "case closed").unwrap());
+    // Released: the two old files go, their deletions recorded first.
+    let done = log.apply_retention(keep, now, None, false).unwrap();
+    assert_eq!(done.policy, "retention 30d");
+    assert_eq!(done.expired.len(), 2);
+    let live: Vec<_> = log.files(Table::Events).map(|f| f.path.clone()).collect();
+    assert_eq!(live.len(), 1);
+    for e in &done.expired {
+        assert!(!log.dir().join(&e.path).exists());
+        assert!(log.file(&e.path).unwrap().deleted.is_some());
+    }
+    let last = String::from_utf8(log.line(log.size() - 1).unwrap()).unwrap();
+    assert!(last.contains(r#""type":"deletion""#) && last.contains(r#""policy":"retention 30d""#));
+    // Verify: intact, the deletions and the hold listed.
+    drop(log);
+    let report = crate::verify::verify(
+        &layout,
+        &crate::verify::VerifyOptions {
+            trusted_keys: vec![KEY.verifier_key().to_owned()],
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(!report.tampered(), "{report:#?}");
+    let kinds: Vec<_> = report.tenants[0].findings.iter().map(|f| f.kind).collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "deleted_by_retention")
+            .count(),
+        2
+    );
+    assert_eq!(kinds.iter().filter(|k| **k == "legal_hold").count(), 2);
 }

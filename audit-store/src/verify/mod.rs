@@ -76,6 +76,8 @@ pub struct TenantReport {
     pub newest_checkpoint: Option<u64>,
     pub files_checked: u64,
     pub bytes_hashed: u64,
+    /// The entry of the legal hold in force at the end of the log, if any.
+    pub hold_in_force: Option<u64>,
     pub findings: Vec<Finding>,
 }
 
@@ -591,6 +593,13 @@ fn index_entry(
             files.push((index, f.clone()));
         }
         EntryKind::Deletion { path, .. } => {
+            if let Some(placed) = report.hold_in_force {
+                report.tamper(
+                    "deleted_under_hold",
+                    path.clone(),
+                    format!("entry {index} deletes it while the legal hold of entry {placed} is in force"),
+                );
+            }
             deleted.insert(path.clone(), (index, entry.clone()));
         }
         EntryKind::Quarantine { path, reason, .. } => {
@@ -602,6 +611,7 @@ fn index_entry(
             );
         }
         EntryKind::Hold { placed, by, reason } => {
+            report.hold_in_force = placed.then_some(index);
             let what = if *placed { "placed" } else { "released" };
             report.info(
                 "legal_hold",

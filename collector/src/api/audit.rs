@@ -10,9 +10,13 @@
 //! - `GET /api/v1/proof/consistency?from=N[&to=M]` — the RFC 6962 consistency proof from the tree
 //!   of `N` entries to the tree of `M` (default: the whole log, with its checkpoint).
 //!
+//! - `POST /api/v1/admin/hold` / `DELETE /api/v1/admin/hold` with `{"tenant", "reason"[, "by"]}`
+//!   and an admin key — places or releases a legal hold, recorded as an entry in the tenant's log
+//!   (while one is in force, retention deletes nothing of the tenant).
+//!
 //! Proof answers are JSON; hashes are base64, as in checkpoints. The tenant is resolved as for
 //! queries: the key's, or for an admin key (or without keys) `?tenant=` or `X-Scope-OrgID`.
-//! Nothing here writes anything but a checkpoint.
+//! Nothing here writes anything but a checkpoint or a hold entry.
 
 use std::net::SocketAddr;
 
@@ -185,6 +189,74 @@ pub(super) async fn checkpoint(
         }
         Err(failure) => failure.into_response(),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldRequest {
+    tenant: String,
+    reason: String,
+    /// Who asks (a name or ticket), recorded with the entry.
+    #[serde(default)]
+    by: Option<String>,
+}
+
+/// `POST` (place) and `DELETE` (release) `/api/v1/admin/hold`.
+pub(super) async fn hold(
+    State(state): State<ApiState>,
+    request: axum::extract::Request,
+) -> Response {
+    let placed = request.method() == axum::http::Method::POST;
+    if let Err(refused) = super::check_admin(&state, &request) {
+        return *refused;
+    }
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_default();
+    let result = async {
+        let body = axum::body::to_bytes(request.into_body(), 64 << 10)
+            .await
+            .map_err(|e| Failure(StatusCode::PAYLOAD_TOO_LARGE, "invalid", e.to_string()))?;
+        let req: HoldRequest = serde_json::from_slice(&body).map_err(|e| {
+            Failure(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                format!("the body must be JSON like {{\"tenant\": \"acme\", \"reason\": \"case 42\"}}: {e}"),
+            )
+        })?;
+        let tenant = TenantId::parse(&req.tenant)
+            .map_err(|e| Failure(StatusCode::BAD_REQUEST, "invalid", e.to_string()))?;
+        if req.reason.trim().is_empty() || req.reason.len() > 4096 {
+            return Err(Failure(
+                StatusCode::BAD_REQUEST,
+                "invalid",
+                "reason must be 1 to 4096 bytes".into(),
+            ));
+        }
+        let by = match req.by.as_deref().map(str::trim).filter(|b| !b.is_empty()) {
+            Some(by) => format!("{} (admin, from {source})", by.chars().take(256).collect::<String>()),
+            None => format!("admin, from {source}"),
+        };
+        let logs = state.logs.clone();
+        tokio::task::spawn_blocking(move || {
+            let log = logs.get(&tenant)?;
+            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = log.set_hold(placed, &by, &req.reason)?;
+            tracing::info!(tenant = %tenant, placed, changed, by = %by, reason = %req.reason, "legal hold");
+            Ok::<_, Failure>(serde_json::json!({
+                "tenant": tenant.as_str(),
+                "hold": log.hold().is_some(),
+                "changed": changed,
+                "entry": log.hold().map(|h| h.seq).or(changed.then(|| log.size() - 1)),
+            }))
+        })
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string()))?
+    }
+    .await;
+    json_or_failure(result)
 }
 
 pub(super) async fn inclusion(

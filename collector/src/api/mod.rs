@@ -6,8 +6,9 @@
 //! (like Loki's `/flush`) and answers once that is done — with keys configured, only for an
 //! admin key; `POST /admin/reload` reloads tenants and policies like SIGHUP (admin too).
 //! `POST /api/v1/query` runs a tenant's SQL; `GET /api/v1/checkpoint` and
-//! `GET /api/v1/proof/{inclusion,consistency}` serve a tenant's audit log ([`audit`]). Any other
-//! path is 404.
+//! `GET /api/v1/proof/{inclusion,consistency}` serve a tenant's audit log and
+//! `POST|DELETE /api/v1/admin/hold` place and release legal holds ([`audit`]). Any other path is
+//! 404.
 
 pub mod audit;
 pub mod query;
@@ -58,6 +59,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/checkpoint", get(audit::checkpoint))
         .route("/api/v1/proof/inclusion", get(audit::inclusion))
         .route("/api/v1/proof/consistency", get(audit::consistency))
+        .route("/api/v1/admin/hold", post(audit::hold).delete(audit::hold))
         .with_state(state)
 }
 

@@ -2,7 +2,10 @@
 //! checkpoint signing key, the identity new logs are created with, recovery at start and the
 //! checkpoint job (every `audit.checkpoint_interval`, and once more at shutdown).
 //!
-//! It signs and records; it never deletes or rewrites a committed file.
+//! It signs and records; the only files it deletes are those past a tenant's retention, after
+//! recording each deletion ([`retention`]).
+
+pub mod retention;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -106,6 +109,76 @@ pub async fn checkpoint_now(logs: &Arc<AuditLogs>, catalog: &Catalog) {
     let counters = catalog.audit();
     counters.checkpoints.increment(written as u64);
     counters.checkpoint_failures.increment(failed.len() as u64);
+}
+
+/// The retention policies of the tenants listed in the directory in force.
+pub fn policies(auth: &crate::tenancy::Authenticator) -> Vec<retention::Policy> {
+    let directory = auth.tenants().snapshot();
+    directory
+        .listed_tenants()
+        .map(|(tenant, state)| retention::Policy {
+            tenant: tenant.clone(),
+            retention: state.policy.retention,
+            legal_hold: state.policy.legal_hold,
+        })
+        .collect()
+}
+
+/// Applies retention now (on a blocking thread), logging and counting what it deleted.
+pub async fn retention_now(
+    logs: &Arc<AuditLogs>,
+    auth: &Arc<crate::tenancy::Authenticator>,
+    catalog: &Catalog,
+) {
+    let (logs, policies) = (logs.clone(), policies(auth));
+    let Ok(outcomes) =
+        tokio::task::spawn_blocking(move || retention::run(&logs, &policies, retention::now_ns()))
+            .await
+    else {
+        return;
+    };
+    for (tenant, outcome) in outcomes {
+        match outcome {
+            Ok(o) if !o.expired.is_empty() => {
+                let rows: u64 = o.expired.iter().map(|e| e.rows).sum();
+                catalog
+                    .audit()
+                    .retention_deleted
+                    .increment(o.expired.len() as u64);
+                tracing::info!(tenant = %tenant, files = o.expired.len(), rows, policy = %o.policy, "retention deleted files past their tenant's retention");
+            }
+            Ok(o) => {
+                if let Some(held) = o.held {
+                    tracing::debug!(tenant = %tenant, held = %held, "retention held");
+                }
+            }
+            Err(error) => {
+                tracing::error!(tenant = %tenant, error = %error, "retention failed");
+            }
+        }
+    }
+}
+
+/// Applies retention at once, then every `interval`, until `stop` turns true.
+pub async fn retention_job(
+    logs: Arc<AuditLogs>,
+    auth: Arc<crate::tenancy::Authenticator>,
+    catalog: Catalog,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => retention_now(&logs, &auth, &catalog).await,
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
+        }
+    }
 }
 
 /// Checkpoints every `interval` until `stop` turns true.

@@ -1,5 +1,6 @@
-//! The audit commands: `keygen` (a checkpoint signing key pair) and `verify` (check a store's
-//! audit logs, files and signatures; exit 0 intact, 1 tampered, 2 could not run).
+//! The audit commands: `keygen` (a checkpoint signing key pair), `verify` (check a store's audit
+//! logs, files and signatures; exit 0 intact, 1 tampered, 2 could not run) and `retention` (the
+//! retention job once, offline).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -176,4 +177,108 @@ fn human_bytes(n: u64) -> String {
         n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
         n => format!("{n} B"),
     }
+}
+
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// The config whose tenants' `retention` and `legal_hold` apply.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Data directory [default: the config's storage.data_dir].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Only print what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Runs `tenantscope retention`: the retention job once, offline (refused while a daemon holds
+/// the data directory). Prints each file deleted (or that would be); returns how many.
+pub fn retention(args: &RetentionArgs, out: &mut dyn Write) -> anyhow::Result<usize> {
+    let mut config = crate::config::Config::load(&args.config)?;
+    if let Some(dir) = &args.data_dir {
+        config.storage.data_dir = dir.clone();
+    }
+    let layout = Layout::new(&config.storage.data_dir);
+    if !layout.audit_dir().is_dir() {
+        anyhow::bail!(
+            "{} holds no audit store (no audit/ directory)",
+            layout.data_dir().display()
+        );
+    }
+    let lock_path = layout.data_dir().join("tenantscope.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("cannot create {}", lock_path.display()))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "a tenantscope daemon is using {}: its retention job applies the policies (audit.retention_interval); stop it to run this",
+            layout.data_dir().display()
+        )
+    })?;
+    let policies: Vec<crate::audit::retention::Policy> = config
+        .tenants
+        .iter()
+        .map(|(tenant, p)| crate::audit::retention::Policy {
+            tenant: tenant.clone(),
+            retention: p.retention,
+            legal_hold: p.legal_hold,
+        })
+        .collect();
+    // A dry run reads the logs without writing; a real one appends as the daemon, and signs.
+    let now = crate::audit::retention::now_ns();
+    let logs = if args.dry_run {
+        None
+    } else {
+        let identity = crate::audit::identity(&config, &layout)?;
+        Some(audit_store::log::AuditLogs::new(layout.clone(), identity))
+    };
+    let outcomes = match &logs {
+        None => crate::audit::retention::dry_run(&layout, &policies, now),
+        Some(logs) => {
+            // Settle what a crash left first, as the daemon does at start.
+            logs.recover()?;
+            crate::audit::retention::run(logs, &policies, now)
+        }
+    };
+    let verb = if args.dry_run {
+        "would delete"
+    } else {
+        "deleted"
+    };
+    let mut total = 0;
+    let mut failed = 0;
+    for (tenant, outcome) in outcomes {
+        match outcome {
+            Ok(o) => {
+                if let Some(held) = &o.held {
+                    writeln!(out, "tenant {tenant}: held, nothing deleted ({held})")?;
+                }
+                for e in &o.expired {
+                    let newest = chrono::DateTime::from_timestamp_nanos(e.max_timestamp);
+                    writeln!(
+                        out,
+                        "tenant {tenant}: {verb} {} ({} rows, newest row {}) under {}",
+                        e.path,
+                        e.rows,
+                        newest.to_rfc3339(),
+                        o.policy
+                    )?;
+                }
+                total += o.expired.len();
+            }
+            Err(error) => {
+                failed += 1;
+                writeln!(out, "tenant {tenant}: retention failed: {error}")?;
+            }
+        }
+    }
+    if let Some(logs) = &logs {
+        let (_, errors) = logs.checkpoint_all();
+        failed += errors.len();
+    }
+    writeln!(out, "retention: {verb} {total} files")?;
+    if failed > 0 {
+        anyhow::bail!("{failed} tenants failed");
+    }
+    Ok(total)
 }

@@ -1,5 +1,5 @@
-//! The command line: `run` (the default), `query`, `verify`, `keygen`, `config check` and
-//! `hash-key`.
+//! The command line: `run` (the default), `query`, `verify`, `keygen`, `retention`,
+//! `config check` and `hash-key`.
 //!
 //! Parsing is clap's; each command is a function that takes its arguments and an output
 //! writer, so tests drive the very code the binary runs.
@@ -43,6 +43,9 @@ pub enum Command {
     Verify(audit::VerifyArgs),
     /// Make a checkpoint signing key pair (for `audit.signing_key_file`).
     Keygen(audit::KeygenArgs),
+    /// Apply the tenants' retention once, offline (refused while a daemon runs on the data
+    /// directory); `--dry-run` only prints what it would delete.
+    Retention(audit::RetentionArgs),
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),

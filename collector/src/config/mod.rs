@@ -125,6 +125,8 @@ pub struct Audit {
     /// The checkpoint signing key (`tenantscope keygen`); `None`: `DATA/keys/signing.key`,
     /// made at first start.
     pub signing_key_file: Option<PathBuf>,
+    /// How often the retention job runs (also once at start).
+    pub retention_interval: Duration,
 }
 
 /// The daemon's own logging.
@@ -183,6 +185,7 @@ impl Default for Config {
             audit: Audit {
                 checkpoint_interval: Duration::from_secs(60),
                 signing_key_file: None,
+                retention_interval: Duration::from_secs(3600),
             },
         }
     }

@@ -201,7 +201,11 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
         });
     }
     if let Some(m) = w.section(&root, "", "audit") {
-        let keys = ["checkpoint_interval", "signing_key_file"];
+        let keys = [
+            "checkpoint_interval",
+            "signing_key_file",
+            "retention_interval",
+        ];
         w.known_keys(&m, "audit", &keys);
         let c = &mut config.audit;
         w.field(
@@ -217,6 +221,13 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
             "signing_key_file",
             &mut c.signing_key_file,
             |v| path(v).map(Some),
+        );
+        w.field(
+            &m,
+            "audit",
+            "retention_interval",
+            &mut c.retention_interval,
+            |v| duration(v, Duration::from_secs(1), Duration::from_secs(7 * 86_400)),
         );
     }
     if let Some(m) = w.section(&root, "", "log") {

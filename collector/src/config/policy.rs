@@ -132,8 +132,11 @@ pub struct TenantPolicy {
     pub signals: Signals,
     pub limits: TenantLimits,
     pub redaction: Redaction,
-    /// How long records are kept (enforced by the retention job, not yet built).
+    /// How long records are kept: the retention job deletes whole files whose newest row is
+    /// older (`None`: forever).
     pub retention: Option<Duration>,
+    /// While true, nothing of the tenant is deleted (recorded in its audit log as a hold).
+    pub legal_hold: bool,
     pub durability: DurabilityClass,
 }
 
@@ -158,6 +161,7 @@ impl Default for TenantPolicy {
             },
             redaction: Redaction::default(),
             retention: None,
+            legal_hold: false,
             durability: DurabilityClass::Sync,
         }
     }

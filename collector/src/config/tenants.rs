@@ -110,6 +110,7 @@ fn tenant_policy(w: &mut Walker, m: &Mapping, p: &str) -> TenantPolicy {
             "limits",
             "redaction",
             "retention",
+            "legal_hold",
             "durability",
         ],
     );
@@ -200,6 +201,10 @@ fn tenant_policy(w: &mut Walker, m: &Mapping, p: &str) -> TenantPolicy {
             Duration::from_secs(100 * 366 * 86_400),
         )
         .map(Some)
+    });
+    w.field(m, p, "legal_hold", &mut t.legal_hold, |v| {
+        v.as_bool()
+            .ok_or_else(|| format!("expected true or false, found {}", describe(v)))
     });
     w.field(m, p, "durability", &mut t.durability, |v| {
         match string(v)? {

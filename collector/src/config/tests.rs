@@ -302,7 +302,8 @@ fn the_audit_section_and_the_instance_id_parse_and_are_bounded() {
             ),
             (
                 "audit.key".to_owned(),
-                "unknown key; expected one of: checkpoint_interval, signing_key_file".to_owned()
+                "unknown key; expected one of: checkpoint_interval, signing_key_file, retention_interval"
+                    .to_owned()
             ),
             (
                 "audit.checkpoint_interval".to_owned(),

@@ -113,11 +113,12 @@ pub mod names {
     pub const QUERIES: &str = "tenantscope_query_requests_total";
     pub const CHECKPOINTS: &str = "tenantscope_audit_checkpoints_total";
     pub const QUARANTINED: &str = "tenantscope_audit_quarantined_files_total";
+    pub const RETENTION_DELETED: &str = "tenantscope_audit_retention_deleted_files_total";
 }
 
 /// Every metric family name the daemon exposes (histograms also as `_bucket`, `_sum`, `_count`);
 /// dashboards and rules may use only these (a test checks it).
-pub const ALL_NAMES: [&str; 41] = [
+pub const ALL_NAMES: [&str; 42] = [
     names::RATE_LIMITED,
     names::BUILD_INFO,
     names::RECORDS_RECEIVED,
@@ -129,6 +130,7 @@ pub const ALL_NAMES: [&str; 41] = [
     names::COMMIT_FAILURES,
     names::CHECKPOINTS,
     names::QUARANTINED,
+    names::RETENTION_DELETED,
     names::WAL_RECORDS,
     names::WAL_GROUPS,
     names::WAL_APPEND_FAILURES,
@@ -248,6 +250,7 @@ pub struct AuditCounters {
     pub checkpoints: Counter,
     pub checkpoint_failures: Counter,
     pub quarantined: Counter,
+    pub retention_deleted: Counter,
 }
 
 struct Inner {
@@ -360,6 +363,11 @@ impl Catalog {
             names::QUARANTINED,
             Unit::Count,
             "Parquet files no audit log entry named, moved to DATA/quarantine/ at start.",
+        );
+        describe(
+            names::RETENTION_DELETED,
+            Unit::Count,
+            "Parquet files deleted by the retention job (each recorded in its tenant's audit log first).",
         );
         describe(
             names::WAL_RECORDS,
@@ -526,6 +534,7 @@ impl Catalog {
             checkpoints: counter(names::CHECKPOINTS, vec![Label::new("result", "ok")]),
             checkpoint_failures: counter(names::CHECKPOINTS, vec![Label::new("result", "failure")]),
             quarantined: counter(names::QUARANTINED, vec![]),
+            retention_deleted: counter(names::RETENTION_DELETED, vec![]),
         };
         let wal = WalCounters {
             bytes: counter(names::WAL_BYTES, vec![]),

@@ -107,6 +107,11 @@ impl Directory {
         found
     }
 
+    /// Every tenant listed in the config, with its state.
+    pub fn listed_tenants(&self) -> impl Iterator<Item = (&TenantId, &Arc<TenantState>)> {
+        self.tenants.iter()
+    }
+
     /// The state of a listed tenant.
     pub fn listed(&self, tenant: &TenantId) -> Option<&Arc<TenantState>> {
         self.tenants.get(tenant)
