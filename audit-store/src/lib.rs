@@ -13,6 +13,7 @@
 //! - every file holds rows of exactly one tenant, one table and one UTC day;
 //! - a [`query::TenantScope`] can reach only its own tenant's directory.
 
+pub mod bundle;
 pub mod layout;
 pub mod log;
 pub mod query;

@@ -60,6 +60,25 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some(Command::Export(args)) => {
+            let _ = telemetry::init_tracing(LogFormat::Text, "warn", None);
+            match cli::audit::export(&args) {
+                Ok(summary) => {
+                    println!(
+                        "{}: {} files ({} bytes), the log of {} entries, its checkpoint and proofs",
+                        args.output.display(),
+                        summary.files,
+                        summary.bytes,
+                        summary.tree_size
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some(Command::Retention(args)) => {
             let _ = telemetry::init_tracing(LogFormat::Text, "warn", None);
             match cli::audit::retention(&args, &mut std::io::stdout()) {

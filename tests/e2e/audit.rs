@@ -479,3 +479,192 @@ async fn the_retention_command_runs_the_job_offline_and_is_refused_beside_a_daem
     let acme = &report.tenants[0];
     assert_eq!(acme.newest_checkpoint, Some(acme.entries));
 }
+
+/// Rewrites a tar, applying `f` to each member's (path, bytes); `None` drops the member.
+fn rewrite_tar(tar: &[u8], mut f: impl FnMut(&str, Vec<u8>) -> Option<Vec<u8>>) -> Vec<u8> {
+    let mut archive = tar::Archive::new(tar);
+    let mut out = tar::Builder::new(Vec::new());
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let path = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut bytes).unwrap();
+        if let Some(bytes) = f(&path, bytes) {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(bytes.len() as u64);
+            header.set_mode(0o644);
+            out.append_data(&mut header, &path, &bytes[..]).unwrap();
+        }
+    }
+    out.into_inner().unwrap()
+}
+
+#[tokio::test]
+async fn an_exported_bundle_verifies_offline_and_any_changed_byte_is_named() {
+    let mut d = Daemon::start_with(keyed).await;
+    send(&d, ACME_INGEST, "b1").await;
+    d.flush().await;
+    send(&d, ACME_INGEST, "b2").await;
+    send(&d, GLOBEX_KEY, "g").await;
+    d.flush().await;
+    // Over the API, streamed, for the tenant's query key.
+    let (status, headers, tar) = post(
+        d.api,
+        "/api/v1/export",
+        &[("authorization", &bearer(ACME_QUERY))],
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "application/x-tar");
+    let keys = trusted(&d);
+    d.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, bytes: &[u8]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        audit_store::bundle::verify_bundle(&path, &keys).unwrap()
+    };
+    let report = check("clean.tar", &tar);
+    assert!(!report.tampered(), "{report:#?}");
+    let acme = &report.tenants[0];
+    assert_eq!((acme.tenant.as_str(), acme.files_checked), ("acme", 4));
+    // Every member: one byte flipped in its middle is named.
+    let mut members = Vec::new();
+    rewrite_tar(&tar, |path, bytes| {
+        members.push(path.trim_start_matches("tenantscope-bundle/").to_owned());
+        Some(bytes)
+    });
+    assert!(members.len() >= 10, "{members:?}");
+    for member in &members {
+        let flipped = rewrite_tar(&tar, |path, mut bytes| {
+            if path.ends_with(member.as_str()) {
+                let middle = bytes.len() / 2;
+                bytes[middle] ^= 0x01;
+            }
+            Some(bytes)
+        });
+        let report = check("flipped.tar", &flipped);
+        let named: Vec<_> = report.tenants[0]
+            .findings
+            .iter()
+            .filter(|f| f.severity == audit_store::verify::Severity::Tampered)
+            .map(|f| (f.kind, f.subject.clone()))
+            .collect();
+        assert!(
+            named.iter().any(|(_, s)| s == member),
+            "flipping a byte of {member}: {named:?}"
+        );
+    }
+    // A member removed, or one added: named.
+    let without = rewrite_tar(&tar, |path, bytes| {
+        (!path.ends_with("README.md")).then_some(bytes)
+    });
+    let report = check("without.tar", &without);
+    assert!(
+        report.tenants[0]
+            .findings
+            .iter()
+            .any(|f| f.kind == "member_missing" && f.subject == "README.md")
+    );
+    let mut added = rewrite_tar(&tar, |_, bytes| Some(bytes));
+    let mut extended = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(3);
+    header.set_mode(0o644);
+    extended
+        .append_data(
+            &mut header,
+            "tenantscope-bundle/data/extra.parquet",
+            &b"PAR"[..],
+        )
+        .unwrap();
+    let extra = extended.into_inner().unwrap();
+    added.truncate(added.len() - 1024);
+    added.extend_from_slice(&extra);
+    let report = check("added.tar", &added);
+    assert!(
+        report.tenants[0]
+            .findings
+            .iter()
+            .any(|f| f.kind == "member_unlisted" && f.subject == "data/extra.parquet"),
+        "{report:#?}"
+    );
+    // Another key: untrusted.
+    let (other, _) = audit_store::log::checkpoint::SigningKey::generate("other").unwrap();
+    let report = audit_store::bundle::verify_bundle(
+        &dir.path().join("clean.tar"),
+        &[other.verifier_key().to_owned()],
+    )
+    .unwrap();
+    assert!(
+        report.tenants[0]
+            .findings
+            .iter()
+            .any(|f| f.kind == "untrusted_signature")
+    );
+}
+
+#[tokio::test]
+async fn the_export_command_writes_a_bundle_of_a_time_range() {
+    use clap::Parser as _;
+    let mut d = Daemon::start().await;
+    for (days, body) in [(10, "older"), (0, "newer")] {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        let t = now - days * 86_400_000_000_000;
+        let json = format!(
+            r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"{t}","body":{{"stringValue":"{body}"}}}}]}}]}}]}}"#
+        );
+        let (status, _, _) = post(
+            d.http,
+            "/v1/logs",
+            &[
+                ("content-type", "application/json"),
+                ("x-scope-orgid", "acme"),
+            ],
+            json.into_bytes(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+        d.flush().await;
+    }
+    d.stop().await;
+    let output = d.dir.path().join("acme.tar");
+    let from = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
+    let cli = tenantscope::cli::Cli::try_parse_from([
+        "tenantscope",
+        "export",
+        "--data-dir",
+        d.dir.path().to_str().unwrap(),
+        "--tenant",
+        "acme",
+        "--from",
+        &from,
+        "--output",
+        output.to_str().unwrap(),
+    ])
+    .unwrap();
+    let Some(tenantscope::cli::Command::Export(args)) = cli.command else {
+        unreachable!()
+    };
+    let summary = tenantscope::cli::audit::export(&args).unwrap();
+    assert_eq!(summary.files, 1, "only the newer file meets the range");
+    let cli = tenantscope::cli::Cli::try_parse_from([
+        "tenantscope",
+        "verify",
+        "--bundle",
+        output.to_str().unwrap(),
+    ])
+    .unwrap();
+    let Some(tenantscope::cli::Command::Verify(args)) = cli.command else {
+        unreachable!()
+    };
+    let mut out = Vec::new();
+    let intact = tenantscope::cli::audit::verify(&args, &mut out).unwrap();
+    let text = String::from_utf8(out).unwrap();
+    assert!(intact, "{text}");
+    assert!(text.contains("info trusted_bundled_key"), "{text}");
+}

@@ -105,6 +105,11 @@ impl SigningKey {
         })
     }
 
+    /// The note signer, to sign other notes with this key.
+    pub fn signer(&self) -> &dyn signed_note::Signer {
+        &self.signer
+    }
+
     /// The verifier key (`<name>+<id>+<base64>`), the public half.
     pub fn verifier_key(&self) -> &str {
         &self.verifier_key

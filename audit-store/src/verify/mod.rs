@@ -88,7 +88,7 @@ impl TenantReport {
             .any(|f| f.severity == Severity::Tampered)
     }
 
-    fn tamper(
+    pub(crate) fn tamper(
         &mut self,
         kind: &'static str,
         subject: impl Into<String>,
@@ -102,7 +102,12 @@ impl TenantReport {
         });
     }
 
-    fn info(&mut self, kind: &'static str, subject: impl Into<String>, detail: impl Into<String>) {
+    pub(crate) fn info(
+        &mut self,
+        kind: &'static str,
+        subject: impl Into<String>,
+        detail: impl Into<String>,
+    ) {
         self.findings.push(Finding {
             severity: Severity::Info,
             kind,

@@ -10,6 +10,8 @@
 //! - `GET /api/v1/proof/consistency?from=N[&to=M]` — the RFC 6962 consistency proof from the tree
 //!   of `N` entries to the tree of `M` (default: the whole log, with its checkpoint).
 //!
+//! - `POST /api/v1/export` with `{"tenant", "from", "to"}` (all optional) — the tenant's auditor
+//!   bundle as a tar stream, the same as `tenantscope export` writes (`application/x-tar`).
 //! - `POST /api/v1/admin/hold` / `DELETE /api/v1/admin/hold` with `{"tenant", "reason"[, "by"]}`
 //!   and an admin key — places or releases a legal hold, recorded as an entry in the tenant's log
 //!   (while one is in force, retention deletes nothing of the tenant).
@@ -199,6 +201,116 @@ pub struct HoldRequest {
     /// Who asks (a name or ticket), recorded with the entry.
     #[serde(default)]
     by: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    #[serde(default)]
+    tenant: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+}
+
+/// `POST /api/v1/export`: the bundle, streamed as it is written.
+pub(super) async fn export(
+    State(state): State<ApiState>,
+    ConnectInfo(source): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let result = async {
+        let req: ExportRequest = if body.iter().all(u8::is_ascii_whitespace) {
+            ExportRequest::default()
+        } else {
+            serde_json::from_slice(&body).map_err(|e| {
+                Failure(
+                    StatusCode::BAD_REQUEST,
+                    "invalid",
+                    format!("the body must be JSON like {{\"from\": \"2026-01-01T00:00:00Z\", \"to\": \"2026-02-01T00:00:00Z\"}}: {e}"),
+                )
+            })?
+        };
+        let time = |name: &str, value: &Option<String>| -> Result<Option<i64>, Failure> {
+            value
+                .as_deref()
+                .map(|v| {
+                    chrono::DateTime::parse_from_rfc3339(v)
+                        .ok()
+                        .and_then(|t| t.timestamp_nanos_opt())
+                        .ok_or_else(|| {
+                            Failure(
+                                StatusCode::BAD_REQUEST,
+                                "invalid",
+                                format!("{name} must be an RFC 3339 time, not {v:?}"),
+                            )
+                        })
+                })
+                .transpose()
+        };
+        let (from, to) = (time("from", &req.from)?, time("to", &req.to)?);
+        let tenant = tenant_of(&state, &headers, Some(source), req.tenant.as_deref())?;
+        let logs = state.logs.clone();
+        let snapshot = with_log(&state, tenant.clone(), move |log| {
+            // A stored checkpoint of the whole log, which the bundle's proofs are relative to.
+            log.checkpoint()?;
+            let public_keys = audit_store::verify::default_keys(logs.layout()).unwrap_or_default();
+            audit_store::bundle::snapshot(log, &logs.identity().key, &public_keys, from, to)
+                .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, "failed", e.to_string()))
+        })
+        .await?;
+        Ok::<_, Failure>((tenant, snapshot))
+    }
+    .await;
+    let (tenant, snapshot) = match result {
+        Ok(r) => r,
+        Err(failure) => return failure.into_response(),
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(8);
+    let logs = state.logs.clone();
+    tokio::task::spawn_blocking(move || {
+        let writer = std::io::BufWriter::with_capacity(256 << 10, ChannelWriter(tx.clone()));
+        if let Err(error) =
+            audit_store::bundle::write(logs.layout(), &snapshot, &logs.identity().key, writer)
+        {
+            tracing::error!(error = %error, "export failed while streaming");
+            let _ = tx.blocking_send(Err(std::io::Error::other(error.to_string())));
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (
+        [
+            (header::CONTENT_TYPE, "application/x-tar".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"tenantscope-audit-{tenant}.tar\""),
+            ),
+        ],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// A `Write` that hands its bytes to a response body.
+struct ChannelWriter(tokio::sync::mpsc::Sender<Result<axum::body::Bytes, std::io::Error>>);
+
+impl std::io::Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(axum::body::Bytes::copy_from_slice(buf)))
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+            })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// `POST` (place) and `DELETE` (release) `/api/v1/admin/hold`.

@@ -7,7 +7,8 @@
 //! admin key; `POST /admin/reload` reloads tenants and policies like SIGHUP (admin too).
 //! `POST /api/v1/query` runs a tenant's SQL; `GET /api/v1/checkpoint` and
 //! `GET /api/v1/proof/{inclusion,consistency}` serve a tenant's audit log and
-//! `POST|DELETE /api/v1/admin/hold` place and release legal holds ([`audit`]). Any other path is
+//! `POST|DELETE /api/v1/admin/hold` place and release legal holds, `POST /api/v1/export` streams an
+//! auditor bundle ([`audit`]). Any other path is
 //! 404.
 
 pub mod audit;
@@ -59,6 +60,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/checkpoint", get(audit::checkpoint))
         .route("/api/v1/proof/inclusion", get(audit::inclusion))
         .route("/api/v1/proof/consistency", get(audit::consistency))
+        .route("/api/v1/export", post(audit::export))
         .route("/api/v1/admin/hold", post(audit::hold).delete(audit::hold))
         .with_state(state)
 }

@@ -40,6 +40,9 @@ pub enum ReportFormat {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
+    /// Check an auditor bundle (`tenantscope export`) instead of a data directory.
+    #[arg(long, value_name = "FILE.tar", conflicts_with_all = ["data_dir", "config", "tenant", "trusted_checkpoints"])]
+    pub bundle: Option<PathBuf>,
     /// Data directory of the daemon (or set by --config).
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
@@ -96,14 +99,19 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
             .with_context(|| format!("cannot read --trusted-checkpoint {}", path.display()))?;
         trusted_checkpoints.push((path.display().to_string(), note));
     }
-    let options = VerifyOptions {
-        tenant,
-        trusted_keys,
-        trusted_checkpoints,
-        threads: args.threads,
-        skip_rows_digest: args.no_rows_digest,
+    let report = match &args.bundle {
+        Some(bundle) => audit_store::bundle::verify_bundle(bundle, &trusted_keys)?,
+        None => verify::verify(
+            &Layout::new(&data_dir),
+            &VerifyOptions {
+                tenant,
+                trusted_keys,
+                trusted_checkpoints,
+                threads: args.threads,
+                skip_rows_digest: args.no_rows_digest,
+            },
+        )?,
     };
-    let report = verify::verify(&Layout::new(&data_dir), &options)?;
     match args.format {
         ReportFormat::Json => {
             serde_json::to_writer_pretty(&mut *out, &report)?;
@@ -281,4 +289,64 @@ pub fn retention(args: &RetentionArgs, out: &mut dyn Write) -> anyhow::Result<us
         anyhow::bail!("{failed} tenants failed");
     }
     Ok(total)
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Data directory of the daemon (or set by --config).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Read the data directory and `audit.signing_key_file` from this config file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The tenant whose files and log go into the bundle.
+    #[arg(long, value_name = "ID")]
+    pub tenant: String,
+    /// Only files with rows at or after this time (RFC 3339).
+    #[arg(long, value_name = "RFC3339")]
+    pub from: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only files with rows before this time (RFC 3339).
+    #[arg(long, value_name = "RFC3339")]
+    pub to: Option<chrono::DateTime<chrono::Utc>>,
+    /// The tar to write.
+    #[arg(long, value_name = "FILE.tar")]
+    pub output: PathBuf,
+}
+
+/// Runs `tenantscope export`: writes the tenant's auditor bundle, signed with the checkpoint key
+/// (`audit.signing_key_file` of `--config`, else `DIR/keys/signing.key`).
+pub fn export(args: &ExportArgs) -> anyhow::Result<audit_store::bundle::ExportSummary> {
+    let config = match &args.config {
+        Some(path) => crate::config::Config::load(path)?,
+        None => crate::config::Config::default(),
+    };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| config.storage.data_dir.clone());
+    let layout = Layout::new(&data_dir);
+    let tenant = TenantId::parse(&args.tenant).context("invalid --tenant")?;
+    let key_path = config
+        .audit
+        .signing_key_file
+        .clone()
+        .unwrap_or_else(|| crate::audit::keys_dir(&layout).join(crate::audit::GENERATED_KEY));
+    let key = checkpoint::SigningKey::read(&key_path)
+        .context("a bundle is signed with the checkpoint key; name it with --config (audit.signing_key_file)")?;
+    let nanos = |t: Option<chrono::DateTime<chrono::Utc>>| t.and_then(|t| t.timestamp_nanos_opt());
+    let mut log = audit_store::log::TenantLog::read(&layout, &tenant)?;
+    let public_keys = verify::default_keys(&layout)?;
+    let snapshot = audit_store::bundle::snapshot(
+        &mut log,
+        &key,
+        &public_keys,
+        nanos(args.from),
+        nanos(args.to),
+    )?;
+    let file = std::fs::File::create(&args.output)
+        .with_context(|| format!("cannot create {}", args.output.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    let summary = audit_store::bundle::write(&layout, &snapshot, &key, &mut out)?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    Ok(summary)
 }

@@ -1,4 +1,4 @@
-//! The command line: `run` (the default), `query`, `verify`, `keygen`, `retention`,
+//! The command line: `run` (the default), `query`, `verify`, `keygen`, `export`, `retention`,
 //! `config check` and `hash-key`.
 //!
 //! Parsing is clap's; each command is a function that takes its arguments and an output
@@ -43,6 +43,9 @@ pub enum Command {
     Verify(audit::VerifyArgs),
     /// Make a checkpoint signing key pair (for `audit.signing_key_file`).
     Keygen(audit::KeygenArgs),
+    /// Write one tenant's auditor bundle: its files in a time range, its log, the checkpoint,
+    /// inclusion proofs and a README, checked offline by `verify --bundle`.
+    Export(audit::ExportArgs),
     /// Apply the tenants' retention once, offline (refused while a daemon runs on the data
     /// directory); `--dry-run` only prints what it would delete.
     Retention(audit::RetentionArgs),
