@@ -329,42 +329,18 @@ impl ColumnLanes {
                 strings(keys.as_string::<i32>(), 0, &mut lanes[2..5], scratch);
                 strings(values.as_string::<i32>(), 0, &mut lanes[5..8], scratch);
             }
-            DataType::Int32 => fixed(
-                array
-                    .as_primitive::<Int32Type>()
-                    .values()
-                    .inner()
-                    .as_slice(),
-                array,
-                4,
-                first,
-                lanes,
-                scratch,
-            ),
-            DataType::UInt32 => fixed(
-                array
-                    .as_primitive::<UInt32Type>()
-                    .values()
-                    .inner()
-                    .as_slice(),
-                array,
-                4,
-                first,
-                lanes,
-                scratch,
-            ),
-            DataType::Int64 => fixed(
-                array
-                    .as_primitive::<Int64Type>()
-                    .values()
-                    .inner()
-                    .as_slice(),
-                array,
-                8,
-                first,
-                lanes,
-                scratch,
-            ),
+            DataType::Int32 => {
+                let values = array.as_primitive::<Int32Type>().values();
+                fixed(values.inner().as_slice(), array, 4, first, lanes, scratch)
+            }
+            DataType::UInt32 => {
+                let values = array.as_primitive::<UInt32Type>().values();
+                fixed(values.inner().as_slice(), array, 4, first, lanes, scratch)
+            }
+            DataType::Int64 => {
+                let values = array.as_primitive::<Int64Type>().values();
+                fixed(values.inner().as_slice(), array, 8, first, lanes, scratch)
+            }
             DataType::Timestamp(..) => {
                 let ts = array
                     .as_any()

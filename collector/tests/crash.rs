@@ -27,7 +27,7 @@ use sha2::Digest;
 
 mod support;
 
-use support::{binary, start, stop_gracefully};
+use support::{binary, copy_dir, start, stop_gracefully};
 
 const TENANTS: [&str; 3] = ["acme", "globex", "initech"];
 const RECORDS_PER_REQUEST: usize = 40;
@@ -419,20 +419,6 @@ async fn sigkill_under_load_loses_and_duplicates_nothing_acknowledged() {
     assert_eq!(lost, 0, "acknowledged requests missing after crashes");
     assert_eq!(duplicates, 0, "records stored twice");
     assert_eq!(half, 0, "requests stored in part");
-}
-
-/// Copies a data directory (files only; the test's directories are small).
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 async fn post(http: &str, body: Vec<u8>) -> http::StatusCode {

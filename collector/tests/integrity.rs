@@ -17,7 +17,7 @@ use sha2::Digest;
 
 mod support;
 
-use support::{binary, start, stop_gracefully};
+use support::{binary, copy_dir, start, stop_gracefully};
 
 async fn send(http: &str, tenant: &str, day: u64, bodies: &[&str]) {
     const DAY_NS: u64 = 86_400_000_000_000;
@@ -97,19 +97,6 @@ fn verify(dir: &Path, extra: &[&str]) -> (i32, Vec<(String, String)>, String) {
         })
         .collect();
     (output.status.code().unwrap(), findings, text)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 fn entries(dir: &Path) -> Vec<serde_json::Value> {

@@ -2,7 +2,7 @@
 //! the transparency-log library's own verifier (the interop suite checks them again with an
 //! independent Python implementation).
 
-use audit_store::log::checkpoint::verify_checkpoint;
+use audit_store::log::checkpoint::{SignedCheckpoint, verify_checkpoint};
 use base64::Engine as _;
 use http::StatusCode;
 
@@ -42,6 +42,19 @@ fn hash(b64: &serde_json::Value) -> tlog_tiles::Hash {
             .try_into()
             .unwrap(),
     )
+}
+
+/// Fetches the consistency proof from `old` to the whole log, checks it and the new checkpoint's
+/// signature; returns the new checkpoint.
+async fn consistent(d: &Daemon, old: &SignedCheckpoint, keys: &[String]) -> SignedCheckpoint {
+    let path = format!("/api/v1/proof/consistency?from={}", old.size);
+    let (_, body) = api(d, ACME_QUERY, &path).await;
+    let p: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let new = verify_checkpoint(p["checkpoint"].as_str().unwrap().as_bytes(), keys).unwrap();
+    let proof: Vec<_> = p["proof"].as_array().unwrap().iter().map(hash).collect();
+    let (old_root, new_root) = (tlog_tiles::Hash(old.root), tlog_tiles::Hash(new.root));
+    tlog_tiles::check_tree(&proof, new.size, new_root, old.size, old_root).unwrap();
+    new
 }
 
 async fn api(d: &Daemon, key: &str, path: &str) -> (StatusCode, String) {
@@ -142,25 +155,8 @@ async fn each_tenant_gets_its_signed_checkpoint_and_proofs_and_no_other() {
     // The log grows; a consistency proof links the first checkpoint to the new one.
     send(&d, ACME_INGEST, "a2").await;
     d.flush().await;
-    let (_, body) = api(
-        &d,
-        ACME_QUERY,
-        &format!("/api/v1/proof/consistency?from={}", acme.size),
-    )
-    .await;
-    let p: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let newer =
-        verify_checkpoint(p["checkpoint"].as_str().unwrap().as_bytes(), &trusted(&d)).unwrap();
+    let newer = consistent(&d, &acme, &trusted(&d)).await;
     assert_eq!(newer.size, 5);
-    let proof: Vec<_> = p["proof"].as_array().unwrap().iter().map(hash).collect();
-    tlog_tiles::check_tree(
-        &proof,
-        newer.size,
-        tlog_tiles::Hash(newer.root),
-        acme.size,
-        tlog_tiles::Hash(acme.root),
-    )
-    .unwrap();
     let (status, _) = api(&d, ACME_QUERY, "/api/v1/proof/consistency?from=0").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = api(&d, ACME_QUERY, "/api/v1/proof/consistency?from=99").await;
@@ -204,24 +200,8 @@ async fn checkpoints_are_written_by_the_job_and_at_shutdown_and_survive_a_restar
     let mut d = Daemon::start_in(dir, keyed).await;
     send(&d, ACME_INGEST, "z").await;
     d.flush().await;
-    let (_, body) = api(
-        &d,
-        ACME_QUERY,
-        &format!("/api/v1/proof/consistency?from={}", a.size),
-    )
-    .await;
-    let p: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let c = verify_checkpoint(p["checkpoint"].as_str().unwrap().as_bytes(), &keys).unwrap();
+    let c = consistent(&d, &a, &keys).await;
     assert_eq!(c.size, 7);
-    let proof: Vec<_> = p["proof"].as_array().unwrap().iter().map(hash).collect();
-    tlog_tiles::check_tree(
-        &proof,
-        c.size,
-        tlog_tiles::Hash(c.root),
-        a.size,
-        tlog_tiles::Hash(a.root),
-    )
-    .unwrap();
     d.stop().await;
     let report = audit_store::verify::verify(
         &audit_store::layout::Layout::new(d.dir.path()),
@@ -231,8 +211,8 @@ async fn checkpoints_are_written_by_the_job_and_at_shutdown_and_survive_a_restar
     assert!(!report.tampered(), "{report:#?}");
 }
 
-/// Old and new records: `old` days ago and now.
-async fn send_dated(d: &Daemon, key: &str, body: &str, days_ago: u64) {
+/// Sends one log record `days_ago` days old, with the tenant named by `header`.
+async fn send_dated(d: &Daemon, header: (&str, &str), body: &str, days_ago: u64) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -244,14 +224,16 @@ async fn send_dated(d: &Daemon, key: &str, body: &str, days_ago: u64) {
     let (status, _, _) = post(
         d.http,
         "/v1/logs",
-        &[
-            ("content-type", "application/json"),
-            ("authorization", &bearer(key)),
-        ],
+        &[("content-type", "application/json"), header],
         json.into_bytes(),
     )
     .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+/// [`send_dated`] with a tenant's key.
+async fn send_keyed(d: &Daemon, key: &str, body: &str, days_ago: u64) {
+    send_dated(d, ("authorization", &bearer(key)), body, days_ago).await;
 }
 
 async fn bodies(d: &Daemon, tenant: &str) -> Vec<String> {
@@ -285,9 +267,9 @@ async fn retention_deletes_old_files_unless_a_legal_hold_is_in_force() {
     })
     .await;
     for (key, who) in [(ACME_INGEST, "acme"), (GLOBEX_KEY, "globex")] {
-        send_dated(&d, key, &format!("{who} 90 days old"), 90).await;
-        send_dated(&d, key, &format!("{who} 40 days old"), 40).await;
-        send_dated(&d, key, &format!("{who} today"), 0).await;
+        send_keyed(&d, key, &format!("{who} 90 days old"), 90).await;
+        send_keyed(&d, key, &format!("{who} 40 days old"), 40).await;
+        send_keyed(&d, key, &format!("{who} today"), 0).await;
     }
     d.flush().await;
     let deleted = r#"tenantscope_audit_retention_deleted_files_total"#;
@@ -340,7 +322,7 @@ async fn retention_deletes_old_files_unless_a_legal_hold_is_in_force() {
         ),
         (StatusCode::OK, Some(true), Some(true))
     );
-    send_dated(&d, ACME_INGEST, "acme 50 days old", 50).await;
+    send_keyed(&d, ACME_INGEST, "acme 50 days old", 50).await;
     d.flush().await;
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     assert_eq!(bodies(&d, "acme").await, ["acme 50 days old", "acme today"]);
@@ -400,25 +382,7 @@ async fn the_retention_command_runs_the_job_offline_and_is_refused_beside_a_daem
     use clap::Parser as _;
     let mut d = Daemon::start().await;
     for (days, body) in [(100, "old"), (0, "new")] {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        let t = now - days * 86_400_000_000_000;
-        let json = format!(
-            r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"{t}","body":{{"stringValue":"{body}"}}}}]}}]}}]}}"#
-        );
-        let (status, _, _) = post(
-            d.http,
-            "/v1/logs",
-            &[
-                ("content-type", "application/json"),
-                ("x-scope-orgid", "acme"),
-            ],
-            json.into_bytes(),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK);
+        send_dated(&d, ("x-scope-orgid", "acme"), body, days).await;
     }
     d.flush().await;
     let config = d.dir.path().join("retention.yaml");
@@ -610,25 +574,7 @@ async fn the_export_command_writes_a_bundle_of_a_time_range() {
     use clap::Parser as _;
     let mut d = Daemon::start().await;
     for (days, body) in [(10, "older"), (0, "newer")] {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos() as u64;
-        let t = now - days * 86_400_000_000_000;
-        let json = format!(
-            r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{{"timeUnixNano":"{t}","body":{{"stringValue":"{body}"}}}}]}}]}}]}}"#
-        );
-        let (status, _, _) = post(
-            d.http,
-            "/v1/logs",
-            &[
-                ("content-type", "application/json"),
-                ("x-scope-orgid", "acme"),
-            ],
-            json.into_bytes(),
-        )
-        .await;
-        assert_eq!(status, StatusCode::OK);
+        send_dated(&d, ("x-scope-orgid", "acme"), body, days).await;
         d.flush().await;
     }
     d.stop().await;

@@ -40,6 +40,7 @@ use crate::{Table, TenantId};
 use checkpoint::SigningKey;
 use entry::{Entry, EntryKind, FileEntry};
 use hashes::{HashFile, MemoryHashes};
+pub(crate) use recover::sha256_file;
 pub use recover::{QUARANTINE_DIR, RecoveryReport};
 
 pub const LOG_FILE: &str = "_log.jsonl";

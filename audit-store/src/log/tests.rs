@@ -39,6 +39,18 @@ fn file(path: &str, index: u32, of: u32, lsn: u64) -> EntryKind {
     })
 }
 
+/// `verify` of the store with the tests' key.
+fn verify(layout: &Layout) -> crate::verify::Report {
+    crate::verify::verify(
+        layout,
+        &crate::verify::VerifyOptions {
+            trusted_keys: vec![KEY.verifier_key().to_owned()],
+            ..Default::default()
+        },
+    )
+    .unwrap()
+}
+
 fn setup() -> (tempfile::TempDir, Layout, TenantId) {
     let dir = tempfile::tempdir().unwrap();
     let layout = Layout::new(dir.path());
@@ -247,14 +259,7 @@ fn a_manifest_of_an_older_store_becomes_file_entries_and_nothing_is_quarantined(
     );
     assert!(tenant_dir.join("_manifest.jsonl.migrated").exists());
     drop(log);
-    let report = crate::verify::verify(
-        &layout,
-        &crate::verify::VerifyOptions {
-            trusted_keys: vec![KEY.verifier_key().to_owned()],
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let report = verify(&layout);
     assert!(!report.tampered(), "{report:#?}");
     drop(dir);
 }
@@ -315,14 +320,7 @@ fn retention_deletes_whole_expired_files_after_recording_them_and_never_under_ho
     assert!(last.contains(r#""type":"deletion""#) && last.contains(r#""policy":"retention 30d""#));
     // Verify: intact, the deletions and the hold listed.
     drop(log);
-    let report = crate::verify::verify(
-        &layout,
-        &crate::verify::VerifyOptions {
-            trusted_keys: vec![KEY.verifier_key().to_owned()],
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let report = verify(&layout);
     assert!(!report.tampered(), "{report:#?}");
     let kinds: Vec<_> = report.tenants[0].findings.iter().map(|f| f.kind).collect();
     assert_eq!(

@@ -3,13 +3,11 @@
 //! directories listed for files no entry names.
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use sha2::{Digest, Sha256};
 
 use super::{TenantReport, VerifyError, VerifyOptions, parquet_files, quarantine_files};
 use crate::log::entry::{Entry, EntryKind, FileEntry};
@@ -212,19 +210,7 @@ pub(super) fn check_files(
 }
 
 fn check_one(path: &Path, entry: &FileEntry, skip_rows: bool) -> Result<Checked, std::io::Error> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut bytes = 0u64;
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        bytes += n as u64;
-    }
-    let sha256 = hex::encode(hasher.finalize());
+    let (sha256, bytes) = crate::log::sha256_file(path)?;
     let rows = (!skip_rows).then(|| rows_digest(path, &entry.table));
     Ok(Checked {
         bytes,
