@@ -171,7 +171,9 @@ impl TenantLog {
             let parsed = serde_json::from_slice::<Entry>(&line[..line.len() - complete as usize]);
             match parsed {
                 Ok(entry) if complete => entries.push((offset, entry)),
-                Err(e) if complete && i + 1 < lines.len() => {
+                // A complete line that is not an entry is damage, wherever it is: a crash leaves
+                // a last line without its newline (or zeros), never a finished wrong one.
+                Err(e) if complete => {
                     return Err(LogError::Damaged {
                         path,
                         line: i + 1,

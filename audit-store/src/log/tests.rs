@@ -117,7 +117,7 @@ fn a_torn_line_and_a_commit_cut_short_are_truncated_at_open() {
 }
 
 #[test]
-fn a_damaged_line_before_the_end_is_an_error() {
+fn a_damaged_line_is_an_error_and_never_truncated_even_the_last() {
     let (_dir, layout, tenant) = setup();
     let mut log = TenantLog::open(&layout, &tenant, identity()).unwrap();
     log.append(vec![hold(true)]).unwrap();
@@ -130,6 +130,13 @@ fn a_damaged_line_before_the_end_is_an_error() {
     std::fs::write(&path, text).unwrap();
     let err = TenantLog::open(&layout, &tenant, identity()).unwrap_err();
     assert!(matches!(err, LogError::Damaged { line: 2, .. }), "{err}");
+    // The last line complete but edited: evidence, not a torn append; it stays.
+    let text = std::fs::read_to_string(&path).unwrap().replacen("\"seq\":x", "\"seq\":1", 1);
+    let edited = text.replacen("\"seq\":2", "\"sq\":2", 1);
+    std::fs::write(&path, &edited).unwrap();
+    let err = TenantLog::open(&layout, &tenant, identity()).unwrap_err();
+    assert!(matches!(err, LogError::Damaged { line: 3, .. }), "{err}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), edited);
 }
 
 #[test]
