@@ -4,9 +4,10 @@
 //! Construction (`blake3:` + 64 hex digits; `RowsHasher` computes it in one pass):
 //!
 //! 1. **Canonical order.** Rows are taken in ascending `timestamp`; rows that share a timestamp
-//!    are ordered by the BLAKE3 hash of their canonical row encoding (every column's value,
-//!    length-prefixed, in schema order). Identical rows tie on both and are interchangeable, so
-//!    the sequence is a function of the multiset of rows alone.
+//!    are ordered by their columns in schema order (integers by value, strings by their bytes,
+//!    maps entry by entry — key, then value — a shorter one first when one is a prefix of the
+//!    other, nulls first). Rows that tie on every column are identical and interchangeable, so the
+//!    sequence is a function of the multiset of rows alone.
 //! 2. **Canonical columns.** Each column of the table's schema, in schema order, is split into
 //!    *lanes*, each hashed with BLAKE3 as one stream over the rows in canonical order: the
 //!    positions of null values (u64 LE row numbers), fixed-width values (little-endian; a null's
@@ -31,8 +32,11 @@ use std::sync::Arc;
 use arrow::array::{
     Array, ArrayRef, AsArray, MapArray, RecordBatch, StringArray, TimestampNanosecondArray,
 };
+use arrow::array::{DynComparator, make_comparator};
+use arrow::compute::SortOptions;
 use arrow::datatypes::{DataType, Int32Type, Int64Type, SchemaRef, UInt32Type};
 use arrow::error::ArrowError;
+use std::cmp::Ordering;
 
 use crate::Table;
 
@@ -201,22 +205,30 @@ impl RowsHasher {
     /// Hashes rows sorted by time, after ordering each run of equal times by row hash.
     fn hash_sorted(&mut self, batch: &RecordBatch, times: &[i64]) -> Result<(), RowsDigestError> {
         let mut order: Option<Vec<u32>> = None;
+        let mut comparators: Option<Vec<DynComparator>> = None;
         let mut start = 0;
         for run in times.chunk_by(|a, b| a == b) {
             if run.len() > 1 {
-                let mut keyed: Vec<([u8; 32], u32)> = (start..start + run.len())
-                    .map(|i| (row_hash(batch, i), i as u32))
-                    .collect();
-                keyed.sort_unstable();
-                if keyed
-                    .iter()
-                    .enumerate()
-                    .any(|(k, &(_, i))| i as usize != start + k)
+                let compare = match &comparators {
+                    Some(c) => c,
+                    None => comparators.insert(row_comparators(batch)?),
+                };
+                let by_content = |a: &u32, b: &u32| {
+                    compare
+                        .iter()
+                        .map(|c| c(*a as usize, *b as usize))
+                        .find(|o| o.is_ne())
+                        .unwrap_or(Ordering::Equal)
+                };
+                let range = start as u32..(start + run.len()) as u32;
+                // Most runs are already in order (or are copies of one row): checked first.
+                if !range
+                    .clone()
+                    .zip(range.clone().skip(1))
+                    .all(|(a, b)| by_content(&a, &b).is_le())
                 {
                     let order = order.get_or_insert_with(|| (0..times.len() as u32).collect());
-                    for (k, (_, i)) in keyed.into_iter().enumerate() {
-                        order[start + k] = i;
-                    }
+                    order[start..start + run.len()].sort_unstable_by(by_content);
                 }
             }
             start += run.len();
@@ -236,53 +248,16 @@ impl RowsHasher {
     }
 }
 
-/// The BLAKE3 hash of one row's canonical encoding: each column's value in schema order (a null
-/// as 0; a value as 1, then its bytes, strings and maps length-prefixed).
-fn row_hash(batch: &RecordBatch, row: usize) -> [u8; 32] {
-    let mut out = Vec::with_capacity(256);
-    for column in batch.columns() {
-        encode_value(column.as_ref(), row, &mut out);
-    }
-    *blake3::hash(&out).as_bytes()
-}
-
-fn encode_value(array: &dyn Array, row: usize, out: &mut Vec<u8>) {
-    if array.is_null(row) {
-        out.push(0);
-        return;
-    }
-    out.push(1);
-    match array.data_type() {
-        DataType::Utf8 => {
-            let v = array.as_string::<i32>().value(row).as_bytes();
-            out.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            out.extend_from_slice(v);
-        }
-        DataType::Int32 => {
-            out.extend_from_slice(&array.as_primitive::<Int32Type>().value(row).to_le_bytes())
-        }
-        DataType::UInt32 => {
-            out.extend_from_slice(&array.as_primitive::<UInt32Type>().value(row).to_le_bytes())
-        }
-        DataType::Int64 | DataType::Timestamp(..) => {
-            let v = match array.as_any().downcast_ref::<TimestampNanosecondArray>() {
-                Some(ts) => ts.value(row),
-                None => array.as_primitive::<Int64Type>().value(row),
-            };
-            out.extend_from_slice(&v.to_le_bytes())
-        }
-        DataType::Map(..) => {
-            let map = array.as_map();
-            let entries = map.value(row);
-            out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-            for i in 0..entries.len() {
-                encode_value(entries.column(0).as_ref(), i, out);
-                encode_value(entries.column(1).as_ref(), i, out);
-            }
-        }
-        // `same_type` admits no other type.
-        other => debug_assert!(false, "unexpected type {other}"),
-    }
+/// One comparator per column, in schema order: rows that share a timestamp are ordered by their
+/// columns, each compared as Arrow orders it (integers by value, strings by their bytes, maps
+/// entry by entry — key, then value — a shorter one first when one is a prefix of the other,
+/// nulls first).
+fn row_comparators(batch: &RecordBatch) -> Result<Vec<DynComparator>, ArrowError> {
+    batch
+        .columns()
+        .iter()
+        .map(|c| make_comparator(c.as_ref(), c.as_ref(), SortOptions::default()))
+        .collect()
 }
 
 /// The hash lanes of one column.

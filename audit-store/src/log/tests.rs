@@ -131,7 +131,9 @@ fn a_damaged_line_is_an_error_and_never_truncated_even_the_last() {
     let err = TenantLog::open(&layout, &tenant, identity()).unwrap_err();
     assert!(matches!(err, LogError::Damaged { line: 2, .. }), "{err}");
     // The last line complete but edited: evidence, not a torn append; it stays.
-    let text = std::fs::read_to_string(&path).unwrap().replacen("\"seq\":x", "\"seq\":1", 1);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replacen("\"seq\":x", "\"seq\":1", 1);
     let edited = text.replacen("\"seq\":2", "\"sq\":2", 1);
     std::fs::write(&path, &edited).unwrap();
     let err = TenantLog::open(&layout, &tenant, identity()).unwrap_err();
