@@ -36,9 +36,9 @@ pub struct RetentionOutcome {
 /// `retention <humantime>` for a duration of whole days or hours.
 pub fn policy_label(keep: Duration) -> String {
     let secs = keep.as_secs();
-    if secs % 86_400 == 0 {
+    if secs.is_multiple_of(86_400) {
         format!("retention {}d", secs / 86_400)
-    } else if secs % 3_600 == 0 {
+    } else if secs.is_multiple_of(3_600) {
         format!("retention {}h", secs / 3_600)
     } else {
         format!("retention {secs}s")

@@ -264,7 +264,7 @@ async fn files_are_hive_partitioned_sorted_and_never_half_visible() {
     assert_eq!((report.quarantined, report.temporaries_removed), (1, 1));
     assert!(files.iter().all(|f| f.exists()));
     assert!(!partition.join("orphan.parquet").exists());
-    let relative = format!("signal=events/date=2026-11-18/orphan.parquet");
+    let relative = "signal=events/date=2026-11-18/orphan.parquet".to_string();
     assert!(
         dir.path()
             .join("quarantine/tenant=acme")

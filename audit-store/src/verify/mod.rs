@@ -326,9 +326,8 @@ fn verify_tenant(
         }
     }
     let latest = match std::fs::read(dir.join(CHECKPOINT_FILE)) {
-        Ok(note) => add_stored(&mut report, CHECKPOINT_FILE.into(), &note).map(|c| {
+        Ok(note) => add_stored(&mut report, CHECKPOINT_FILE.into(), &note).inspect(|c| {
             origins.push((CHECKPOINT_FILE.into(), c.origin.clone()));
-            c
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(&dir.join(CHECKPOINT_FILE))(e)),

@@ -182,7 +182,7 @@ pub(super) async fn checkpoint(
 ) -> Response {
     let result = async {
         let tenant = tenant_of(&state, &headers, Some(source), params.tenant.as_deref())?;
-        with_log(&state, tenant, |log| current_checkpoint(log)).await
+        with_log(&state, tenant, current_checkpoint).await
     }
     .await;
     match result {
