@@ -423,7 +423,7 @@ def consistency_ok(size1, size2, root1, root2, path):
 def check_signed_checkpoint(note, verifier_key):
     """C2SP signed-note + tlog-checkpoint: returns (origin, size, root) if the Ed25519 signature
     of `verifier_key` (<name>+<id>+<base64(0x01 || key)>) verifies, else None."""
-    name, key_id, key = verifier_key.strip().split("+")
+    name, key_id, key = verifier_key.strip().split("+", 2)
     key = base64.b64decode(key)
     assert key[0] == 1, "Ed25519"
     assert hashlib.sha256(name.encode() + b"\n" + key).digest()[:4].hex() == key_id
@@ -479,7 +479,11 @@ def integrity_phase(binary):
             forged = first_note.replace(f"\n{first[1]}\n", f"\n{first[1] + 1}\n", 1)
             check("an edited checkpoint does not verify", check_signed_checkpoint(forged, verifier_key), None)
             # More data, a newer checkpoint, and a consistency proof between the two.
-            send_logs(exporter, "acme", False, plain=2, events=2)
+            # (a provider's shutdown closes its exporter: a new one for the second batch)
+            results = send_logs(HttpLogExporter(endpoint=f"http://{http_addr}/v1/logs",
+                                                headers={"X-Scope-OrgID": "acme"}),
+                                "acme", False, plain=2, events=2)
+            check("second log exports succeeded", set(results), {"SUCCESS"})
             urllib.request.urlopen(urllib.request.Request(f"http://{api}/admin/flush", method="POST")).read()
             second = check_signed_checkpoint(api_get(api, "/api/v1/checkpoint"), verifier_key)
             check("the log grew", second[1] > first[1], True)
