@@ -166,23 +166,24 @@ pub(super) fn check_files(
             _ => {}
         }
     }
-    // Files no entry names. A file renamed into place just before its entry is appended (beside
-    // a running daemon) is named by the time the log is read again.
+    // Files no entry names. Beside a running daemon a file is renamed into place a moment before
+    // its entry is appended: such a file is named once the log is read again, so the log is
+    // re-read for a second before what is still unnamed is reported.
     let named: HashSet<&str> = files.iter().map(|(_, f)| f.path.as_str()).collect();
-    let mut reread: Option<crate::log::TenantLog> = None;
-    for relative in parquet_files(layout, tenant)?.into_keys() {
-        if named.contains(relative.as_str()) {
-            continue;
+    let mut unnamed: Vec<String> = parquet_files(layout, tenant)?
+        .into_keys()
+        .filter(|relative| !named.contains(relative.as_str()))
+        .collect();
+    for _ in 0..10 {
+        if unnamed.is_empty() {
+            break;
         }
-        if reread.is_none() {
-            reread = crate::log::TenantLog::read(layout, tenant).ok();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if let Ok(log) = crate::log::TenantLog::read(layout, tenant) {
+            unnamed.retain(|relative| log.file(relative).is_none());
         }
-        if reread
-            .as_ref()
-            .is_some_and(|log| log.file(&relative).is_some())
-        {
-            continue;
-        }
+    }
+    for relative in unnamed {
         if let Some(index) = quarantined.get(&relative) {
             report.info(
                 "quarantine_pending",

@@ -305,9 +305,24 @@ fn verify_tenant(
     let history_path = dir.join(CHECKPOINTS_FILE);
     let mut origins: Vec<(String, String)> = Vec::new();
     if let Ok(file) = std::fs::File::open(&history_path) {
-        for (i, line) in BufReader::new(file).lines().enumerate() {
+        let mut reader = BufReader::new(file);
+        let mut raw = Vec::new();
+        for i in 0.. {
+            raw.clear();
+            if reader
+                .read_until(b'\n', &mut raw)
+                .map_err(io(&history_path))?
+                == 0
+            {
+                break;
+            }
             let label = format!("{CHECKPOINTS_FILE} line {}", i + 1);
-            let line = line.map_err(io(&history_path))?;
+            if !raw.ends_with(b"\n") {
+                // Being appended beside a running daemon, or cut by a crash during the append.
+                report.info("torn_checkpoint", label, "the last line is not complete");
+                break;
+            }
+            let line = String::from_utf8_lossy(&raw);
             let note = serde_json::from_str::<serde_json::Value>(&line)
                 .ok()
                 .and_then(|v| v.get("note").and_then(|n| n.as_str()).map(str::to_owned));
