@@ -97,17 +97,7 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
             layout.audit_dir().display()
         )
     })?;
-    // One daemon per data directory: a second one would interleave log segments and manifests.
-    let lock_path = layout.data_dir().join("tenantscope.lock");
-    let lock = std::fs::File::create(&lock_path)
-        .with_context(|| format!("cannot create {}", lock_path.display()))?;
-    lock.try_lock().map_err(|_| {
-        anyhow::anyhow!(
-            "another tenantscope is using the data directory {} (it holds {})",
-            layout.data_dir().display(),
-            lock_path.display()
-        )
-    })?;
+    let lock = lock_data_dir(&layout)?;
     let catalog = Catalog::with_tenant_labels(config.metrics.max_tenant_labels);
     let directory = Directory::build(&config).context("invalid tenant configuration")?;
     let auth = Arc::new(Authenticator::new(
@@ -334,6 +324,23 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
         reloader,
         task,
     })
+}
+
+/// Takes the exclusive lock on `DIR/tenantscope.lock`, held while the returned file is open: one
+/// writer per data directory (a second one would interleave log segments and audit logs). The
+/// daemon holds it until its last commit; `tenantscope retention` while it runs.
+pub fn lock_data_dir(layout: &Layout) -> anyhow::Result<std::fs::File> {
+    let lock_path = layout.data_dir().join("tenantscope.lock");
+    let lock = std::fs::File::create(&lock_path)
+        .with_context(|| format!("cannot create {}", lock_path.display()))?;
+    lock.try_lock().map_err(|_| {
+        anyhow::anyhow!(
+            "another tenantscope is using the data directory {} (it holds {})",
+            layout.data_dir().display(),
+            lock_path.display()
+        )
+    })?;
+    Ok(lock)
 }
 
 /// Starts the daemon and runs it until SIGINT or SIGTERM; SIGHUP reloads tenants and policies

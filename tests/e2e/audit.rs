@@ -413,7 +413,7 @@ async fn the_retention_command_runs_the_job_offline_and_is_refused_beside_a_daem
     // Beside the running daemon: refused.
     let (result, _) = run(&[]);
     let error = format!("{:#}", result.unwrap_err());
-    assert!(error.contains("daemon is using"), "{error}");
+    assert!(error.contains("another tenantscope is using"), "{error}");
     d.stop().await;
     let (result, out) = run(&["--dry-run"]);
     assert_eq!(result.unwrap(), 1, "{out}");

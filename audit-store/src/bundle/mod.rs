@@ -93,11 +93,7 @@ pub fn snapshot(
         Some((s, note)) if s == size => note.to_owned(),
         _ => key.sign_checkpoint(&origin, size, root),
     };
-    let mut lines = Vec::new();
-    for i in 0..size {
-        lines.extend(log.line(i)?);
-        lines.push(b'\n');
-    }
+    let lines = log.lines(size)?;
     let selected: Vec<(u64, crate::log::entry::FileEntry)> = log
         .file_records()
         .iter()

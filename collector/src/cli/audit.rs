@@ -214,15 +214,8 @@ pub fn retention(args: &RetentionArgs, out: &mut dyn Write) -> anyhow::Result<us
             layout.data_dir().display()
         );
     }
-    let lock_path = layout.data_dir().join("tenantscope.lock");
-    let lock = std::fs::File::create(&lock_path)
-        .with_context(|| format!("cannot create {}", lock_path.display()))?;
-    lock.try_lock().map_err(|_| {
-        anyhow::anyhow!(
-            "a tenantscope daemon is using {}: its retention job applies the policies (audit.retention_interval); stop it to run this",
-            layout.data_dir().display()
-        )
-    })?;
+    // A running daemon applies the policies itself (audit.retention_interval).
+    let _lock = crate::app::lock_data_dir(&layout)?;
     let policies: Vec<crate::audit::retention::Policy> = config
         .tenants
         .iter()
