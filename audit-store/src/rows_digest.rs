@@ -12,8 +12,13 @@
 //!    *lanes*, each hashed with BLAKE3 as one stream over the rows in canonical order: the
 //!    positions of null values (u64 LE row numbers), fixed-width values (little-endian; a null's
 //!    slot as zeros), string lengths (u32 LE) and string bytes; a map column adds its entry
-//!    counts and its keys and values as two string columns. Values can be read back from the
-//!    lanes unambiguously, so the encoding is injective.
+//!    counts and its keys and values as two string columns (entries numbered in the order they
+//!    are hashed). A string or map of 32 bytes or more (a map: its keys and values together)
+//!    equal to the previous row's in canonical order is written as the length or count
+//!    `u32::MAX` (no Arrow value is that long) and its bytes are not hashed again: values
+//!    repeated row after row (a resource's attributes, a long service name) cost a comparison,
+//!    not a hash; shorter ones cost less to hash than to compare. Values can be read back from the lanes
+//!    unambiguously, so the encoding is injective.
 //! 3. **The digest** is BLAKE3 over a version tag, the table, the row count and each column's name
 //!    and lane hashes.
 //!
@@ -42,7 +47,7 @@ use crate::Table;
 
 /// Prefix of a rows digest's text form.
 pub const PREFIX: &str = "blake3:";
-const VERSION_TAG: &[u8] = b"tenantscope rows digest v1\0";
+const VERSION_TAG: &[u8] = b"tenantscope rows digest v2\0";
 
 /// Why a rows digest could not be computed.
 #[derive(Debug, thiserror::Error)]
@@ -260,10 +265,52 @@ fn row_comparators(batch: &RecordBatch) -> Result<Vec<DynComparator>, ArrowError
         .collect()
 }
 
+/// A length or entry count that stands for "the same value as the row before" (see the module
+/// documentation); no Arrow string or map can be this long.
+const REPEAT: u32 = u32::MAX;
+
+/// Values shorter than this (a map: its keys' and values' bytes together) are hashed even when
+/// they repeat: comparing costs about as much as hashing them.
+const MIN_REPEAT: usize = 32;
+
+/// Writes smaller than this are gathered first: BLAKE3 hashes 16 KiB and more on its widest SIMD
+/// path, and small updates one 64-byte block at a time.
+const GATHER: usize = 32 << 10;
+
+/// One lane: a BLAKE3 stream fed in large writes.
+#[derive(Default)]
+struct Lane {
+    hasher: blake3::Hasher,
+    gathered: Vec<u8>,
+}
+
+impl Lane {
+    fn write(&mut self, bytes: &[u8]) {
+        if self.gathered.is_empty() && bytes.len() >= GATHER {
+            self.hasher.update(bytes);
+            return;
+        }
+        self.gathered.extend_from_slice(bytes);
+        if self.gathered.len() >= GATHER {
+            self.hasher.update(&self.gathered);
+            self.gathered.clear();
+        }
+    }
+
+    fn finalize(&self) -> blake3::Hash {
+        let mut hasher = self.hasher.clone();
+        hasher.update(&self.gathered);
+        hasher.finalize()
+    }
+}
+
 /// The hash lanes of one column.
 struct ColumnLanes {
-    lanes: Vec<blake3::Hasher>,
-    scratch: Vec<u8>,
+    lanes: Vec<Lane>,
+    /// The previous row in canonical order (a one-row slice), for the repeat marker.
+    last: Option<ArrayRef>,
+    /// Map entries hashed so far (their numbering for the key and value null lanes).
+    entries: u64,
 }
 
 impl ColumnLanes {
@@ -277,112 +324,219 @@ impl ColumnLanes {
             _ => 2,
         };
         Self {
-            lanes: (0..count).map(|_| blake3::Hasher::new()).collect(),
-            scratch: Vec::new(),
+            lanes: (0..count).map(|_| Lane::default()).collect(),
+            last: None,
+            entries: 0,
         }
     }
 
     /// Hashes `array`, whose first row is row number `first` in canonical order.
     fn update(&mut self, array: &ArrayRef, first: u64) -> Result<(), RowsDigestError> {
-        let Self { lanes, scratch } = self;
+        if array.is_empty() {
+            return Ok(());
+        }
+        let Self {
+            lanes,
+            last,
+            entries,
+        } = self;
         match array.data_type() {
-            DataType::Utf8 => strings(array.as_string::<i32>(), first, &mut lanes[..], scratch),
+            DataType::Utf8 => {
+                let previous = last.as_ref().map(|l| l.as_string::<i32>());
+                strings(array.as_string::<i32>(), true, previous, first, lanes)
+            }
             DataType::Map(..) => {
-                let map: &MapArray = array.as_map();
-                nulls(map, first, &mut lanes[0], scratch);
-                let offsets = map.value_offsets();
-                scratch.clear();
-                for w in offsets.windows(2) {
-                    scratch.extend_from_slice(&((w[1] - w[0]) as u32).to_le_bytes());
-                }
-                lanes[1].update(scratch);
-                let (start, end) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
-                let keys = map.keys().slice(start, end - start);
-                let values = map.values().slice(start, end - start);
-                // Entries are numbered from the map's first entry in canonical order; the key and
-                // value lanes number their own nulls by entry.
-                strings(keys.as_string::<i32>(), 0, &mut lanes[2..5], scratch);
-                strings(values.as_string::<i32>(), 0, &mut lanes[5..8], scratch);
+                let previous = last.as_ref().map(|l| l.as_map());
+                *entries = map(array.as_map(), previous, first, *entries, lanes);
             }
             DataType::Int32 => {
                 let values = array.as_primitive::<Int32Type>().values();
-                fixed(values.inner().as_slice(), array, 4, first, lanes, scratch)
+                fixed(values.inner().as_slice(), array, 4, first, lanes)
             }
             DataType::UInt32 => {
                 let values = array.as_primitive::<UInt32Type>().values();
-                fixed(values.inner().as_slice(), array, 4, first, lanes, scratch)
+                fixed(values.inner().as_slice(), array, 4, first, lanes)
             }
             DataType::Int64 => {
                 let values = array.as_primitive::<Int64Type>().values();
-                fixed(values.inner().as_slice(), array, 8, first, lanes, scratch)
+                fixed(values.inner().as_slice(), array, 8, first, lanes)
             }
             DataType::Timestamp(..) => {
                 let ts = array
                     .as_any()
                     .downcast_ref::<TimestampNanosecondArray>()
                     .ok_or_else(|| ArrowError::SchemaError("timestamp not in ns".into()))?;
-                fixed(
-                    ts.values().inner().as_slice(),
-                    array,
-                    8,
-                    first,
-                    lanes,
-                    scratch,
-                )
+                fixed(ts.values().inner().as_slice(), array, 8, first, lanes)
             }
             other => {
                 return Err(ArrowError::SchemaError(format!("unexpected type {other}")).into());
             }
+        }
+        if matches!(array.data_type(), DataType::Utf8 | DataType::Map(..)) {
+            *last = Some(array.slice(array.len() - 1, 1));
         }
         Ok(())
     }
 }
 
 /// Row numbers of nulls, as u64 LE.
-fn nulls(array: &dyn Array, first: u64, lane: &mut blake3::Hasher, scratch: &mut Vec<u8>) {
+fn nulls(array: &dyn Array, first: u64, lane: &mut Lane) {
     if array.null_count() == 0 {
         return;
     }
-    scratch.clear();
     for i in (0..array.len()).filter(|&i| array.is_null(i)) {
-        scratch.extend_from_slice(&(first + i as u64).to_le_bytes());
+        lane.write(&(first + i as u64).to_le_bytes());
     }
-    lane.update(scratch);
 }
 
-fn strings(array: &StringArray, first: u64, lanes: &mut [blake3::Hasher], scratch: &mut Vec<u8>) {
-    nulls(array, first, &mut lanes[0], scratch);
-    let offsets = array.value_offsets();
-    scratch.clear();
-    scratch.reserve(array.len() * 4);
-    for w in offsets.windows(2) {
-        scratch.extend_from_slice(&((w[1] - w[0]) as u32).to_le_bytes());
+/// Whether `n` strings of `a` from `i` equal `n` strings of `b` from `j` (values and nulls).
+fn same_strings(a: &StringArray, i: usize, b: &StringArray, j: usize, n: usize) -> bool {
+    let (ao, bo) = (a.value_offsets(), b.value_offsets());
+    let (a0, a1, b0, b1) = (ao[i], ao[i + n], bo[j], bo[j + n]);
+    if a1 - a0 != b1 - b0 {
+        return false;
     }
-    lanes[1].update(scratch);
-    let (start, end) = (offsets[0] as usize, offsets[offsets.len() - 1] as usize);
-    // A null's bytes are empty in Arrow (offsets equal), so the byte stream is the values'.
-    lanes[2].update(&array.values()[start..end]);
+    if (a.null_count() > 0 || b.null_count() > 0)
+        && (0..n).any(|k| a.is_null(i + k) != b.is_null(j + k))
+    {
+        return false;
+    }
+    (1..n).all(|k| ao[i + k] - a0 == bo[j + k] - b0)
+        && a.values()[a0 as usize..a1 as usize] == b.values()[b0 as usize..b1 as usize]
 }
 
-fn fixed(
-    bytes: &[u8],
-    array: &dyn Array,
-    width: usize,
+/// A string column: its nulls, then a length per row — with `repeats`, [`REPEAT`] for a value
+/// of [`MIN_REPEAT`] bytes or more equal to the previous row's (`previous` is the row before the
+/// first) — and the bytes of every value not repeated.
+fn strings(
+    array: &StringArray,
+    repeats: bool,
+    previous: Option<&StringArray>,
     first: u64,
-    lanes: &mut [blake3::Hasher],
-    scratch: &mut Vec<u8>,
+    lanes: &mut [Lane],
 ) {
-    nulls(array, first, &mut lanes[0], scratch);
-    if array.null_count() == 0 {
-        lanes[1].update(bytes);
+    nulls(array, first, &mut lanes[0]);
+    let offsets = array.value_offsets();
+    let values = array.values().as_slice();
+    let [_, lengths, bytes] = lanes else {
+        unreachable!("a string column has three lanes")
+    };
+    if !repeats {
+        for w in offsets.windows(2) {
+            lengths.write(&((w[1] - w[0]) as u32).to_le_bytes());
+        }
+        bytes.write(&values[offsets[0] as usize..offsets[array.len()] as usize]);
         return;
     }
-    scratch.clear();
-    scratch.extend_from_slice(bytes);
-    for i in (0..array.len()).filter(|&i| array.is_null(i)) {
-        scratch[i * width..(i + 1) * width].fill(0);
+    // Bytes of consecutive values not repeated are contiguous: written a run at a time.
+    let mut run = offsets[0] as usize;
+    for i in 0..array.len() {
+        let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+        let repeat = end - start >= MIN_REPEAT
+            && match i {
+                0 => previous.is_some_and(|p| same_strings(p, 0, array, 0, 1)),
+                _ => {
+                    offsets[i] - offsets[i - 1] == (end - start) as i32
+                        && values[offsets[i - 1] as usize..start] == values[start..end]
+                }
+            };
+        if repeat {
+            lengths.write(&REPEAT.to_le_bytes());
+            bytes.write(&values[run..start]);
+            run = end;
+        } else {
+            lengths.write(&((end - start) as u32).to_le_bytes());
+        }
     }
-    lanes[1].update(scratch);
+    bytes.write(&values[run..offsets[array.len()] as usize]);
+}
+
+/// A map column: its nulls, an entry count per row — [`REPEAT`] for a map of [`MIN_REPEAT`]
+/// bytes or more (keys and values) equal to the previous row's — and the keys and values of every map not repeated, as two string
+/// columns whose entries are numbered from the column's first hashed entry. Returns the number
+/// of entries hashed so far.
+fn map(
+    array: &MapArray,
+    previous: Option<&MapArray>,
+    first: u64,
+    mut entries: u64,
+    lanes: &mut [Lane],
+) -> u64 {
+    nulls(array, first, &mut lanes[0]);
+    let offsets = array.value_offsets();
+    let keys = array.keys().as_string::<i32>();
+    let values = array.values().as_string::<i32>();
+    // Whether the map before row `j` (`a`'s row `i`: the previous batch's last) equals row `j`.
+    let same =
+        |(a, a_keys, a_values): (&MapArray, &StringArray, &StringArray), i: usize, j: usize| {
+            let (ao, n) = (a.value_offsets(), (offsets[j + 1] - offsets[j]) as usize);
+            let (ai, bj) = (ao[i] as usize, offsets[j] as usize);
+            (ao[i + 1] - ao[i]) as usize == n
+                && same_strings(a_keys, ai, keys, bj, n)
+                && same_strings(a_values, ai, values, bj, n)
+        };
+    let (key_offsets, value_offsets) = (keys.value_offsets(), values.value_offsets());
+    let bytes = |start: usize, end: usize| {
+        (key_offsets[end] - key_offsets[start] + value_offsets[end] - value_offsets[start]) as usize
+    };
+    let mut hash_entries = |lanes: &mut [Lane], start: usize, end: usize| {
+        if end > start {
+            // Entries are not compared with the entry before: a run may start anywhere.
+            let n = end - start;
+            strings(
+                &keys.slice(start, n),
+                false,
+                None,
+                entries,
+                &mut lanes[2..5],
+            );
+            strings(
+                &values.slice(start, n),
+                false,
+                None,
+                entries,
+                &mut lanes[5..8],
+            );
+            entries += n as u64;
+        }
+    };
+    let mut run = offsets[0] as usize;
+    for i in 0..array.len() {
+        let (start, end) = (offsets[i] as usize, offsets[i + 1] as usize);
+        let repeat = end > start
+            && bytes(start, end) >= MIN_REPEAT
+            && match i {
+                0 => previous
+                    .is_some_and(|p| same((p, p.keys().as_string(), p.values().as_string()), 0, 0)),
+                _ => same((array, keys, values), i - 1, i),
+            };
+        if repeat {
+            lanes[1].write(&REPEAT.to_le_bytes());
+            hash_entries(lanes, run, start);
+            run = end;
+        } else {
+            lanes[1].write(&((end - start) as u32).to_le_bytes());
+        }
+    }
+    hash_entries(lanes, run, offsets[array.len()] as usize);
+    entries
+}
+
+/// Fixed-width values, little-endian, a null's slot as zeros.
+fn fixed(bytes: &[u8], array: &dyn Array, width: usize, first: u64, lanes: &mut [Lane]) {
+    nulls(array, first, &mut lanes[0]);
+    if array.null_count() == 0 {
+        lanes[1].write(bytes);
+        return;
+    }
+    let zeros = [0u8; 8];
+    let mut run = 0;
+    for i in (0..array.len()).filter(|&i| array.is_null(i)) {
+        lanes[1].write(&bytes[run * width..i * width]);
+        lanes[1].write(&zeros[..width]);
+        run = i + 1;
+    }
+    lanes[1].write(&bytes[run * width..]);
 }
 
 fn times(batch: &RecordBatch) -> Result<&[i64], RowsDigestError> {

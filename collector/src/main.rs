@@ -28,6 +28,7 @@ fn main() -> ExitCode {
             }
         }
         Some(Command::Verify(args)) => {
+            tune_malloc();
             let _ = telemetry::init_tracing(LogFormat::Text, "warn", None);
             let mut out = std::io::BufWriter::new(std::io::stdout());
             match cli::audit::verify(&args, &mut out) {
@@ -108,6 +109,29 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+    }
+}
+
+/// For `verify`: glibc's malloc serves blocks over its mmap threshold (128 KiB, adapting up to
+/// 32 MiB) with their own mappings and trims the heap's top beyond 128 KiB free, so every Parquet
+/// column buffer `verify` decodes was mapped, zeroed by the kernel a page at a time, and unmapped
+/// again: half of its CPU time went to page faults. Fixed limits keep such buffers in the heap
+/// for reuse (BENCHMARKS.md, "verify's speed"). Not for the daemon, whose growing buffers gain
+/// from `mremap` (measured: no gain on ingest). A `GLIBC_TUNABLES` naming either parameter wins.
+fn tune_malloc() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let tunables = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        // SAFETY: mallopt only changes allocator parameters; it is called before verify starts
+        // any thread.
+        unsafe {
+            if !tunables.contains("mmap_threshold") {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+            }
+            if !tunables.contains("trim_threshold") {
+                libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
+            }
+        }
     }
 }
 

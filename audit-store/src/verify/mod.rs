@@ -3,8 +3,9 @@
 //! For each tenant it streams `_log.jsonl` (memory `O(log n)` for the tree, a few hundred bytes
 //! per file entry), recomputes the Merkle tree and its stored hashes, checks every checkpoint it
 //! finds (and every trusted one it is given) against the recomputed root at that size and against
-//! the trusted keys, then re-hashes every Parquet file and recomputes its rows digest on a pool of
-//! threads ([`files`]), and lists the directories for files no entry names.
+//! the trusted keys, then re-hashes every Parquet file and recomputes its rows digest ([`files`]),
+//! and lists the directories for files no entry names. Tenants are verified on a pool of threads,
+//! each tenant's files on its share of them.
 //!
 //! A finding names the file, entry or checkpoint it is about. [`Severity::Tampered`] findings mean
 //! the store is not what its log and signatures say; [`Severity::Info`] ones (deleted by
@@ -244,11 +245,40 @@ pub fn verify(layout: &Layout, options: &VerifyOptions) -> Result<Report, Verify
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
         .unwrap_or(1)
         .max(1);
-    for tenant in tenants {
-        let trusted = external.remove(tenant.as_str()).unwrap_or_default();
-        let tenant_report =
-            verify_tenant(layout, &tenant, &trusted_keys, &trusted, threads, options)?;
-        report.tenants.push(tenant_report);
+    // Tenants on `threads` workers (most stores hold many small tenants), each tenant's files on
+    // its share of the threads (one big tenant gets them all).
+    let work: Vec<_> = tenants
+        .into_iter()
+        .map(|t| {
+            let trusted = external.remove(t.as_str()).unwrap_or_default();
+            (t, trusted)
+        })
+        .collect();
+    let workers = threads.min(work.len()).max(1);
+    let per_tenant = threads.div_ceil(workers);
+    let slots: Vec<std::sync::Mutex<Option<Result<TenantReport, VerifyError>>>> =
+        work.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((tenant, trusted)) = work.get(i) else {
+                        break;
+                    };
+                    let result =
+                        verify_tenant(layout, tenant, &trusted_keys, trusted, per_tenant, options);
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                }
+            });
+        }
+    });
+    for slot in slots {
+        let result = slot.into_inner().unwrap_or_else(|e| e.into_inner());
+        report
+            .tenants
+            .push(result.expect("every tenant was verified")?);
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
