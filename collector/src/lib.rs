@@ -1,14 +1,19 @@
 //! tenantscope, the daemon: OTLP in, tenant-scoped Parquet out.
 //!
-//! Bounded contexts, each in its own module, dependencies pointing down only:
+//! Bounded contexts, each in its own module, from the top floor down (a module uses only those
+//! below it; the `tidy` test checks, and ARCHITECTURE.md draws the floors):
 //!
+//! - [`cli`]: the command line (`run`, `query`, `verify`, `keygen`, `export`, `retention`,
+//!   `config check`, `hash-key`);
 //! - [`app`]: the composition root; builds and wires everything, owns shutdown order;
-//! - [`cli`]: the command line (`run`, `query`, `config check`);
-//! - [`api`]: the API listener (health and readiness for now);
+//! - [`api`]: the API listener (health, readiness, queries, checkpoints and proofs, exports,
+//!   legal holds); [`audit`]: the daemon's side of the audit logs (key, checkpoint and retention
+//!   jobs);
 //! - [`ingest`]: OTLP/gRPC and OTLP/HTTP receivers, decoding, limits, the error→status table;
-//! - [`tenancy`]: wire input → [`audit_store::TenantId`];
 //! - [`pipeline`]: OTLP → Arrow conversion and the batching writer that acknowledges commits;
+//! - [`tenancy`]: wire input → [`audit_store::TenantId`], per-tenant policy and redaction;
 //! - [`telemetry`]: the daemon's own logs and metrics;
+//! - [`otlp`]: the OTLP codec layer (values, enums), knowing no tenants, store or metrics;
 //! - [`config`]: typed, validated configuration.
 //!
 //! The store itself (layout, Parquet writer, tenant-scoped query) is the `audit-store` crate.
@@ -19,6 +24,10 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod ingest;
+pub mod otlp;
 pub mod pipeline;
 pub mod telemetry;
 pub mod tenancy;
+
+#[cfg(test)]
+mod tidy;

@@ -27,7 +27,7 @@ use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic_prost::ProstEncoder;
 
 use super::{Decoded, ExportRequest, Ingest, IngestError, RequestMeta};
-use crate::telemetry::catalog::Transport;
+use crate::otlp::Transport;
 use crate::tenancy::TENANT_HEADER;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;

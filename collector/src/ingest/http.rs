@@ -28,7 +28,7 @@ use prost::Message;
 use super::logs::LogsRequest;
 use super::{Decoded, ExportRequest, Ingest, IngestError, Outcome, RequestMeta};
 use crate::config::IngestLimits;
-use crate::telemetry::catalog::{Signal, Transport};
+use crate::otlp::{Signal, Transport};
 use crate::tenancy::TENANT_HEADER;
 
 /// The two OTLP encodings.

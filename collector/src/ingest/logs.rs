@@ -23,7 +23,7 @@ use prost::Message;
 
 use super::wire::{Reader, WireType};
 use super::{Decoded, IngestError, salvage};
-use crate::pipeline::any_value;
+use crate::otlp::any_value;
 
 /// An OTLP logs export request, its records still in the request's bytes.
 #[derive(Debug, Default)]

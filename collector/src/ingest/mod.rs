@@ -29,10 +29,10 @@ use tracing::Instrument as _;
 use audit_store::TenantId;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
+use crate::otlp::{Signal, Transport};
 use crate::pipeline::convert::Converter;
 use crate::pipeline::{Pipeline, PipelineError, Record};
 use crate::telemetry::Catalog;
-use crate::telemetry::catalog::{Signal, Transport};
 use crate::telemetry::derived::DerivedBatch;
 use crate::telemetry::series::SeriesStore;
 use crate::tenancy::limits::{Demand, Quotas, RateLimited};

@@ -20,11 +20,11 @@ use super::logs::{self, LogFields, LogsRequest, ViewRecord};
 use super::{
     Decoded, ExportRequest, IngestError, Outcome, Refusals, Resolved, json, salvage, validate,
 };
+use crate::otlp::Signal;
+use crate::otlp::any_value;
 use crate::pipeline::Record;
-use crate::pipeline::any_value;
 use crate::pipeline::convert::{Converter, Origin, event_name, log_table};
 use crate::pipeline::log_payload::LogPayloads;
-use crate::telemetry::catalog::Signal;
 use crate::telemetry::derived::{DerivedBatch, SeverityCounts, severity_index};
 use crate::telemetry::otlp::{Target, data_points, translate};
 use crate::tenancy::TenantState;

@@ -19,11 +19,12 @@ use arrow::array::{
 use audit_store::{Table, TenantId};
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{Span, span, status};
+use opentelemetry_proto::tonic::trace::v1::{Span, span};
 use serde_json::json;
 
-use super::any_value;
 use crate::ingest::logs::LogFields;
+use crate::otlp::any_value;
+use crate::otlp::trace::{span_kind, status_code};
 
 /// The attribute that marks a log record as a domain event when `event_name` is empty.
 pub const EVENT_NAME_ATTRIBUTE: &str = "event.name";
@@ -323,18 +324,6 @@ pub fn event_name<R: LogFields>(record: &R) -> Option<&str> {
 fn nonzero(nanos: u64) -> Option<i64> {
     // Validation refuses times past i64::MAX (year 2262) before conversion.
     (nanos != 0).then(|| i64::try_from(nanos).unwrap_or(i64::MAX))
-}
-
-pub fn span_kind(kind: i32) -> &'static str {
-    span::SpanKind::try_from(kind)
-        .map(|k| k.as_str_name())
-        .unwrap_or("SPAN_KIND_UNSPECIFIED")
-}
-
-pub fn status_code(code: i32) -> &'static str {
-    status::StatusCode::try_from(code)
-        .map(|c| c.as_str_name())
-        .unwrap_or("STATUS_CODE_UNSET")
 }
 
 fn attributes_json(attributes: &[KeyValue]) -> serde_json::Value {

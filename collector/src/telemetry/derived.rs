@@ -19,7 +19,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 
 use super::catalog::names;
 use super::series::{Buckets, Kind, Point, Update};
-use crate::pipeline::convert::{span_kind, status_code};
+use crate::otlp::trace::{span_kind, status_code};
 
 /// The `severity` label values, indexed by [`severity_index`].
 const SEVERITIES: [&str; 7] = [

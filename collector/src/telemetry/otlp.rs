@@ -29,7 +29,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::series::{Buckets, Kind, Labels, Point, Update};
-use crate::pipeline::any_value;
+use crate::otlp::any_value;
 
 /// The most buckets an exponential histogram may convert to.
 const MAX_BUCKETS: usize = 1_000;

@@ -16,7 +16,7 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Redaction, SecretSource};
-use crate::pipeline::any_value;
+use crate::otlp::any_value;
 
 /// Smallest accepted pseudonymisation key.
 const MIN_KEY_BYTES: usize = 16;
