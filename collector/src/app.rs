@@ -11,7 +11,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::ingest::logs::LogsRequest;
+use crate::otlp::logs::LogsRequest;
 use anyhow::Context as _;
 use audit_store::layout::Layout;
 use audit_store::writer::WriterOptions;

@@ -13,7 +13,8 @@
 //! - [`pipeline`]: OTLP → Arrow conversion and the batching writer that acknowledges commits;
 //! - [`tenancy`]: wire input → [`audit_store::TenantId`], per-tenant policy and redaction;
 //! - [`telemetry`]: the daemon's own logs and metrics;
-//! - [`otlp`]: the OTLP codec layer (values, enums), knowing no tenants, store or metrics;
+//! - [`otlp`]: the OTLP codec layer (requests read in place, salvage, OTLP/JSON, values, enums),
+//!   knowing no tenants, store or metrics;
 //! - [`config`]: typed, validated configuration.
 //!
 //! The store itself (layout, Parquet writer, tenant-scoped query) is the `audit-store` crate.
@@ -29,5 +30,7 @@ pub mod pipeline;
 pub mod telemetry;
 pub mod tenancy;
 
+#[cfg(test)]
+mod test_support;
 #[cfg(test)]
 mod tidy;

@@ -25,9 +25,9 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
-use super::logs::LogsRequest;
 use super::{Decoded, ExportRequest, Ingest, IngestError, Outcome, RequestMeta};
 use crate::config::IngestLimits;
+use crate::otlp::logs::LogsRequest;
 use crate::otlp::{Signal, Transport};
 use crate::tenancy::TENANT_HEADER;
 

@@ -13,12 +13,8 @@
 
 pub mod grpc;
 pub mod http;
-pub mod json;
-pub mod logs;
-pub mod salvage;
 mod signals;
 pub mod validate;
-mod wire;
 
 use std::net::IpAddr;
 
@@ -29,6 +25,7 @@ use tracing::Instrument as _;
 use audit_store::TenantId;
 use opentelemetry_proto::tonic::common::v1::KeyValue;
 
+pub use crate::otlp::Decoded;
 use crate::otlp::{Signal, Transport};
 use crate::pipeline::convert::Converter;
 use crate::pipeline::{Pipeline, PipelineError, Record};
@@ -37,7 +34,6 @@ use crate::telemetry::derived::DerivedBatch;
 use crate::telemetry::series::SeriesStore;
 use crate::tenancy::limits::{Demand, Quotas, RateLimited};
 use crate::tenancy::{Authenticator, RequestTenant, TenancyError, TenantState};
-pub use salvage::Decoded;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -66,6 +62,12 @@ pub enum IngestError {
     RateLimited(RateLimited),
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+}
+
+impl From<crate::otlp::DecodeError> for IngestError {
+    fn from(e: crate::otlp::DecodeError) -> Self {
+        IngestError::Malformed(e.0)
+    }
 }
 
 impl IngestError {

@@ -16,12 +16,9 @@ use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 
-use super::logs::{self, LogFields, LogsRequest, ViewRecord};
-use super::{
-    Decoded, ExportRequest, IngestError, Outcome, Refusals, Resolved, json, salvage, validate,
-};
-use crate::otlp::Signal;
-use crate::otlp::any_value;
+use super::{Decoded, ExportRequest, IngestError, Outcome, Refusals, Resolved, validate};
+use crate::otlp::logs::{self, LogFields, LogsRequest, ViewRecord};
+use crate::otlp::{Signal, any_value, json, salvage};
 use crate::pipeline::Record;
 use crate::pipeline::convert::{Converter, Origin, event_name, log_table};
 use crate::pipeline::log_payload::LogPayloads;
@@ -91,7 +88,7 @@ impl ExportRequest for LogsRequest {
     const DECODES_IN_PLACE: bool = true;
 
     fn decode_protobuf(bytes: Bytes) -> Result<Decoded<Self>, IngestError> {
-        LogsRequest::decode(bytes)
+        Ok(LogsRequest::decode(bytes)?)
     }
 
     fn decode_json(body: &[u8]) -> Result<Self, String> {
@@ -347,7 +344,7 @@ impl ExportRequest for ExportTraceServiceRequest {
     }
 
     fn decode_protobuf(bytes: Bytes) -> Result<Decoded<Self>, IngestError> {
-        salvage::decode(bytes, salvage::traces)
+        Ok(salvage::decode(bytes, salvage::traces)?)
     }
 
     fn decode_json(body: &[u8]) -> Result<Self, String> {
@@ -452,7 +449,7 @@ impl ExportRequest for ExportMetricsServiceRequest {
     }
 
     fn decode_protobuf(bytes: Bytes) -> Result<Decoded<Self>, IngestError> {
-        salvage::decode(bytes, |_| None)
+        Ok(salvage::decode(bytes, |_| None)?)
     }
 
     fn decode_json(body: &[u8]) -> Result<Self, String> {

@@ -5,7 +5,7 @@
 
 use opentelemetry_proto::tonic::trace::v1::Span;
 
-use super::logs::LogFields;
+use crate::otlp::logs::LogFields;
 
 const TRACE_ID_LEN: usize = 16;
 const SPAN_ID_LEN: usize = 8;

@@ -22,8 +22,8 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{Span, span};
 use serde_json::json;
 
-use crate::ingest::logs::LogFields;
 use crate::otlp::any_value;
+use crate::otlp::logs::LogFields;
 use crate::otlp::trace::{span_kind, status_code};
 
 /// The attribute that marks a log record as a domain event when `event_name` is empty.

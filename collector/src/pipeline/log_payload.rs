@@ -29,7 +29,7 @@ use prost::encoding::{encode_varint, encoded_len_varint};
 
 use super::Record;
 use super::convert::{Converter, Origin};
-use crate::ingest::logs::{self, LogsRequest, ViewRecord};
+use crate::otlp::logs::{self, LogsRequest, ViewRecord};
 
 /// Protobuf keys of the length-delimited fields used here: field 1, 2 and 3.
 const FIELD_1: u8 = 0x0a;

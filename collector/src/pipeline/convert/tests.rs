@@ -5,6 +5,7 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::trace::v1::Status;
 
 use super::*;
+use crate::test_support;
 
 fn kv(key: &str, value: Value) -> KeyValue {
     KeyValue {
@@ -366,4 +367,50 @@ fn spans_with_a_large_resource_end_batches_early() {
     let last = &batches[3].batch;
     let attributes = map(last, "resource_attributes", last.num_rows() - 1);
     assert!(attributes.contains(&("k8s.pod.annotations".to_owned(), Some(big))));
+}
+
+fn convert_with(push: impl FnOnce(&mut Converter, &TenantId, &Origin<'_>)) -> Vec<TenantBatch> {
+    let tenant = TenantId::parse("acme").unwrap();
+    let resource = test_support::logs_request(vec![]).resource_logs[0]
+        .resource
+        .clone()
+        .unwrap();
+    let origin = Origin::new(Some(&resource), "https://r", None, "https://s", "");
+    let mut converter = Converter::new(999);
+    push(&mut converter, &tenant, &origin);
+    converter.finish().unwrap()
+}
+
+#[test]
+fn records_read_in_place_convert_exactly_as_prost_decoded_ones() {
+    use crate::otlp::logs::{LogsRequest, ViewRecord, read_record};
+    use prost::Message as _;
+    let records = test_support::log_records();
+    let bytes = bytes::Bytes::from(test_support::logs_request(records.clone()).encode_to_vec());
+    let request = LogsRequest::decode(bytes).unwrap().request;
+    let resource = &request.resources[0];
+    let expected = convert_with(|c, t, o| {
+        for r in &records {
+            c.push_log(t, o, r);
+        }
+    });
+    let got = convert_with(|c, t, o| {
+        let mut attributes = Vec::new();
+        for range in &resource.scopes[0].records {
+            let view = read_record(request.raw(range), &mut attributes).expect("read in place");
+            c.push_log(
+                t,
+                o,
+                &ViewRecord {
+                    view: &view,
+                    attributes: &attributes,
+                },
+            );
+        }
+    });
+    assert_eq!(got.len(), 2, "logs and events");
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!((g.table, g.batch.num_rows()), (e.table, e.batch.num_rows()));
+        assert_eq!(g.batch, e.batch, "{:?}", g.table);
+    }
 }

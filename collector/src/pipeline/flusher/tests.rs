@@ -131,7 +131,7 @@ fn log_records_whose_order_hint_is_wrong_are_sorted_in_memory() {
     let mut grouped = record(2_000, "early");
     grouped.extend([0xa3, 0x01, 0xa4, 0x01, 0x09]);
     grouped.extend(50u64.to_le_bytes());
-    assert_eq!(crate::ingest::logs::record_time(&grouped, 1_000), 2_000);
+    assert_eq!(crate::otlp::logs::record_time(&grouped, 1_000), 2_000);
     assert_eq!(
         LogRecord::decode(grouped.as_slice())
             .unwrap()

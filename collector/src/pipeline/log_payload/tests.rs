@@ -3,8 +3,8 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 
 use super::*;
-use crate::ingest::logs::tests::{kv, records};
 use crate::pipeline::convert::{TenantBatch, log_table};
+use crate::test_support::{kv, log_records as records};
 
 fn tenant(name: &str) -> TenantId {
     TenantId::parse(name).unwrap()

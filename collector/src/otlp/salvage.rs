@@ -14,7 +14,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 
-use super::IngestError;
+use super::DecodeError;
 
 /// A decoded request and the records decoding already refused.
 #[derive(Debug, Default)]
@@ -40,12 +40,12 @@ impl<R> Decoded<R> {
 pub fn decode<R: Message + Default>(
     bytes: Bytes,
     salvage: impl FnOnce(&[u8]) -> Option<Decoded<R>>,
-) -> Result<Decoded<R>, IngestError> {
+) -> Result<Decoded<R>, DecodeError> {
     match R::decode(bytes.clone()) {
         Ok(request) => Ok(Decoded::whole(request)),
         Err(strict) => salvage(&bytes)
             .filter(|d| d.refused > 0)
-            .ok_or_else(|| IngestError::Malformed(format!("invalid OTLP protobuf: {strict}"))),
+            .ok_or_else(|| DecodeError(format!("invalid OTLP protobuf: {strict}"))),
     }
 }
 
@@ -121,7 +121,7 @@ fn records<T: Message + Default>(
         .collect()
 }
 
-pub(super) fn logs(
+pub fn logs(
     bytes: &[u8],
 ) -> Option<Decoded<opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest>> {
     let lenient = LenientLogsRequest::decode(bytes).ok()?;
@@ -159,7 +159,7 @@ pub(super) fn logs(
     })
 }
 
-pub(super) fn traces(
+pub fn traces(
     bytes: &[u8],
 ) -> Option<Decoded<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>> {
     let lenient = LenientTraceRequest::decode(bytes).ok()?;
@@ -240,6 +240,6 @@ mod tests {
 
         // Garbage is still refused whole.
         let err = decode(Bytes::from_static(&[0xff, 0xff, 0xff]), logs);
-        assert!(matches!(err, Err(IngestError::Malformed(_))));
+        assert!(matches!(err, Err(DecodeError(_))));
     }
 }

@@ -22,7 +22,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
 use super::wire::{Reader, WireType};
-use super::{Decoded, IngestError, salvage};
+use super::{DecodeError, Decoded, salvage};
 use crate::otlp::any_value;
 
 /// An OTLP logs export request, its records still in the request's bytes.
@@ -52,7 +52,7 @@ pub struct ScopeLogs {
 
 impl LogsRequest {
     /// Decodes OTLP protobuf. A request whose envelope cannot be read is refused whole.
-    pub fn decode(bytes: Bytes) -> Result<Decoded<Self>, IngestError> {
+    pub fn decode(bytes: Bytes) -> Result<Decoded<Self>, DecodeError> {
         if let Some(request) = Self::envelope(bytes.clone()) {
             return Ok(Decoded::whole(request));
         }
@@ -60,7 +60,7 @@ impl LogsRequest {
         let decoded = salvage::decode(bytes, salvage::logs)?;
         let canonical = Bytes::from(decoded.request.encode_to_vec());
         let request = Self::envelope(canonical).ok_or_else(|| {
-            IngestError::Malformed("invalid OTLP protobuf: cannot read the request again".into())
+            DecodeError("invalid OTLP protobuf: cannot read the request again".into())
         })?;
         Ok(Decoded {
             request,
@@ -468,4 +468,4 @@ impl LogFields for ViewRecord<'_, '_> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;
