@@ -9,6 +9,7 @@
 mod parse;
 mod policy;
 mod tenants;
+mod walker;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -16,11 +17,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use audit_store::TenantId;
-pub use parse::{ConfigError, ConfigErrors, parse};
+pub use parse::parse;
 pub use policy::{
     ApiKey, Auth, DurabilityClass, KeyHash, MetricsConfig, Pattern, QueryLimits, Redaction, Reload,
     Replacement, Roles, SecretSource, SelfTracing, Signals, TenantLimits, TenantPolicy,
 };
+pub use walker::{ConfigError, ConfigErrors};
 
 /// Format of the daemon's own log lines.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,11 +9,11 @@ use std::time::Duration;
 use audit_store::TenantId;
 use serde_yaml_ng::{Mapping, Value};
 
-use super::parse::{Walker, byte_size, describe, duration, integer, join, path, string};
 use super::policy::{
     ApiKey, Auth, DurabilityClass, KeyHash, MetricsConfig, Pattern, QueryLimits, Redaction, Reload,
     Replacement, Roles, SecretSource, SelfTracing, Signals, TenantPolicy,
 };
+use super::walker::{Walker, byte_size, describe, duration, integer, join, path, string};
 
 pub(super) fn parse_auth(w: &mut Walker, m: &Mapping, auth: &mut Auth) {
     w.known_keys(m, "auth", &["admin_keys", "max_failures_per_minute"]);

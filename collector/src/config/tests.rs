@@ -118,7 +118,7 @@ fn rejects_non_mapping_sections_and_bad_yaml() {
 
 #[test]
 fn byte_sizes() {
-    use super::parse::parse_byte_size;
+    use super::walker::parse_byte_size;
     assert_eq!(parse_byte_size("512KiB"), Some(512 << 10));
     assert_eq!(parse_byte_size("16MiB"), Some(16 << 20));
     assert_eq!(parse_byte_size("1GB"), Some(1_000_000_000));
