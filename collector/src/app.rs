@@ -15,7 +15,6 @@ use crate::otlp::logs::LogsRequest;
 use anyhow::Context as _;
 use audit_store::layout::Layout;
 use audit_store::writer::WriterOptions;
-use axum::routing::get;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use tokio::net::TcpListener;
@@ -26,13 +25,13 @@ use std::path::PathBuf;
 
 use crate::api;
 use crate::audit;
-use crate::config::Config;
+use crate::config::{Config, IngestLimits};
 use crate::ingest::grpc::ExportService;
 use crate::ingest::{self, Ingest};
 use crate::pipeline::memtable::FlushPolicy;
 use crate::pipeline::{Pipeline, PipelineOptions, PipelineTask};
-use crate::telemetry::Catalog;
 use crate::telemetry::series::SeriesStore;
+use crate::telemetry::{self, Catalog};
 use crate::tenancy::limits::Quotas;
 use crate::tenancy::reload::{ReloadOutcome, Reloader};
 use crate::tenancy::{Authenticator, Directory, Tenants};
@@ -113,49 +112,14 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
         ))
     });
 
-    let bind = |addr: SocketAddr, what: &'static str| async move {
-        TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr} ({what})"))
-    };
-    let grpc_listener = bind(config.listen.otlp_grpc, "listen.otlp_grpc").await?;
-    let http_listener = bind(config.listen.otlp_http, "listen.otlp_http").await?;
-    let metrics_listener = bind(config.listen.metrics, "listen.metrics").await?;
-    let api_listener = bind(config.listen.api, "listen.api").await?;
-    let running_addrs = (
-        grpc_listener.local_addr()?,
-        http_listener.local_addr()?,
-        metrics_listener.local_addr()?,
-        api_listener.local_addr()?,
-    );
+    let listeners = Listeners::bind(&config).await?;
+    let running_addrs = listeners.addresses()?;
 
     let identity = audit::identity(&config, &layout).context("cannot set up checkpoint signing")?;
     let logs = Arc::new(AuditLogs::new(layout.clone(), identity));
-    let storage = &config.storage;
-    let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
     let (pipeline, pipeline_task) = Pipeline::spawn(
         logs.clone(),
-        PipelineOptions {
-            wal_dir: layout.data_dir().join("wal"),
-            wal_segment_bytes: storage.wal_segment_size,
-            queue_capacity: storage.queue_capacity,
-            max_buffered_bytes: as_usize(storage.max_buffered_bytes),
-            flush: FlushPolicy {
-                target_rows: storage.target_file_rows,
-                target_bytes: as_usize(storage.target_file_buffer_bytes),
-                max_age: storage.max_file_age,
-                high_water_bytes: as_usize(storage.max_buffered_bytes) / 2,
-            },
-            writer: WriterOptions {
-                zstd_level: storage.zstd_level,
-                ..WriterOptions::default()
-            },
-            untraced_tenant: config
-                .tracing
-                .otlp_endpoint
-                .as_ref()
-                .map(|_| config.tracing.tenant.clone()),
-        },
+        pipeline_options(&config, &layout),
         catalog.clone(),
     )?;
     let pipeline_task = Arc::new(tokio::sync::Mutex::new(Some(pipeline_task)));
@@ -175,81 +139,27 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
 
     let max_message =
         usize::try_from(config.ingest.max_decompressed_body_size).unwrap_or(usize::MAX);
-    // HTTP/2 flow-control windows sized for OTLP batches (hundreds of KB): with the 64 KiB
-    // defaults a large export stalls on window updates.
-    let grpc = tonic::transport::Server::builder()
-        .initial_stream_window_size(Some(4 << 20))
-        .initial_connection_window_size(Some(16 << 20))
-        .add_service(ExportService::<LogsRequest>::new(
-            ingest.clone(),
-            max_message,
-        ))
-        .add_service(ExportService::<ExportTraceServiceRequest>::new(
-            ingest.clone(),
-            max_message,
-        ))
-        .add_service(ExportService::<ExportMetricsServiceRequest>::new(
-            ingest.clone(),
-            max_message,
-        ))
-        .serve_with_incoming_shutdown(
-            // `serve_with_incoming` ignores the builder's TCP_NODELAY: without it on the
-            // accepted sockets, Nagle's algorithm holds the last frame of a response until the
-            // client's delayed ACK (~40 ms at p99 on loopback).
-            tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-            stopped(stop_rx.clone()),
-        );
-    let http_app = ingest::http::router(ingest, config.ingest.clone());
-    // axum leaves Nagle's algorithm on for a plain listener; acks are latency-sensitive.
-    let http_listener = axum::serve::ListenerExt::tap_io(http_listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %error, "cannot set TCP_NODELAY");
-        }
-    });
-    let http = axum::serve(
-        http_listener,
-        http_app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let grpc = tokio::spawn(serve_grpc(
+        ingest.clone(),
+        max_message,
+        listeners.grpc,
+        stopped(stop_rx.clone()),
+    ));
+    let http = tokio::spawn(serve_http(
+        ingest,
+        config.ingest.clone(),
+        listeners.http,
+        stopped(stop_rx.clone()),
+    ));
 
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
-    let metrics_catalog = catalog.clone();
-    let data_dir = layout.data_dir().to_path_buf();
-    let metrics_app = axum::Router::new().route(
-        "/metrics",
-        get(move || {
-            let catalog = metrics_catalog.clone();
-            let series = series.clone();
-            let data_dir = data_dir.clone();
-            async move {
-                catalog.read_disk(&data_dir);
-                // The daemon's own metrics, then the tenants' series (distinct names).
-                let mut text = catalog.render();
-                text.push_str(&series.render(std::time::Instant::now()));
-                (
-                    [(
-                        http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    text,
-                )
-            }
-        }),
-    );
-    let metrics = axum::serve(metrics_listener, metrics_app)
+    let metrics_app =
+        telemetry::endpoint::router(catalog.clone(), series, layout.data_dir().to_path_buf());
+    let metrics = axum::serve(listeners.metrics, metrics_app)
         .with_graceful_shutdown(stopped(admin_stop_rx.clone()));
-    let flush_handle = pipeline_task.clone();
-    let flush: api::FlushFn = Arc::new(move || {
-        let handle = flush_handle.clone();
-        Box::pin(async move {
-            if let Some(task) = handle.lock().await.as_ref() {
-                task.flush().await;
-            }
-        })
-    });
     let api_app = api::router(api::ApiState {
         stopping: stop_rx.clone(),
-        flush,
+        flush: flush_fn(pipeline_task.clone()),
         auth: auth.clone(),
         reloader: reloader.clone(),
         data_dir: config.storage.data_dir.clone(),
@@ -259,23 +169,11 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
         logs: logs.clone(),
     });
     let api = axum::serve(
-        api_listener,
+        listeners.api,
         api_app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(stopped(admin_stop_rx.clone()));
-    tokio::spawn(audit::retention_job(
-        logs.clone(),
-        auth.clone(),
-        catalog.clone(),
-        config.audit.retention_interval,
-        admin_stop_rx.clone(),
-    ));
-    tokio::spawn(audit::checkpoint_job(
-        logs.clone(),
-        catalog.clone(),
-        config.audit.checkpoint_interval,
-        admin_stop_rx.clone(),
-    ));
+    spawn_audit_jobs(&config, &logs, &auth, &catalog, &admin_stop_rx);
     if let (Some(reloader), Some(interval)) = (&reloader, config.reload.watch_interval) {
         tokio::spawn(reloader.clone().watch(interval, admin_stop_rx.clone()));
     }
@@ -290,30 +188,20 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
         "tenantscope started"
     );
 
-    let pipeline_for_shutdown = pipeline_task.clone();
-    let shutdown_catalog = catalog.clone();
-    let task = tokio::spawn(async move {
-        // Held until every file is committed and closed.
-        let _lock = lock;
-        let metrics = tokio::spawn(async move { metrics.await });
-        let api = tokio::spawn(async move { api.await });
-        let (grpc_result, http_result) = tokio::join!(grpc, async move { http.await });
-        // Every receiver is gone, and with it every pipeline handle: the log thread answers what
-        // it has, the flusher commits everything.
-        if let Some(task) = pipeline_for_shutdown.lock().await.take() {
-            task.join().await.context("the pipeline failed")?;
+    let task = tokio::spawn(
+        Serving {
+            lock,
+            grpc,
+            http,
+            metrics: tokio::spawn(async move { metrics.await }),
+            api: tokio::spawn(async move { api.await }),
+            pipeline: pipeline_task.clone(),
+            logs,
+            catalog,
+            admin_stop: admin_stop_tx,
         }
-        // Everything is committed: the last checkpoint covers it.
-        audit::checkpoint_now(&logs, &shutdown_catalog).await;
-        let _ = admin_stop_tx.send(true);
-        let (metrics_result, api_result) = tokio::join!(metrics, api);
-        grpc_result.context("OTLP/gRPC server failed")?;
-        http_result.context("OTLP/HTTP server failed")?;
-        metrics_result?.context("metrics server failed")?;
-        api_result?.context("API server failed")?;
-        tracing::info!("tenantscope stopped");
-        Ok(())
-    });
+        .until_stopped(),
+    );
     Ok(Running {
         otlp_grpc: grpc_addr,
         otlp_http: http_addr,
@@ -324,6 +212,197 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
         reloader,
         task,
     })
+}
+
+/// `POST /admin/flush`: commits what the pipeline holds, while it runs.
+fn flush_fn(pipeline: Arc<tokio::sync::Mutex<Option<PipelineTask>>>) -> api::FlushFn {
+    Arc::new(move || {
+        let handle = pipeline.clone();
+        Box::pin(async move {
+            if let Some(task) = handle.lock().await.as_ref() {
+                task.flush().await;
+            }
+        })
+    })
+}
+
+/// What runs until shutdown; [`Serving::until_stopped`] stops it in the order the module's
+/// documentation gives.
+struct Serving {
+    /// The data directory's lock, held until every file is committed and closed.
+    lock: std::fs::File,
+    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    http: JoinHandle<std::io::Result<()>>,
+    metrics: JoinHandle<std::io::Result<()>>,
+    api: JoinHandle<std::io::Result<()>>,
+    pipeline: Arc<tokio::sync::Mutex<Option<PipelineTask>>>,
+    logs: Arc<AuditLogs>,
+    catalog: Catalog,
+    admin_stop: watch::Sender<bool>,
+}
+
+impl Serving {
+    async fn until_stopped(self) -> anyhow::Result<()> {
+        let _lock = self.lock;
+        // The receivers stop on the stop signal, letting in-flight requests finish.
+        let (grpc_result, http_result) = tokio::join!(self.grpc, self.http);
+        // Every receiver is gone, and with it every pipeline handle: the log thread answers what
+        // it has, the flusher commits everything.
+        if let Some(task) = self.pipeline.lock().await.take() {
+            task.join().await.context("the pipeline failed")?;
+        }
+        // Everything is committed: the last checkpoint covers it.
+        audit::checkpoint_now(&self.logs, &self.catalog).await;
+        let _ = self.admin_stop.send(true);
+        let (metrics_result, api_result) = tokio::join!(self.metrics, self.api);
+        grpc_result?.context("OTLP/gRPC server failed")?;
+        http_result?.context("OTLP/HTTP server failed")?;
+        metrics_result?.context("metrics server failed")?;
+        api_result?.context("API server failed")?;
+        tracing::info!("tenantscope stopped");
+        Ok(())
+    }
+}
+
+/// The four listeners, bound before anything is served (port 0 works).
+struct Listeners {
+    grpc: TcpListener,
+    http: TcpListener,
+    metrics: TcpListener,
+    api: TcpListener,
+}
+
+impl Listeners {
+    async fn bind(config: &Config) -> anyhow::Result<Self> {
+        let bind = |addr: SocketAddr, what: &'static str| async move {
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} ({what})"))
+        };
+        Ok(Self {
+            grpc: bind(config.listen.otlp_grpc, "listen.otlp_grpc").await?,
+            http: bind(config.listen.otlp_http, "listen.otlp_http").await?,
+            metrics: bind(config.listen.metrics, "listen.metrics").await?,
+            api: bind(config.listen.api, "listen.api").await?,
+        })
+    }
+
+    /// The bound addresses: OTLP/gRPC, OTLP/HTTP, metrics, API.
+    fn addresses(&self) -> std::io::Result<(SocketAddr, SocketAddr, SocketAddr, SocketAddr)> {
+        Ok((
+            self.grpc.local_addr()?,
+            self.http.local_addr()?,
+            self.metrics.local_addr()?,
+            self.api.local_addr()?,
+        ))
+    }
+}
+
+/// The pipeline's settings, from `storage` (and `tracing`: the daemon's own spans are not traced
+/// again).
+fn pipeline_options(config: &Config, layout: &Layout) -> PipelineOptions {
+    let storage = &config.storage;
+    let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+    PipelineOptions {
+        wal_dir: layout.data_dir().join("wal"),
+        wal_segment_bytes: storage.wal_segment_size,
+        queue_capacity: storage.queue_capacity,
+        max_buffered_bytes: as_usize(storage.max_buffered_bytes),
+        flush: FlushPolicy {
+            target_rows: storage.target_file_rows,
+            target_bytes: as_usize(storage.target_file_buffer_bytes),
+            max_age: storage.max_file_age,
+            high_water_bytes: as_usize(storage.max_buffered_bytes) / 2,
+        },
+        writer: WriterOptions {
+            zstd_level: storage.zstd_level,
+            ..WriterOptions::default()
+        },
+        untraced_tenant: config
+            .tracing
+            .otlp_endpoint
+            .as_ref()
+            .map(|_| config.tracing.tenant.clone()),
+    }
+}
+
+/// Serves OTLP/gRPC (logs, traces, metrics) until `stop`.
+async fn serve_grpc(
+    ingest: Ingest,
+    max_message: usize,
+    listener: TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    // HTTP/2 flow-control windows sized for OTLP batches (hundreds of KB): with the 64 KiB
+    // defaults a large export stalls on window updates.
+    tonic::transport::Server::builder()
+        .initial_stream_window_size(Some(4 << 20))
+        .initial_connection_window_size(Some(16 << 20))
+        .add_service(ExportService::<LogsRequest>::new(
+            ingest.clone(),
+            max_message,
+        ))
+        .add_service(ExportService::<ExportTraceServiceRequest>::new(
+            ingest.clone(),
+            max_message,
+        ))
+        .add_service(ExportService::<ExportMetricsServiceRequest>::new(
+            ingest,
+            max_message,
+        ))
+        .serve_with_incoming_shutdown(
+            // `serve_with_incoming` ignores the builder's TCP_NODELAY: without it on the
+            // accepted sockets, Nagle's algorithm holds the last frame of a response until the
+            // client's delayed ACK (~40 ms at p99 on loopback).
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+            stop,
+        )
+        .await
+}
+
+/// Serves OTLP/HTTP until `stop`.
+async fn serve_http(
+    ingest: Ingest,
+    limits: IngestLimits,
+    listener: TcpListener,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = ingest::http::router(ingest, limits);
+    // axum leaves Nagle's algorithm on for a plain listener; acks are latency-sensitive.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %error, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop)
+    .await
+}
+
+/// The audit log's background jobs: retention (and once at start) and checkpoints.
+fn spawn_audit_jobs(
+    config: &Config,
+    logs: &Arc<AuditLogs>,
+    auth: &Arc<Authenticator>,
+    catalog: &Catalog,
+    stop: &watch::Receiver<bool>,
+) {
+    tokio::spawn(audit::retention_job(
+        logs.clone(),
+        auth.clone(),
+        catalog.clone(),
+        config.audit.retention_interval,
+        stop.clone(),
+    ));
+    tokio::spawn(audit::checkpoint_job(
+        logs.clone(),
+        catalog.clone(),
+        config.audit.checkpoint_interval,
+        stop.clone(),
+    ));
 }
 
 /// Takes the exclusive lock on `DIR/tenantscope.lock`, held while the returned file is open: one

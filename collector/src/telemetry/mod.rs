@@ -14,6 +14,7 @@
 
 pub mod catalog;
 pub mod derived;
+pub mod endpoint;
 pub mod otlp;
 pub mod series;
 
