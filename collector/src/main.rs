@@ -14,101 +14,119 @@ fn main() -> ExitCode {
     match cli.command {
         None => run(&cli.run),
         Some(Command::Run(args)) => run(&args),
-        Some(Command::Query(args)) => {
-            let _ = telemetry::init_tracing(LogFormat::Text, "warn", None);
-            let result = runtime().and_then(|rt| {
-                rt.block_on(cli::query(
-                    &args,
-                    &mut std::io::BufWriter::new(std::io::stdout()),
-                ))
-            });
-            match result {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => fail(&e),
-            }
-        }
-        Some(Command::Verify(args)) => {
-            tune_malloc();
-            let _ = telemetry::init_tracing(LogFormat::Text, "warn", None);
-            let mut out = std::io::BufWriter::new(std::io::stdout());
-            match cli::audit::verify(&args, &mut out) {
-                Ok(intact) => {
-                    use std::io::Write as _;
-                    let _ = out.flush();
-                    if intact {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::from(1)
-                    }
-                }
-                Err(e) => {
-                    eprintln!("error: verify could not run: {e:#}");
-                    ExitCode::from(2)
-                }
-            }
-        }
-        Some(Command::Keygen(args)) => match cli::audit::keygen(&args) {
-            Ok(verifier_key) => {
-                println!(
-                    "private key: {} (mode 0600)\npublic key:  {} ({verifier_key})",
-                    args.private.display(),
-                    args.public.display()
-                );
+        Some(Command::Query(args)) => query(&args),
+        Some(Command::Verify(args)) => verify(&args),
+        Some(Command::Keygen(args)) => keygen(&args),
+        Some(Command::Export(args)) => export(&args),
+        Some(Command::Retention(args)) => retention(&args),
+        Some(Command::HashKey) => hash_key(),
+        Some(Command::Config(ConfigCommand::Check { file })) => config_check(&file),
+    }
+}
+
+fn query(args: &cli::QueryArgs) -> ExitCode {
+    let _ = telemetry::init_tracing(LogFormat::Text, "warn", None);
+    let result = runtime().and_then(|rt| {
+        rt.block_on(cli::query(
+            args,
+            &mut std::io::BufWriter::new(std::io::stdout()),
+        ))
+    });
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn verify(args: &cli::audit::VerifyArgs) -> ExitCode {
+    tune_malloc();
+    let _ = telemetry::init_tracing(LogFormat::Text, "warn", None);
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    match cli::audit::verify(args, &mut out) {
+        Ok(intact) => {
+            use std::io::Write as _;
+            let _ = out.flush();
+            if intact {
                 ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-        },
-        Some(Command::Export(args)) => {
-            let _ = telemetry::init_tracing(LogFormat::Text, "warn", None);
-            match cli::audit::export(&args) {
-                Ok(summary) => {
-                    println!(
-                        "{}: {} files ({} bytes), the log of {} entries, its checkpoint and proofs",
-                        args.output.display(),
-                        summary.files,
-                        summary.bytes,
-                        summary.tree_size
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
+            } else {
+                ExitCode::from(1)
             }
         }
-        Some(Command::Retention(args)) => {
-            let _ = telemetry::init_tracing(LogFormat::Text, "warn", None);
-            match cli::audit::retention(&args, &mut std::io::stdout()) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::FAILURE
-                }
-            }
+        Err(e) => {
+            eprintln!("error: verify could not run: {e:#}");
+            ExitCode::from(2)
         }
-        Some(Command::HashKey) => {
-            match cli::hash_key(&mut std::io::stdin().lock(), &mut std::io::stdout()) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: {e:#}");
-                    ExitCode::from(2)
-                }
-            }
+    }
+}
+
+fn keygen(args: &cli::audit::KeygenArgs) -> ExitCode {
+    match cli::audit::keygen(args) {
+        Ok(verifier_key) => {
+            println!(
+                "private key: {} (mode 0600)\npublic key:  {} ({verifier_key})",
+                args.private.display(),
+                args.public.display()
+            );
+            ExitCode::SUCCESS
         }
-        Some(Command::Config(ConfigCommand::Check { file })) => match cli::config_check(&file) {
-            Ok(summary) => {
-                println!("{summary}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        },
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn export(args: &cli::audit::ExportArgs) -> ExitCode {
+    let _ = telemetry::init_tracing(LogFormat::Text, "warn", None);
+    match cli::audit::export(args) {
+        Ok(summary) => {
+            println!(
+                "{}: {} files ({} bytes), the log of {} entries, its checkpoint and proofs",
+                args.output.display(),
+                summary.files,
+                summary.bytes,
+                summary.tree_size
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn retention(args: &cli::audit::RetentionArgs) -> ExitCode {
+    let _ = telemetry::init_tracing(LogFormat::Text, "warn", None);
+    match cli::audit::retention(args, &mut std::io::stdout()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hash_key() -> ExitCode {
+    match cli::hash_key(&mut std::io::stdin().lock(), &mut std::io::stdout()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn config_check(file: &std::path::Path) -> ExitCode {
+    match cli::config_check(file) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
