@@ -165,7 +165,10 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
         data_dir: config.storage.data_dir.clone(),
         limits: config.query.clone(),
         catalog: catalog.clone(),
-        pool: Arc::new(api::query::QueryPool::new(2).context("cannot start the query runtime")?),
+        pool: Arc::new(
+            api::query::QueryPool::new(config.query.threads)
+                .context("cannot start the query runtime")?,
+        ),
         logs: logs.clone(),
     });
     let api = axum::serve(

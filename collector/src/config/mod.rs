@@ -178,6 +178,7 @@ impl Default for Config {
                 timeout: Duration::from_secs(30),
                 memory_limit: 512 << 20,
                 max_sql_length: 64 << 10,
+                threads: 2,
             },
             reload: Reload {
                 watch_interval: Some(Duration::from_secs(2)),

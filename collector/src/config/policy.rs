@@ -176,6 +176,8 @@ pub struct QueryLimits {
     pub memory_limit: u64,
     /// Longest SQL text accepted.
     pub max_sql_length: usize,
+    /// Threads of the query runtime, where queries are planned and run (apart from ingest's).
+    pub threads: usize,
 }
 
 impl QueryLimits {

@@ -38,13 +38,20 @@ pub(super) fn parse_auth(w: &mut Walker, m: &Mapping, auth: &mut Auth) {
 }
 
 pub(super) fn parse_query(w: &mut Walker, m: &Mapping, q: &mut QueryLimits) {
-    w.known_keys(m, "query", &["timeout", "memory_limit", "max_sql_length"]);
+    w.known_keys(
+        m,
+        "query",
+        &["timeout", "memory_limit", "max_sql_length", "threads"],
+    );
     w.field(m, "query", "timeout", &mut q.timeout, |v| {
         duration(v, Duration::from_millis(10), Duration::from_secs(3600))
     });
     w.field(m, "query", "memory_limit", &mut q.memory_limit, byte_size);
     w.field(m, "query", "max_sql_length", &mut q.max_sql_length, |v| {
         byte_size(v).and_then(|n| usize::try_from(n).map_err(|_| "too large".to_string()))
+    });
+    w.field(m, "query", "threads", &mut q.threads, |v| {
+        integer(v, 1, 256)
     });
 }
 

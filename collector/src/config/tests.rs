@@ -278,6 +278,18 @@ fn tenants_file_is_merged() {
 }
 
 #[test]
+fn query_threads_parse_and_are_bounded() {
+    assert_eq!(parse("query:\n  threads: 4\n").unwrap().query.threads, 4);
+    assert_eq!(
+        errors("query:\n  threads: 0\n")
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect::<Vec<_>>(),
+        ["query.threads"]
+    );
+}
+
+#[test]
 fn the_audit_section_and_the_instance_id_parse_and_are_bounded() {
     let config = parse(
         "audit:\n  checkpoint_interval: 10s\n  signing_key_file: /etc/ts/key\nstorage:\n  instance_id: collector-1.eu\n",
