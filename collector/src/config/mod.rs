@@ -8,6 +8,7 @@
 
 mod parse;
 mod policy;
+mod redaction;
 mod tenants;
 mod walker;
 

@@ -10,10 +10,10 @@ use audit_store::TenantId;
 use serde_yaml_ng::{Mapping, Value};
 
 use super::policy::{
-    ApiKey, Auth, DurabilityClass, KeyHash, MetricsConfig, Pattern, QueryLimits, Redaction, Reload,
-    Replacement, Roles, SecretSource, SelfTracing, Signals, TenantPolicy,
+    ApiKey, Auth, DurabilityClass, KeyHash, MetricsConfig, QueryLimits, Reload, Roles, SelfTracing,
+    Signals, TenantLimits, TenantPolicy,
 };
-use super::walker::{Walker, byte_size, describe, duration, integer, join, path, string};
+use super::walker::{Walker, byte_size, describe, duration, integer, join, list, string};
 
 pub(super) fn parse_auth(w: &mut Walker, m: &Mapping, auth: &mut Auth) {
     w.known_keys(m, "auth", &["admin_keys", "max_failures_per_minute"]);
@@ -105,6 +105,77 @@ pub(super) fn parse_tenants(
     }
 }
 
+/// A tenant's `signals`: the list of what it may send.
+fn signals(w: &mut Walker, v: &Value, kp: &str) -> Signals {
+    let names = list(w, v, kp, |w, ip, item| match string(item) {
+        Ok(s @ ("logs" | "traces" | "events" | "metrics")) => Some(s.to_owned()),
+        Ok(other) => {
+            w.error(
+                ip,
+                format!("unknown signal {other:?}; expected logs, traces, events or metrics"),
+            );
+            None
+        }
+        Err(e) => {
+            w.error(ip, e);
+            None
+        }
+    });
+    let has = |s: &str| names.iter().any(|n| n == s);
+    Signals {
+        logs: has("logs"),
+        traces: has("traces"),
+        events: has("events"),
+        metrics: has("metrics"),
+    }
+}
+
+/// A tenant's `limits`: rates and bursts (a burst needs its rate), attributes per record.
+fn tenant_limits(w: &mut Walker, limits: &Mapping, lp: &str, l: &mut TenantLimits) {
+    w.known_keys(
+        limits,
+        lp,
+        &[
+            "records_per_second",
+            "records_burst",
+            "bytes_per_second",
+            "bytes_burst",
+            "max_attributes_per_record",
+        ],
+    );
+    let count = |v: &Value| integer(v, 1, 1 << 40).map(|n| Some(n as u64));
+    let bytes = |v: &Value| byte_size(v).map(Some);
+    w.field(
+        limits,
+        lp,
+        "records_per_second",
+        &mut l.records_per_second,
+        count,
+    );
+    w.field(limits, lp, "records_burst", &mut l.records_burst, count);
+    w.field(
+        limits,
+        lp,
+        "bytes_per_second",
+        &mut l.bytes_per_second,
+        bytes,
+    );
+    w.field(limits, lp, "bytes_burst", &mut l.bytes_burst, bytes);
+    w.field(
+        limits,
+        lp,
+        "max_attributes_per_record",
+        &mut l.max_attributes_per_record,
+        |v| integer(v, 1, 100_000),
+    );
+    if l.records_burst.is_some() && l.records_per_second.is_none() {
+        w.error(&join(lp, "records_burst"), "needs records_per_second");
+    }
+    if l.bytes_burst.is_some() && l.bytes_per_second.is_none() {
+        w.error(&join(lp, "bytes_burst"), "needs bytes_per_second");
+    }
+}
+
 fn tenant_policy(w: &mut Walker, m: &Mapping, p: &str) -> TenantPolicy {
     let mut t = TenantPolicy::default();
     w.known_keys(
@@ -129,77 +200,13 @@ fn tenant_policy(w: &mut Walker, m: &Mapping, p: &str) -> TenantPolicy {
         t.keys = list(w, v, &join(p, "keys"), api_key);
     }
     if let Some(v) = m.get("signals") {
-        let kp = join(p, "signals");
-        let names = list(w, v, &kp, |w, ip, item| match string(item) {
-            Ok(s @ ("logs" | "traces" | "events" | "metrics")) => Some(s.to_owned()),
-            Ok(other) => {
-                w.error(
-                    ip,
-                    format!("unknown signal {other:?}; expected logs, traces, events or metrics"),
-                );
-                None
-            }
-            Err(e) => {
-                w.error(ip, e);
-                None
-            }
-        });
-        let has = |s: &str| names.iter().any(|n| n == s);
-        t.signals = Signals {
-            logs: has("logs"),
-            traces: has("traces"),
-            events: has("events"),
-            metrics: has("metrics"),
-        };
+        t.signals = signals(w, v, &join(p, "signals"));
     }
     if let Some(limits) = w.section(m, p, "limits") {
-        let lp = join(p, "limits");
-        w.known_keys(
-            &limits,
-            &lp,
-            &[
-                "records_per_second",
-                "records_burst",
-                "bytes_per_second",
-                "bytes_burst",
-                "max_attributes_per_record",
-            ],
-        );
-        let l = &mut t.limits;
-        let count = |v: &Value| integer(v, 1, 1 << 40).map(|n| Some(n as u64));
-        let bytes = |v: &Value| byte_size(v).map(Some);
-        w.field(
-            &limits,
-            &lp,
-            "records_per_second",
-            &mut l.records_per_second,
-            count,
-        );
-        w.field(&limits, &lp, "records_burst", &mut l.records_burst, count);
-        w.field(
-            &limits,
-            &lp,
-            "bytes_per_second",
-            &mut l.bytes_per_second,
-            bytes,
-        );
-        w.field(&limits, &lp, "bytes_burst", &mut l.bytes_burst, bytes);
-        w.field(
-            &limits,
-            &lp,
-            "max_attributes_per_record",
-            &mut l.max_attributes_per_record,
-            |v| integer(v, 1, 100_000),
-        );
-        if l.records_burst.is_some() && l.records_per_second.is_none() {
-            w.error(&join(&lp, "records_burst"), "needs records_per_second");
-        }
-        if l.bytes_burst.is_some() && l.bytes_per_second.is_none() {
-            w.error(&join(&lp, "bytes_burst"), "needs bytes_per_second");
-        }
+        tenant_limits(w, &limits, &join(p, "limits"), &mut t.limits);
     }
     if let Some(r) = w.section(m, p, "redaction") {
-        t.redaction = redaction(w, &r, &join(p, "redaction"));
+        t.redaction = super::redaction::redaction(w, &r, &join(p, "redaction"));
     }
     w.field(m, p, "retention", &mut t.retention, |v| {
         duration(
@@ -270,126 +277,6 @@ fn api_key(w: &mut Walker, p: &str, item: &Value) -> Option<ApiKey> {
         }
     }
     Some(ApiKey { hash: hash?, roles })
-}
-
-fn redaction(w: &mut Walker, m: &Mapping, p: &str) -> Redaction {
-    w.known_keys(
-        m,
-        p,
-        &[
-            "drop_attributes",
-            "replace",
-            "pseudonymize",
-            "hmac_key_file",
-            "hmac_key_env",
-        ],
-    );
-    let mut r = Redaction::default();
-    let strings = |w: &mut Walker, key: &str| -> Vec<String> {
-        m.get(key).map_or_else(Vec::new, |v| {
-            list(w, v, &join(p, key), |w, ip, item| match string(item) {
-                Ok(s) if !s.is_empty() => Some(s.to_owned()),
-                Ok(_) => {
-                    w.error(ip, "must not be empty");
-                    None
-                }
-                Err(e) => {
-                    w.error(ip, e);
-                    None
-                }
-            })
-        })
-    };
-    r.drop_attributes = strings(w, "drop_attributes");
-    r.pseudonymize = strings(w, "pseudonymize");
-    if let Some(v) = m.get("replace") {
-        r.replace = list(w, v, &join(p, "replace"), |w, ip, item| {
-            let Value::Mapping(rm) = item else {
-                w.error(ip, "expected a mapping with pattern and with");
-                return None;
-            };
-            w.known_keys(rm, ip, &["pattern", "with"]);
-            let pattern = match rm.get("pattern").map(string) {
-                Some(Ok(s)) => match regex::Regex::new(s) {
-                    Ok(re) => Some(Pattern(re)),
-                    Err(e) => {
-                        w.error(
-                            &join(ip, "pattern"),
-                            format!("invalid regular expression: {e}"),
-                        );
-                        None
-                    }
-                },
-                Some(Err(e)) => {
-                    w.error(&join(ip, "pattern"), e);
-                    None
-                }
-                None => {
-                    w.error(ip, "missing pattern");
-                    None
-                }
-            };
-            let with = match rm.get("with").map(string) {
-                Some(Ok(s)) => s.to_owned(),
-                Some(Err(e)) => {
-                    w.error(&join(ip, "with"), e);
-                    String::new()
-                }
-                None => "[REDACTED]".to_owned(),
-            };
-            Some(Replacement {
-                pattern: pattern?,
-                with,
-            })
-        });
-    }
-    let file = m.get("hmac_key_file").map(path);
-    let env = m.get("hmac_key_env").map(|v| string(v).map(str::to_owned));
-    r.hmac_key = match (file, env) {
-        (Some(_), Some(_)) => {
-            w.error(p, "set one of hmac_key_file and hmac_key_env, not both");
-            None
-        }
-        (Some(Ok(f)), None) => Some(SecretSource::File(f)),
-        (None, Some(Ok(e))) if !e.is_empty() => Some(SecretSource::Env(e)),
-        (Some(Err(e)), None) => {
-            w.error(&join(p, "hmac_key_file"), e);
-            None
-        }
-        (None, Some(_)) => {
-            w.error(
-                &join(p, "hmac_key_env"),
-                "expected an environment variable name",
-            );
-            None
-        }
-        (None, None) => None,
-    };
-    if !r.pseudonymize.is_empty() && r.hmac_key.is_none() {
-        w.error(
-            &join(p, "pseudonymize"),
-            "needs a key: set hmac_key_file or hmac_key_env",
-        );
-    }
-    r
-}
-
-/// Parses each item of a YAML list with `item`; errors name `path[index]`.
-fn list<T>(
-    w: &mut Walker,
-    value: &Value,
-    path: &str,
-    mut item: impl FnMut(&mut Walker, &str, &Value) -> Option<T>,
-) -> Vec<T> {
-    let Value::Sequence(items) = value else {
-        w.error(path, format!("expected a list, found {}", describe(value)));
-        return Vec::new();
-    };
-    items
-        .iter()
-        .enumerate()
-        .filter_map(|(i, v)| item(w, &format!("{path}[{i}]"), v))
-        .collect()
 }
 
 /// Errors that need the whole tenant table: a key hash used twice.

@@ -211,3 +211,21 @@ pub(crate) fn instance_id(s: &str) -> Result<String, String> {
         ))
     }
 }
+
+/// Parses each item of a YAML list with `item`; errors name `path[index]`.
+pub(super) fn list<T>(
+    w: &mut Walker,
+    value: &Value,
+    path: &str,
+    mut item: impl FnMut(&mut Walker, &str, &Value) -> Option<T>,
+) -> Vec<T> {
+    let Value::Sequence(items) = value else {
+        w.error(path, format!("expected a list, found {}", describe(value)));
+        return Vec::new();
+    };
+    items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| item(w, &format!("{path}[{i}]"), v))
+        .collect()
+}
