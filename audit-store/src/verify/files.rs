@@ -4,8 +4,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -81,25 +79,11 @@ pub(super) fn check_files(
         }
     }
     // Hash the live files, a file per thread at a time.
-    let results: Mutex<Vec<Option<Result<Checked, std::io::Error>>>> =
-        Mutex::new((0..live.len()).map(|_| None).collect());
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..threads.min(live.len().max(1)) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((_, entry)) = live.get(i) else { break };
-                    let result = check_one(&dir.join(&entry.path), entry, options.skip_rows_digest);
-                    results.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(result);
-                }
-            });
-        }
+    let results = super::parallel_map(&live, threads, |(_, entry)| {
+        check_one(&dir.join(&entry.path), entry, options.skip_rows_digest)
     });
-    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     for ((index, entry), result) in live.iter().zip(results) {
         let subject = entry.path.clone();
-        let result = result.expect("every file was checked");
         let checked = match result {
             Ok(c) => c,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

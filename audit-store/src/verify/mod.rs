@@ -254,34 +254,46 @@ pub fn verify(layout: &Layout, options: &VerifyOptions) -> Result<Report, Verify
             (t, trusted)
         })
         .collect();
-    let workers = threads.min(work.len()).max(1);
-    let per_tenant = threads.div_ceil(workers);
-    let slots: Vec<std::sync::Mutex<Option<Result<TenantReport, VerifyError>>>> =
-        work.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let per_tenant = threads.div_ceil(threads.min(work.len()).max(1));
+    let results = parallel_map(&work, threads, |(tenant, trusted)| {
+        verify_tenant(layout, tenant, &trusted_keys, trusted, per_tenant, options)
+    });
+    for result in results {
+        report.tenants.push(result?);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// `f` of every item, in order, computed on up to `threads` threads that each take the next
+/// item left.
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let slots: Vec<std::sync::Mutex<Option<R>>> =
+        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
     let next = std::sync::atomic::AtomicUsize::new(0);
     std::thread::scope(|scope| {
-        for _ in 0..workers {
+        for _ in 0..threads.min(items.len()).max(1) {
             scope.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((tenant, trusted)) = work.get(i) else {
-                        break;
-                    };
-                    let result =
-                        verify_tenant(layout, tenant, &trusted_keys, trusted, per_tenant, options);
+                    let Some(item) = items.get(i) else { break };
+                    let result = f(item);
                     *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
                 }
             });
         }
     });
-    for slot in slots {
-        let result = slot.into_inner().unwrap_or_else(|e| e.into_inner());
-        report
-            .tenants
-            .push(result.expect("every tenant was verified")?);
-    }
-    report.seconds = started.elapsed().as_secs_f64();
-    Ok(report)
+    slots
+        .into_iter()
+        .map(|s| {
+            let result = s.into_inner().unwrap_or_else(|e| e.into_inner());
+            result.expect("every item was mapped")
+        })
+        .collect()
 }
 
 /// A checkpoint to compare with the recomputed tree.

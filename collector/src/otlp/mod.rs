@@ -3,7 +3,6 @@
 //! Nothing here knows tenants, the store or metrics; ingest, the pipeline, tenancy (redaction)
 //! and telemetry import it, never the other way round (`tidy.rs` checks).
 //!
-//! - [`any_value`]: an `AnyValue` → the text stored in attribute maps and `body`;
 //! - [`wire`]: the protobuf wire reader that [`logs`] reads requests with in place;
 //! - [`logs`]: a logs request read in place (`LogsRequest`), borrowed record views, the fields
 //!   both views and decoded records expose (`LogFields`), record times;
