@@ -28,6 +28,7 @@ use crate::audit;
 use crate::config::{Config, IngestLimits};
 use crate::ingest::grpc::ExportService;
 use crate::ingest::{self, Ingest};
+use crate::pipeline::accept::Intake;
 use crate::pipeline::memtable::FlushPolicy;
 use crate::pipeline::{Pipeline, PipelineOptions, PipelineTask};
 use crate::telemetry::series::SeriesStore;
@@ -125,11 +126,10 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
     let pipeline_task = Arc::new(tokio::sync::Mutex::new(Some(pipeline_task)));
     let series = Arc::new(SeriesStore::new(config.metrics.clone()));
     let ingest = Ingest::new(
-        pipeline,
+        Intake::new(pipeline, series.clone()),
         catalog.clone(),
         auth.clone(),
         Arc::new(Quotas::default()),
-        series.clone(),
         config.ingest.max_expanded_request_size,
     );
     let (stop_tx, stop_rx) = watch::channel(false);

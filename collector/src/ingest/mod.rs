@@ -1,11 +1,11 @@
 //! Ingest: the OTLP receivers (gRPC in [`grpc`], HTTP in [`http`]) and what they share.
 //!
-//! A receiver decodes and bounds its input, then hands the decoded request to [`Ingest`], which
-//! authenticates the caller and resolves each resource's tenant (tenancy context), admits the
-//! request under each tenant's rate limits, refuses records that cannot be stored one by one
-//! (OTLP `partial_success`), redacts the rest, converts them to record batches and submits them
-//! to the pipeline. Receivers know nothing about the store; the only
-//! way out of this context is [`crate::pipeline::Pipeline::submit`].
+//! Ingest only receives. A receiver reads its transport: content types, decompression and size
+//! bounds, decoding ([`ExportRequest`]); [`Ingest`] authenticates the caller, resolves each
+//! resource's tenant (tenancy context), admits the request under each tenant's rate limits and
+//! hands the decoded, authenticated request to the pipeline's front door
+//! ([`crate::pipeline::accept::Intake`]), which validates, redacts, converts and stores it. Ingest
+//! counts what happened and answers.
 //!
 //! Every failure is an [`IngestError`], and [`IngestError`]'s methods are the one table that maps
 //! it to an HTTP status, a gRPC code and a metric label, following the OTLP specification's rules
@@ -14,7 +14,6 @@
 pub mod grpc;
 pub mod http;
 mod signals;
-pub mod validate;
 
 use std::net::IpAddr;
 
@@ -27,13 +26,12 @@ use opentelemetry_proto::tonic::common::v1::KeyValue;
 
 pub use crate::otlp::Decoded;
 use crate::otlp::{Signal, Transport};
-use crate::pipeline::convert::Converter;
-use crate::pipeline::{Pipeline, PipelineError, Record};
+use crate::pipeline::PipelineError;
+pub use crate::pipeline::accept::Outcome;
+use crate::pipeline::accept::{Accept, AcceptError, Accepted, Intake};
 use crate::telemetry::Catalog;
-use crate::telemetry::derived::DerivedBatch;
-use crate::telemetry::series::SeriesStore;
 use crate::tenancy::limits::{Demand, Quotas, RateLimited};
-use crate::tenancy::{Authenticator, RequestTenant, TenancyError, TenantState};
+use crate::tenancy::{Authenticator, RequestTenant, Resolved, TenancyError, TenantState};
 
 /// Why a request was refused.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -67,6 +65,15 @@ pub enum IngestError {
 impl From<crate::otlp::DecodeError> for IngestError {
     fn from(e: crate::otlp::DecodeError) -> Self {
         IngestError::Malformed(e.0)
+    }
+}
+
+impl From<AcceptError> for IngestError {
+    fn from(e: AcceptError) -> Self {
+        match e {
+            AcceptError::Convert(_) => IngestError::Malformed(e.to_string()),
+            AcceptError::Pipeline(e) => IngestError::Pipeline(e),
+        }
     }
 }
 
@@ -156,92 +163,39 @@ pub struct RequestMeta<'a> {
     pub self_export: bool,
 }
 
-/// Records of an accepted request that were refused one by one (OTLP `partial_success`).
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Outcome {
-    pub rejected: u64,
-    /// Empty when nothing was refused.
-    pub message: String,
-}
-
-/// Collects per-record refusals during conversion.
-#[derive(Debug, Default)]
-pub struct Refusals {
-    signal_disabled: u64,
-    invalid: u64,
-    first: Option<String>,
-    /// Records stored, by tenant (filled once the request is stored).
-    accepted: Vec<(TenantId, u64)>,
-}
-
-impl Refusals {
-    fn refuse(&mut self, reason: &'static str, message: impl FnOnce() -> String) {
-        match reason {
-            "signal_disabled" => self.signal_disabled += 1,
-            _ => self.invalid += 1,
-        }
-        if self.first.is_none() {
-            self.first = Some(message());
-        }
-    }
-
-    fn outcome(&self) -> Outcome {
-        let rejected = self.signal_disabled + self.invalid;
-        Outcome {
-            rejected,
-            message: match &self.first {
-                Some(first) if rejected > 1 => {
-                    format!("{rejected} records refused; the first: {first}")
-                }
-                Some(first) => format!("1 record refused: {first}"),
-                None => String::new(),
-            },
-        }
-    }
-}
-
-/// A resource's tenant and that tenant's policy; `None` for a resource without records.
-pub type Resolved = Option<(TenantId, Arc<TenantState>)>;
-
-/// What both receivers share: authentication, tenancy, admission, validation, redaction,
-/// conversion, submission and counting.
+/// What both receivers share: authentication, tenancy, admission, the hand-over to the pipeline,
+/// and counting.
 #[derive(Clone)]
 pub struct Ingest {
-    pipeline: Pipeline,
+    intake: Intake,
     catalog: Catalog,
     auth: Arc<Authenticator>,
     quotas: Arc<Quotas>,
-    series: Arc<SeriesStore>,
-    span_buckets: Arc<[f64]>,
     /// `ingest.max_expanded_request_size`.
     max_expanded_request_size: u64,
 }
 
 impl Ingest {
     pub fn new(
-        pipeline: Pipeline,
+        intake: Intake,
         catalog: Catalog,
         auth: Arc<Authenticator>,
         quotas: Arc<Quotas>,
-        series: Arc<SeriesStore>,
         max_expanded_request_size: u64,
     ) -> Self {
-        let span_buckets = Arc::from(series.config().span_duration_buckets.as_slice());
         Self {
-            pipeline,
+            intake,
             catalog,
             auth,
             quotas,
-            series,
-            span_buckets,
             max_expanded_request_size,
         }
     }
 
     /// Refuses work early while the pipeline is over its backlog bound (see
-    /// [`Pipeline::overloaded`]).
+    /// [`crate::pipeline::Pipeline::overloaded`]).
     pub fn admit_load(&self) -> Result<(), IngestError> {
-        if self.pipeline.overloaded() {
+        if self.intake.overloaded() {
             return Err(IngestError::Pipeline(PipelineError::Overloaded));
         }
         Ok(())
@@ -272,8 +226,8 @@ impl Ingest {
         );
     }
 
-    /// Authenticates, resolves tenants, admits, validates, redacts, converts and commits one
-    /// decoded request.
+    /// Authenticates, resolves tenants and admits one decoded request, hands it to the pipeline,
+    /// and counts the outcome.
     pub async fn export<R: ExportRequest>(
         &self,
         transport: Transport,
@@ -312,10 +266,10 @@ impl Ingest {
             .request_seconds
             .record(started.elapsed().as_secs_f64());
         match &result {
-            Ok((_, refusals)) => {
-                counters.refused("signal_disabled", refusals.signal_disabled);
-                counters.refused("invalid_record", refusals.invalid);
-                for (tenant, n) in &refusals.accepted {
+            Ok(accepted) => {
+                counters.refused("signal_disabled", accepted.signal_disabled);
+                counters.refused("invalid_record", accepted.invalid);
+                for (tenant, n) in &accepted.stored {
                     self.catalog
                         .records_accepted(transport, R::SIGNAL, tenant.as_str(), *n);
                 }
@@ -328,7 +282,7 @@ impl Ingest {
                 counters.rejected(error.reason(), records);
             }
         }
-        result.map(|(outcome, _)| outcome)
+        result.map(|accepted| accepted.outcome)
     }
 
     async fn export_inner<R: ExportRequest>(
@@ -336,62 +290,15 @@ impl Ingest {
         meta: RequestMeta<'_>,
         decoded: Decoded<R>,
         span: &tracing::Span,
-    ) -> Result<(Outcome, Refusals), IngestError> {
+    ) -> Result<Accepted, IngestError> {
         self.admit_load()?;
         let access = self.auth.authenticate(meta.authorization, meta.source)?;
         let tenancy = access.for_ingest(meta.tenant_header)?;
-        let mut request = decoded.request;
-        let resolved = self.admit(&tenancy, &request)?;
+        let resolved = self.admit(&tenancy, &decoded.request)?;
         let mut tenants: Vec<&str> = resolved.iter().flatten().map(|(t, _)| t.as_str()).collect();
         tenants.dedup();
         span.record("tenant", tenants.join(",").as_str());
-        let mut converter = Converter::new(now_nanos());
-        let mut refusals = Refusals {
-            invalid: decoded.refused,
-            first: decoded.first_refusal,
-            ..Refusals::default()
-        };
-        let mut derived = DerivedBatch::new(self.span_buckets.clone());
-        let mut records = Vec::new();
-        request.convert(
-            &resolved,
-            &mut converter,
-            &mut records,
-            &mut refusals,
-            &mut derived,
-        );
-        let batches = converter
-            .finish()
-            .map_err(|e| IngestError::Malformed(format!("cannot convert records: {e}")))?;
-        for batch in batches {
-            records.push(Record::from_batch(batch)?);
-        }
-        let mut accepted: Vec<(TenantId, u64)> = Vec::new();
-        let mut count =
-            |tenant: &TenantId, n: u64| match accepted.iter_mut().find(|a| &a.0 == tenant) {
-                Some(a) => a.1 += n,
-                None => accepted.push((tenant.clone(), n)),
-            };
-        for r in &records {
-            count(&r.tenant, r.rows as u64);
-        }
-        if !records.is_empty() {
-            self.pipeline.submit(records).await?;
-        }
-        // Stored (or, for OTLP metrics, nothing to store): now it counts.
-        let points = derived.into_points();
-        if R::SIGNAL == Signal::Metrics {
-            for p in points.iter().filter(|p| p.family != "target_info") {
-                if let Ok(t) = TenantId::parse(&p.tenant) {
-                    count(&t, 1);
-                }
-            }
-        }
-        for (_, error) in self.series.apply(points, Instant::now()) {
-            refusals.refuse("invalid_record", || error.to_string());
-        }
-        refusals.accepted = accepted;
-        Ok((refusals.outcome(), refusals))
+        Ok(self.intake.accept(decoded, &resolved, now_nanos()).await?)
     }
 
     /// Refuses a request whose rows would repeat more resource and scope bytes than
@@ -462,10 +369,10 @@ impl Ingest {
     }
 }
 
-/// An OTLP export request: what the receivers need to know about each signal.
-pub trait ExportRequest: Send + Sized + 'static {
+/// An OTLP export request: what the receivers need to know about each signal (what the pipeline
+/// does with it is [`Accept`]).
+pub trait ExportRequest: Accept + Sized {
     type Response: prost::Message + Default + Send + 'static;
-    const SIGNAL: Signal;
     /// The gRPC service name and method path.
     const GRPC_SERVICE: &'static str;
     const GRPC_PATH: &'static str;
@@ -490,17 +397,6 @@ pub trait ExportRequest: Send + Sized + 'static {
     /// the protobuf size of the resource and scope with their schema URLs (every row carries its
     /// resource's and scope's attributes). Zero for a signal that stores no rows.
     fn repeated_bytes(&self, i: usize) -> u64;
-    /// Validates, redacts and converts the records of every resolved resource, into rows of
-    /// `converter` or (log records, kept as OTLP) write-ahead log `records`; records that cannot
-    /// be stored are counted in `refusals`.
-    fn convert(
-        &mut self,
-        resolved: &[Resolved],
-        converter: &mut Converter,
-        records: &mut Vec<Record>,
-        refusals: &mut Refusals,
-        derived: &mut DerivedBatch,
-    );
     /// The answer to an accepted request.
     fn response(outcome: &Outcome) -> Self::Response;
 }

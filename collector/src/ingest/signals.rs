@@ -1,6 +1,7 @@
-//! What each OTLP signal's export request provides to [`super::Ingest`]: per-resource records,
-//! attributes and size; per-record signal check, validation, redaction and conversion; the
-//! partial-success response; record-by-record salvage decoding.
+//! What each OTLP signal's export request provides to [`super::Ingest`]: decoding (record-by-record
+//! salvage), per-resource records, attributes and size for tenancy and admission, and the
+//! partial-success response. What happens to the records is the pipeline's
+//! ([`crate::pipeline::accept`]).
 
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
@@ -12,36 +13,17 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
-use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message as _;
 
-use super::{Decoded, ExportRequest, IngestError, Outcome, Refusals, Resolved, validate};
-use crate::otlp::logs::{self, LogFields, LogsRequest, ViewRecord};
-use crate::otlp::{Signal, any_value, json, salvage};
-use crate::pipeline::Record;
-use crate::pipeline::convert::{Converter, Origin, event_name, log_table};
-use crate::pipeline::log_payload::LogPayloads;
-use crate::telemetry::derived::{DerivedBatch, SeverityCounts, severity_index};
-use crate::telemetry::otlp::{Target, data_points, translate};
-use crate::tenancy::TenantState;
-use crate::tenancy::redact::Redactor;
-use audit_store::{Table, TenantId};
+use super::{Decoded, ExportRequest, IngestError, Outcome};
+use crate::otlp::logs::LogsRequest;
+use crate::otlp::{json, salvage};
+use crate::telemetry::otlp::data_points;
 use bytes::Bytes;
-use opentelemetry_proto::tonic::logs::v1::LogRecord;
 
 fn attributes_of(resource: Option<&Resource>) -> &[KeyValue] {
     resource.map_or(&[][..], |r| &r.attributes)
-}
-
-/// The `service.name` of a resource (after redaction), empty when absent.
-fn service_name(resource: Option<&Resource>) -> String {
-    attributes_of(resource)
-        .iter()
-        .find(|kv| kv.key == "service.name")
-        .and_then(|kv| any_value::to_text(kv.value.as_ref()))
-        .unwrap_or_default()
-        .into_owned()
 }
 
 /// What the rows of a resource repeat (see [`ExportRequest::repeated_bytes`]): for each of its
@@ -61,27 +43,8 @@ fn repeated_bytes<'a>(
         .fold(0, u64::saturating_add)
 }
 
-fn redact_origin(
-    redactor: Option<&Redactor>,
-    resource: &mut Option<Resource>,
-    scopes: impl Iterator<Item = Option<InstrumentationScope>>,
-) -> Vec<Option<InstrumentationScope>> {
-    if let (Some(r), Some(res)) = (redactor, resource.as_mut()) {
-        r.attributes(&mut res.attributes);
-    }
-    scopes
-        .map(|mut scope| {
-            if let (Some(r), Some(s)) = (redactor, scope.as_mut()) {
-                r.attributes(&mut s.attributes);
-            }
-            scope
-        })
-        .collect()
-}
-
 impl ExportRequest for LogsRequest {
     type Response = ExportLogsServiceResponse;
-    const SIGNAL: Signal = Signal::Logs;
     const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
     const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
     const REJECTED_FIELD: &'static str = "rejectedLogRecords";
@@ -126,80 +89,6 @@ impl ExportRequest for LogsRequest {
         repeated_bytes(r.resource.as_ref(), &r.schema_url, scopes)
     }
 
-    fn convert(
-        &mut self,
-        resolved: &[Resolved],
-        converter: &mut Converter,
-        records: &mut Vec<Record>,
-        refusals: &mut Refusals,
-        derived: &mut DerivedBatch,
-    ) {
-        // Accepted records are logged as OTLP (see `pipeline::log_payload`), not converted here.
-        let mut payloads = LogPayloads::new(converter.received_at(), self.bytes().clone());
-        let mut resources = std::mem::take(&mut self.resources);
-        let mut attributes = Vec::new();
-        for (r, (rl, res)) in resources.iter_mut().zip(resolved).enumerate() {
-            let Some((tenant, state)) = res else { continue };
-            let redactor = state.redactor.as_ref();
-            let scopes = redact_origin(
-                redactor,
-                &mut rl.resource,
-                rl.scopes.iter_mut().map(|s| s.scope.take()),
-            );
-            let policy = redactor.map_or("", |r| r.version());
-            payloads.resource(tenant, policy, rl.resource.as_ref(), &rl.schema_url);
-            let service = service_name(rl.resource.as_ref());
-            let mut severities: SeverityCounts = Default::default();
-            for (s, (sl, scope)) in rl.scopes.iter().zip(scopes).enumerate() {
-                payloads.scope(scope.as_ref(), &sl.schema_url);
-                let mut log = LogContext {
-                    tenant,
-                    state,
-                    refusals: &mut *refusals,
-                    derived: &mut *derived,
-                    severities: &mut severities,
-                };
-                for (i, range) in sl.records.iter().enumerate() {
-                    let at = || format!("resourceLogs[{r}].scopeLogs[{s}].logRecords[{i}]");
-                    let raw = self.raw(range);
-                    // Redaction rewrites records: those of a tenant with rules are decoded owned.
-                    let view = match redactor {
-                        None => logs::read_record(raw, &mut attributes),
-                        Some(_) => None,
-                    };
-                    if let Some(view) = view {
-                        let record = ViewRecord {
-                            view: &view,
-                            attributes: &attributes,
-                        };
-                        if let Some(table) = log.admit(&record, &at) {
-                            payloads.record(table, range.clone());
-                        }
-                        continue;
-                    }
-                    match LogRecord::decode(raw) {
-                        Ok(mut record) => {
-                            if log.admit(&record, &at).is_some() {
-                                if let Some(r) = redactor {
-                                    r.log(&mut record);
-                                }
-                                // Stored where the record as redacted says (a rule may remove
-                                // its `event.name`), as conversion at commit will read it.
-                                payloads.owned_record(log_table(&record), &record);
-                            }
-                        }
-                        Err(e) => log
-                            .refusals
-                            .refuse("invalid_record", || format!("{}: undecodable: {e}", at())),
-                    }
-                }
-            }
-            derived.logs(tenant, &service, &severities);
-        }
-        self.resources = resources;
-        records.extend(payloads.finish());
-    }
-
     fn response(outcome: &Outcome) -> Self::Response {
         ExportLogsServiceResponse {
             partial_success: (outcome.rejected > 0).then(|| ExportLogsPartialSuccess {
@@ -210,53 +99,8 @@ impl ExportRequest for LogsRequest {
     }
 }
 
-/// What accepting the log records of one scope needs.
-struct LogContext<'c> {
-    tenant: &'c TenantId,
-    state: &'c TenantState,
-    refusals: &'c mut Refusals,
-    derived: &'c mut DerivedBatch,
-    severities: &'c mut SeverityCounts,
-}
-
-impl LogContext<'_> {
-    /// Checks the tenant may send this kind of record and that it can be stored, and counts it;
-    /// the table it goes to, or `None` when it is refused.
-    fn admit<R: LogFields>(&mut self, record: &R, at: &dyn Fn() -> String) -> Option<Table> {
-        let policy = &self.state.policy;
-        let name = event_name(record);
-        let (enabled, signal) = if name.is_some() {
-            (policy.signals.events, "events")
-        } else {
-            (policy.signals.logs, "logs")
-        };
-        if !enabled {
-            let tenant = self.tenant;
-            self.refusals.refuse("signal_disabled", || {
-                format!("{}: tenant \"{tenant}\" may not send {signal}", at())
-            });
-            return None;
-        }
-        if let Err(problem) = validate::log(record, policy.limits.max_attributes_per_record, at) {
-            self.refusals.refuse("invalid_record", || problem);
-            return None;
-        }
-        match name {
-            Some(name) => {
-                self.derived.event(self.tenant, name);
-                Some(Table::Events)
-            }
-            None => {
-                self.severities[severity_index(record.severity_number())] += 1;
-                Some(Table::Logs)
-            }
-        }
-    }
-}
-
 impl ExportRequest for ExportTraceServiceRequest {
     type Response = ExportTraceServiceResponse;
-    const SIGNAL: Signal = Signal::Traces;
     const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
     const GRPC_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
     const REJECTED_FIELD: &'static str = "rejectedSpans";
@@ -293,56 +137,6 @@ impl ExportRequest for ExportTraceServiceRequest {
         repeated_bytes(r.resource.as_ref(), &r.schema_url, scopes)
     }
 
-    fn convert(
-        &mut self,
-        resolved: &[Resolved],
-        converter: &mut Converter,
-        _records: &mut Vec<Record>,
-        refusals: &mut Refusals,
-        derived: &mut DerivedBatch,
-    ) {
-        for (r, (rs, res)) in self.resource_spans.iter_mut().zip(resolved).enumerate() {
-            let Some((tenant, state)) = res else { continue };
-            let redactor = state.redactor.as_ref();
-            let policy = &state.policy;
-            let scopes = redact_origin(
-                redactor,
-                &mut rs.resource,
-                rs.scope_spans.iter_mut().map(|s| s.scope.take()),
-            );
-            let service = service_name(rs.resource.as_ref());
-            for (s, (ss, scope)) in rs.scope_spans.iter_mut().zip(scopes).enumerate() {
-                let origin = Origin::new(
-                    rs.resource.as_ref(),
-                    &rs.schema_url,
-                    scope.as_ref(),
-                    &ss.schema_url,
-                    redactor.map_or("", |r| r.version()),
-                );
-                for (i, span) in ss.spans.iter_mut().enumerate() {
-                    let at = || format!("resourceSpans[{r}].scopeSpans[{s}].spans[{i}]");
-                    if !policy.signals.traces {
-                        refusals.refuse("signal_disabled", || {
-                            format!("{}: tenant \"{tenant}\" may not send traces", at())
-                        });
-                        continue;
-                    }
-                    if let Err(problem) =
-                        validate::span(span, policy.limits.max_attributes_per_record, &at)
-                    {
-                        refusals.refuse("invalid_record", || problem);
-                        continue;
-                    }
-                    derived.span(tenant, &service, span);
-                    if let Some(r) = redactor {
-                        r.span(span);
-                    }
-                    converter.push_span(tenant, &origin, span);
-                }
-            }
-        }
-    }
-
     fn decode_protobuf(bytes: Bytes) -> Result<Decoded<Self>, IngestError> {
         Ok(salvage::decode(bytes, salvage::traces)?)
     }
@@ -363,7 +157,6 @@ impl ExportRequest for ExportTraceServiceRequest {
 
 impl ExportRequest for ExportMetricsServiceRequest {
     type Response = ExportMetricsServiceResponse;
-    const SIGNAL: Signal = Signal::Metrics;
     const GRPC_SERVICE: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
     const GRPC_PATH: &'static str =
         "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
@@ -402,52 +195,6 @@ impl ExportRequest for ExportMetricsServiceRequest {
         0
     }
 
-    /// OTLP metrics are not archived: their points go to the series store through `derived`.
-    fn convert(
-        &mut self,
-        resolved: &[Resolved],
-        _converter: &mut Converter,
-        _records: &mut Vec<Record>,
-        refusals: &mut Refusals,
-        derived: &mut DerivedBatch,
-    ) {
-        for (rm, res) in self.resource_metrics.iter_mut().zip(resolved) {
-            let Some((tenant, state)) = res else { continue };
-            let redactor = state.redactor.as_ref();
-            if !state.policy.signals.metrics {
-                for _ in rm
-                    .scope_metrics
-                    .iter()
-                    .flat_map(|s| &s.metrics)
-                    .filter_map(|m| m.data.as_ref())
-                    .flat_map(|d| 0..data_points(d))
-                {
-                    refusals.refuse("signal_disabled", || {
-                        format!("tenant \"{tenant}\" may not send metrics")
-                    });
-                }
-                continue;
-            }
-            if let (Some(r), Some(resource)) = (redactor, rm.resource.as_mut()) {
-                r.attributes(&mut resource.attributes);
-            }
-            let target = Target::new(rm.resource.as_ref());
-            derived
-                .points
-                .extend(target.info(tenant, rm.resource.as_ref()));
-            for sm in &mut rm.scope_metrics {
-                for metric in &mut sm.metrics {
-                    if let Some(r) = redactor {
-                        redact_points(r, metric);
-                    }
-                    for problem in translate(tenant, &target, metric, &mut derived.points) {
-                        refusals.refuse("invalid_record", || problem);
-                    }
-                }
-            }
-        }
-    }
-
     fn decode_protobuf(bytes: Bytes) -> Result<Decoded<Self>, IngestError> {
         Ok(salvage::decode(bytes, |_| None)?)
     }
@@ -463,32 +210,5 @@ impl ExportRequest for ExportMetricsServiceRequest {
                 error_message: outcome.message.clone(),
             }),
         }
-    }
-}
-
-/// Redacts the attributes of every data point of `metric`.
-fn redact_points(r: &Redactor, metric: &mut Metric) {
-    match &mut metric.data {
-        Some(Data::Gauge(g)) => g
-            .data_points
-            .iter_mut()
-            .for_each(|p| r.attributes(&mut p.attributes)),
-        Some(Data::Sum(s)) => s
-            .data_points
-            .iter_mut()
-            .for_each(|p| r.attributes(&mut p.attributes)),
-        Some(Data::Histogram(h)) => h
-            .data_points
-            .iter_mut()
-            .for_each(|p| r.attributes(&mut p.attributes)),
-        Some(Data::ExponentialHistogram(h)) => h
-            .data_points
-            .iter_mut()
-            .for_each(|p| r.attributes(&mut p.attributes)),
-        Some(Data::Summary(s)) => s
-            .data_points
-            .iter_mut()
-            .for_each(|p| r.attributes(&mut p.attributes)),
-        None => {}
     }
 }

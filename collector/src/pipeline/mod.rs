@@ -15,6 +15,7 @@
 //! Every queue is bounded: a full log queue or a memtable over `max_buffered_bytes` refuses new
 //! requests with [`PipelineError::Overloaded`] (503 / UNAVAILABLE) instead of growing.
 
+pub mod accept;
 pub mod convert;
 mod flusher;
 pub mod log_payload;

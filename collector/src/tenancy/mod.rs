@@ -29,6 +29,9 @@ use audit_store::{TenantId, TenantIdError};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 
 pub use directory::{Directory, Principal, TenantState, Tenants};
+
+/// A resource's tenant and that tenant's policy; `None` for a resource without records.
+pub type Resolved = Option<(TenantId, Arc<TenantState>)>;
 use limits::AuthThrottle;
 
 /// The HTTP header (lowercase: also the gRPC metadata key) that names the tenant.

@@ -1,0 +1,232 @@
+//! Accepting a decoded, authenticated request: the pipeline's front door.
+//!
+//! Ingest hands [`Intake::accept`] a decoded request and each resource's tenant
+//! ([`Resolved`]); from there the pipeline owns the rest: the tenant's signal switches and
+//! [`validate`] refuse records one by one (OTLP `partial_success`), redaction rewrites the rest,
+//! spans become rows ([`super::convert`]) and log records stay OTLP ([`super::log_payload`]), the
+//! write-ahead log acknowledges them ([`super::Pipeline::submit`]), and only then do derived
+//! metrics and OTLP metric points reach the series store. Each signal's part lives in its own
+//! file ([`logs`], [`traces`], [`metrics`]).
+
+mod logs;
+mod metrics;
+mod traces;
+pub mod validate;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use audit_store::TenantId;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+
+use super::convert::Converter;
+use super::{Pipeline, PipelineError, Record};
+use crate::otlp::{Decoded, Signal, any_value};
+use crate::telemetry::derived::DerivedBatch;
+use crate::telemetry::series::SeriesStore;
+use crate::tenancy::Resolved;
+use crate::tenancy::redact::Redactor;
+
+/// A decoded OTLP request the pipeline can accept: each signal's validation, redaction and
+/// conversion.
+pub trait Accept: Send + 'static {
+    const SIGNAL: Signal;
+    /// Validates, redacts and converts the records of every resolved resource into `into`;
+    /// records that cannot be stored are refused there one by one.
+    fn accept(&mut self, resolved: &[Resolved], into: &mut Acceptance);
+}
+
+/// What accepting one request produces: rows being converted, write-ahead log records (log
+/// records kept as OTLP), refusals, and what derived metrics will see once it is stored.
+pub struct Acceptance {
+    converter: Converter,
+    records: Vec<Record>,
+    refusals: Refusals,
+    derived: DerivedBatch,
+}
+
+/// Records of an accepted request that were refused one by one (OTLP `partial_success`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub rejected: u64,
+    /// Empty when nothing was refused.
+    pub message: String,
+}
+
+/// An accepted, stored request: its outcome and what the ingest metrics count.
+#[derive(Debug, Default)]
+pub struct Accepted {
+    pub outcome: Outcome,
+    /// Records refused because their tenant may not send their signal.
+    pub signal_disabled: u64,
+    /// Records refused as invalid (including those decoding refused).
+    pub invalid: u64,
+    /// Records stored (points, for OTLP metrics), by tenant.
+    pub stored: Vec<(TenantId, u64)>,
+}
+
+/// Why a request was not accepted.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AcceptError {
+    /// The records could not be made into rows (ingest answers 400).
+    #[error("cannot convert records: {0}")]
+    Convert(String),
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+}
+
+/// Collects per-record refusals during acceptance.
+#[derive(Debug, Default)]
+struct Refusals {
+    signal_disabled: u64,
+    invalid: u64,
+    first: Option<String>,
+}
+
+impl Refusals {
+    fn refuse(&mut self, reason: &'static str, message: impl FnOnce() -> String) {
+        match reason {
+            "signal_disabled" => self.signal_disabled += 1,
+            _ => self.invalid += 1,
+        }
+        if self.first.is_none() {
+            self.first = Some(message());
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        let rejected = self.signal_disabled + self.invalid;
+        Outcome {
+            rejected,
+            message: match &self.first {
+                Some(first) if rejected > 1 => {
+                    format!("{rejected} records refused; the first: {first}")
+                }
+                Some(first) => format!("1 record refused: {first}"),
+                None => String::new(),
+            },
+        }
+    }
+}
+
+/// The pipeline's front door, shared by both receivers: cheap to clone.
+#[derive(Clone)]
+pub struct Intake {
+    pipeline: Pipeline,
+    series: Arc<SeriesStore>,
+    span_buckets: Arc<[f64]>,
+}
+
+impl Intake {
+    pub fn new(pipeline: Pipeline, series: Arc<SeriesStore>) -> Self {
+        let span_buckets = Arc::from(series.config().span_duration_buckets.as_slice());
+        Self {
+            pipeline,
+            series,
+            span_buckets,
+        }
+    }
+
+    /// Whether the pipeline is over its backlog bound (see [`Pipeline::overloaded`]).
+    pub fn overloaded(&self) -> bool {
+        self.pipeline.overloaded()
+    }
+
+    /// Validates, redacts, converts and stores one decoded request whose resources' tenants are
+    /// `resolved`; derived metrics see it once the write-ahead log has acknowledged it.
+    pub async fn accept<R: Accept>(
+        &self,
+        decoded: Decoded<R>,
+        resolved: &[Resolved],
+        received_at: i64,
+    ) -> Result<Accepted, AcceptError> {
+        let mut request = decoded.request;
+        let mut into = Acceptance {
+            converter: Converter::new(received_at),
+            records: Vec::new(),
+            refusals: Refusals {
+                invalid: decoded.refused,
+                first: decoded.first_refusal,
+                ..Refusals::default()
+            },
+            derived: DerivedBatch::new(self.span_buckets.clone()),
+        };
+        request.accept(resolved, &mut into);
+        let Acceptance {
+            converter,
+            mut records,
+            mut refusals,
+            derived,
+        } = into;
+        let batches = converter
+            .finish()
+            .map_err(|e| AcceptError::Convert(e.to_string()))?;
+        for batch in batches {
+            records.push(Record::from_batch(batch)?);
+        }
+        let mut stored: Vec<(TenantId, u64)> = Vec::new();
+        let mut count = |tenant: &TenantId, n: u64| match stored.iter_mut().find(|a| &a.0 == tenant)
+        {
+            Some(a) => a.1 += n,
+            None => stored.push((tenant.clone(), n)),
+        };
+        for r in &records {
+            count(&r.tenant, r.rows as u64);
+        }
+        if !records.is_empty() {
+            self.pipeline.submit(records).await?;
+        }
+        // Stored (or, for OTLP metrics, nothing to store): now it counts.
+        let points = derived.into_points();
+        if R::SIGNAL == Signal::Metrics {
+            for p in points.iter().filter(|p| p.family != "target_info") {
+                if let Ok(t) = TenantId::parse(&p.tenant) {
+                    count(&t, 1);
+                }
+            }
+        }
+        for (_, error) in self.series.apply(points, Instant::now()) {
+            refusals.refuse("invalid_record", || error.to_string());
+        }
+        Ok(Accepted {
+            outcome: refusals.outcome(),
+            signal_disabled: refusals.signal_disabled,
+            invalid: refusals.invalid,
+            stored,
+        })
+    }
+}
+
+fn attributes_of(resource: Option<&Resource>) -> &[KeyValue] {
+    resource.map_or(&[][..], |r| &r.attributes)
+}
+
+/// The `service.name` of a resource (after redaction), empty when absent.
+fn service_name(resource: Option<&Resource>) -> String {
+    attributes_of(resource)
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| any_value::to_text(kv.value.as_ref()))
+        .unwrap_or_default()
+        .into_owned()
+}
+
+/// Redacts a resource's and its scopes' attributes; the scopes, taken out of their messages.
+fn redact_origin(
+    redactor: Option<&Redactor>,
+    resource: &mut Option<Resource>,
+    scopes: impl Iterator<Item = Option<InstrumentationScope>>,
+) -> Vec<Option<InstrumentationScope>> {
+    if let (Some(r), Some(res)) = (redactor, resource.as_mut()) {
+        r.attributes(&mut res.attributes);
+    }
+    scopes
+        .map(|mut scope| {
+            if let (Some(r), Some(s)) = (redactor, scope.as_mut()) {
+                r.attributes(&mut s.attributes);
+            }
+            scope
+        })
+        .collect()
+}
