@@ -90,6 +90,67 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 /// [`start`] for a config read from `path`: SIGHUP (in [`run`]), `POST /admin/reload` and a
 /// watch on the file reload its tenants and policies.
 pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result<Running> {
+    let (layout, lock) = open_data_dir(&config)?;
+    let catalog = Catalog::with_tenant_labels(config.metrics.max_tenant_labels);
+    let (auth, reloader) = tenancy(&config, path, &catalog)?;
+    let listeners = Listeners::bind(&config).await?;
+    let (grpc_addr, http_addr, metrics_addr, api_addr) = listeners.addresses()?;
+    let core = Core::start(&config, &layout, &catalog, &auth)?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let grpc = tokio::spawn(serve_grpc(
+        core.ingest.clone(),
+        usize::try_from(config.ingest.max_decompressed_body_size).unwrap_or(usize::MAX),
+        listeners.grpc,
+        stopped(stop_rx.clone()),
+    ));
+    let http = tokio::spawn(serve_http(
+        core.ingest.clone(),
+        config.ingest.clone(),
+        listeners.http,
+        stopped(stop_rx.clone()),
+    ));
+    let metrics = serve_metrics(&core, &layout, listeners.metrics, &admin_stop_rx);
+    let api_state = core.api_state(&config, &auth, &reloader, stop_rx)?;
+    let api = serve_api(api_state, listeners.api, &admin_stop_rx);
+    spawn_audit_jobs(&config, &core.logs, &auth, &catalog, &admin_stop_rx);
+    if let (Some(reloader), Some(interval)) = (&reloader, config.reload.watch_interval) {
+        tokio::spawn(reloader.clone().watch(interval, admin_stop_rx.clone()));
+    }
+    tracing::info!(
+        otlp_grpc = %grpc_addr,
+        otlp_http = %http_addr,
+        metrics = %metrics_addr,
+        api = %api_addr,
+        data_dir = %config.storage.data_dir.display(),
+        "tenantscope started"
+    );
+    let pipeline = core.pipeline_task.clone();
+    let serving = Serving {
+        lock,
+        grpc,
+        http,
+        metrics,
+        api,
+        pipeline: core.pipeline_task,
+        logs: core.logs,
+        catalog,
+        admin_stop: admin_stop_tx,
+    };
+    Ok(Running {
+        otlp_grpc: grpc_addr,
+        otlp_http: http_addr,
+        metrics: metrics_addr,
+        api: api_addr,
+        stop: stop_tx,
+        pipeline,
+        reloader,
+        task: tokio::spawn(serving.until_stopped()),
+    })
+}
+
+/// Creates the data directory and takes its lock.
+fn open_data_dir(config: &Config) -> anyhow::Result<(Layout, std::fs::File)> {
     let layout = Layout::new(&config.storage.data_dir);
     std::fs::create_dir_all(layout.audit_dir()).with_context(|| {
         format!(
@@ -98,8 +159,17 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
         )
     })?;
     let lock = lock_data_dir(&layout)?;
-    let catalog = Catalog::with_tenant_labels(config.metrics.max_tenant_labels);
-    let directory = Directory::build(&config).context("invalid tenant configuration")?;
+    Ok((layout, lock))
+}
+
+/// The tenancy context: who may send and query as which tenant, and (with a config file) what
+/// reloads it.
+fn tenancy(
+    config: &Config,
+    path: Option<PathBuf>,
+    catalog: &Catalog,
+) -> anyhow::Result<(Arc<Authenticator>, Option<Arc<Reloader>>)> {
+    let directory = Directory::build(config).context("invalid tenant configuration")?;
     let auth = Arc::new(Authenticator::new(
         Tenants::new(directory),
         config.auth.max_failures_per_minute,
@@ -112,109 +182,102 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
             catalog.clone(),
         ))
     });
+    Ok((auth, reloader))
+}
 
-    let listeners = Listeners::bind(&config).await?;
-    let running_addrs = listeners.addresses()?;
+/// Resolves when `rx` says stop.
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
 
-    let identity = audit::identity(&config, &layout).context("cannot set up checkpoint signing")?;
-    let logs = Arc::new(AuditLogs::new(layout.clone(), identity));
-    let (pipeline, pipeline_task) = Pipeline::spawn(
-        logs.clone(),
-        pipeline_options(&config, &layout),
-        catalog.clone(),
-    )?;
-    let pipeline_task = Arc::new(tokio::sync::Mutex::new(Some(pipeline_task)));
-    let series = Arc::new(SeriesStore::new(config.metrics.clone()));
-    let ingest = Ingest::new(
-        Intake::new(pipeline, series.clone()),
-        catalog.clone(),
-        auth.clone(),
-        Arc::new(Quotas::default()),
-        config.ingest.max_expanded_request_size,
-    );
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+/// The contexts behind the listeners: the audit logs, the pipeline (recovered and running), the
+/// tenants' series, and ingest in front of them.
+struct Core {
+    logs: Arc<AuditLogs>,
+    pipeline_task: Arc<tokio::sync::Mutex<Option<PipelineTask>>>,
+    series: Arc<SeriesStore>,
+    catalog: Catalog,
+    ingest: Ingest,
+}
 
-    let max_message =
-        usize::try_from(config.ingest.max_decompressed_body_size).unwrap_or(usize::MAX);
-    let grpc = tokio::spawn(serve_grpc(
-        ingest.clone(),
-        max_message,
-        listeners.grpc,
-        stopped(stop_rx.clone()),
-    ));
-    let http = tokio::spawn(serve_http(
-        ingest,
-        config.ingest.clone(),
-        listeners.http,
-        stopped(stop_rx.clone()),
-    ));
-
-    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
-    let metrics_app =
-        telemetry::endpoint::router(catalog.clone(), series, layout.data_dir().to_path_buf());
-    let metrics = axum::serve(listeners.metrics, metrics_app)
-        .with_graceful_shutdown(stopped(admin_stop_rx.clone()));
-    let api_app = api::router(api::ApiState {
-        stopping: stop_rx.clone(),
-        flush: flush_fn(pipeline_task.clone()),
-        auth: auth.clone(),
-        reloader: reloader.clone(),
-        data_dir: config.storage.data_dir.clone(),
-        limits: config.query.clone(),
-        catalog: catalog.clone(),
-        pool: Arc::new(
-            api::query::QueryPool::new(config.query.threads)
-                .context("cannot start the query runtime")?,
-        ),
-        logs: logs.clone(),
-    });
-    let api = axum::serve(
-        listeners.api,
-        api_app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stopped(admin_stop_rx.clone()));
-    spawn_audit_jobs(&config, &logs, &auth, &catalog, &admin_stop_rx);
-    if let (Some(reloader), Some(interval)) = (&reloader, config.reload.watch_interval) {
-        tokio::spawn(reloader.clone().watch(interval, admin_stop_rx.clone()));
+impl Core {
+    fn start(
+        config: &Config,
+        layout: &Layout,
+        catalog: &Catalog,
+        auth: &Arc<Authenticator>,
+    ) -> anyhow::Result<Self> {
+        let identity =
+            audit::identity(config, layout).context("cannot set up checkpoint signing")?;
+        let logs = Arc::new(AuditLogs::new(layout.clone(), identity));
+        let (pipeline, pipeline_task) = Pipeline::spawn(
+            logs.clone(),
+            pipeline_options(config, layout),
+            catalog.clone(),
+        )?;
+        let series = Arc::new(SeriesStore::new(config.metrics.clone()));
+        let ingest = Ingest::new(
+            Intake::new(pipeline, series.clone()),
+            catalog.clone(),
+            auth.clone(),
+            Arc::new(Quotas::default()),
+            config.ingest.max_expanded_request_size,
+        );
+        Ok(Self {
+            logs,
+            pipeline_task: Arc::new(tokio::sync::Mutex::new(Some(pipeline_task))),
+            series,
+            catalog: catalog.clone(),
+            ingest,
+        })
     }
 
-    let (grpc_addr, http_addr, metrics_addr, api_addr) = running_addrs;
-    tracing::info!(
-        otlp_grpc = %grpc_addr,
-        otlp_http = %http_addr,
-        metrics = %metrics_addr,
-        api = %api_addr,
-        data_dir = %config.storage.data_dir.display(),
-        "tenantscope started"
-    );
+    /// What the API serves from.
+    fn api_state(
+        &self,
+        config: &Config,
+        auth: &Arc<Authenticator>,
+        reloader: &Option<Arc<Reloader>>,
+        stopping: watch::Receiver<bool>,
+    ) -> anyhow::Result<api::ApiState> {
+        let pool = api::query::QueryPool::new(config.query.threads)
+            .context("cannot start the query runtime")?;
+        Ok(api::ApiState {
+            stopping,
+            flush: flush_fn(self.pipeline_task.clone()),
+            auth: auth.clone(),
+            reloader: reloader.clone(),
+            data_dir: config.storage.data_dir.clone(),
+            limits: config.query.clone(),
+            catalog: self.catalog.clone(),
+            pool: Arc::new(pool),
+            logs: self.logs.clone(),
+        })
+    }
+}
 
-    let task = tokio::spawn(
-        Serving {
-            lock,
-            grpc,
-            http,
-            metrics: tokio::spawn(async move { metrics.await }),
-            api: tokio::spawn(async move { api.await }),
-            pipeline: pipeline_task.clone(),
-            logs,
-            catalog,
-            admin_stop: admin_stop_tx,
-        }
-        .until_stopped(),
-    );
-    Ok(Running {
-        otlp_grpc: grpc_addr,
-        otlp_http: http_addr,
-        metrics: metrics_addr,
-        api: api_addr,
-        stop: stop_tx,
-        pipeline: pipeline_task,
-        reloader,
-        task,
-    })
+/// Serves `/metrics` until the admin listeners stop.
+fn serve_metrics(
+    core: &Core,
+    layout: &Layout,
+    listener: TcpListener,
+    stop: &watch::Receiver<bool>,
+) -> JoinHandle<std::io::Result<()>> {
+    let data_dir = layout.data_dir().to_path_buf();
+    let app = telemetry::endpoint::router(core.catalog.clone(), core.series.clone(), data_dir);
+    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop.clone()));
+    tokio::spawn(async move { server.await })
+}
+
+/// Serves the query and admin API until the admin listeners stop.
+fn serve_api(
+    state: api::ApiState,
+    listener: TcpListener,
+    stop: &watch::Receiver<bool>,
+) -> JoinHandle<std::io::Result<()>> {
+    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop.clone()));
+    tokio::spawn(async move { server.await })
 }
 
 /// `POST /admin/flush`: commits what the pipeline holds, while it runs.

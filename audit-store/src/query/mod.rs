@@ -22,7 +22,6 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit};
@@ -32,6 +31,7 @@ use crate::log::{LogError, TenantLog};
 use crate::{Table, TenantId};
 
 pub use datafusion::error::DataFusionError;
+pub use datafusion::execution::SendableRecordBatchStream;
 pub use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
 /// Why a query failed.

@@ -19,10 +19,12 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use arrow::record_batch::RecordBatch;
+use audit_store::TenantId;
 use audit_store::layout::Layout;
 use audit_store::query::RecordBatchStreamAdapter;
 use audit_store::query::format::{OutputFormat, write_stream};
-use audit_store::query::{QueryError, TimeRange};
+use audit_store::query::{QueryError, SendableRecordBatchStream, TimeRange};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -144,6 +146,35 @@ pub(super) async fn query(
 
 async fn run(state: ApiState, request: axum::extract::Request) -> Result<Response, Refusal> {
     let started = Instant::now();
+    let deadline = started + state.limits.timeout;
+    let query = read_query(&state, request).await?;
+    let span = tracing::info_span!("query", tenant = %query.tenant, format = ?query.format);
+    let (stream, first) = start_query(&state, &query, deadline)
+        .instrument(span.clone())
+        .await?;
+    state
+        .catalog
+        .query_seconds()
+        .record(started.elapsed().as_secs_f64());
+    let schema = stream.schema();
+    let stream =
+        RecordBatchStreamAdapter::new(schema, futures::stream::iter(first.map(Ok)).chain(stream));
+    let (tenant, format) = (query.tenant, query.format);
+    span.in_scope(|| tracing::info!(tenant = %tenant, format = ?format, "query started"));
+    let body = stream_body(&state, Box::pin(stream), format, deadline, tenant);
+    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+}
+
+/// An authenticated query request: its tenant, SQL, time range and output format.
+struct Query {
+    tenant: TenantId,
+    sql: String,
+    range: TimeRange,
+    format: OutputFormat,
+}
+
+/// Authenticates the caller and reads the request's JSON body.
+async fn read_query(state: &ApiState, request: axum::extract::Request) -> Result<Query, Refusal> {
     let (parts, body) = request.into_parts();
     let source = parts
         .extensions
@@ -154,16 +185,14 @@ async fn run(state: ApiState, request: axum::extract::Request) -> Result<Respons
         headers.get(header::AUTHORIZATION).map(|v| v.as_bytes()),
         source,
     )?;
-    let limits = state.limits.clone();
-    let body = axum::body::to_bytes(body, limits.max_sql_length.saturating_mul(2) + 4096)
-        .await
-        .map_err(|e| {
-            Refusal::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "invalid",
-                format!("cannot read the request body: {e}"),
-            )
-        })?;
+    let limit = state.limits.max_sql_length.saturating_mul(2) + 4096;
+    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
+        Refusal::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid",
+            format!("cannot read the request body: {e}"),
+        )
+    })?;
     let req: QueryRequest = serde_json::from_slice(&body).map_err(|e| {
         Refusal::bad(format!(
             "the body must be JSON like {{\"sql\": \"SELECT ...\", \"from\": \"2026-01-01T00:00:00Z\"}}: {e}"
@@ -176,58 +205,65 @@ async fn run(state: ApiState, request: axum::extract::Request) -> Result<Respons
     let tenant = access.for_query(named.as_deref())?;
     let format = output_format(req.format.as_deref(), headers)?;
     let range = time_range(&req)?;
+    Ok(Query {
+        tenant,
+        sql: req.sql,
+        range,
+        format,
+    })
+}
 
+/// Plans the query and pulls its first batch on the query pool, so a runaway query never holds
+/// an ingest thread and the deadline fires even while an operator is busy; most failures still
+/// get a status this way.
+async fn start_query(
+    state: &ApiState,
+    query: &Query,
+    deadline: Instant,
+) -> Result<(SendableRecordBatchStream, Option<RecordBatch>), Refusal> {
     let layout = Layout::new(&state.data_dir);
-    let deadline = started + limits.timeout;
-    let timeout = || {
-        Refusal::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            format!(
-                "the query did not finish within query.timeout ({})",
-                humantime::format_duration(limits.timeout)
-            ),
-        )
-    };
-    let store_limits = limits.store_limits();
-    let sql = req.sql;
-    let query_tenant = tenant.clone();
-    // Planning and the first batch run on the query pool, so a runaway query never holds an
-    // ingest thread, and the deadline below fires even while an operator is busy.
-    let span = tracing::info_span!("query", tenant = %tenant, format = ?format);
+    let store_limits = state.limits.store_limits();
+    let (tenant, sql, range) = (query.tenant.clone(), query.sql.clone(), query.range);
     let mut task = state.pool.handle().spawn(
         async move {
             let mut stream =
-                audit_store::query::run(&layout, &query_tenant, range, &sql, store_limits).await?;
-            // Pull the first batch before answering, so that most failures still get a status.
+                audit_store::query::run(&layout, &tenant, range, &sql, store_limits).await?;
             let first = stream.next().await.transpose()?;
             Ok::<_, QueryError>((stream, first))
         }
-        .instrument(span.clone()),
+        .in_current_span(),
     );
-    let (stream, first) = match tokio::time::timeout_at(deadline.into(), &mut task).await {
-        Ok(Ok(result)) => result?,
-        Ok(Err(join_error)) => {
-            return Err(Refusal::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "failed",
-                format!("the query failed: {join_error}"),
-            ));
-        }
+    match tokio::time::timeout_at(deadline.into(), &mut task).await {
+        Ok(Ok(result)) => Ok(result?),
+        Ok(Err(join_error)) => Err(Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "failed",
+            format!("the query failed: {join_error}"),
+        )),
         Err(_) => {
             task.abort();
-            return Err(timeout());
+            Err(Refusal::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!(
+                    "the query did not finish within query.timeout ({})",
+                    humantime::format_duration(state.limits.timeout)
+                ),
+            ))
         }
-    };
-    state
-        .catalog
-        .query_seconds()
-        .record(started.elapsed().as_secs_f64());
-    let schema = stream.schema();
-    let stream =
-        RecordBatchStreamAdapter::new(schema, futures::stream::iter(first.map(Ok)).chain(stream));
-    span.in_scope(|| tracing::info!(tenant = %tenant, format = ?format, "query started"));
+    }
+}
 
+/// The response body: the rest of the result, encoded in `format` on a blocking thread (on the
+/// query pool's runtime) and sent in chunks as the client reads; an error or the deadline ends
+/// the body with an error.
+fn stream_body(
+    state: &ApiState,
+    stream: SendableRecordBatchStream,
+    format: OutputFormat,
+    deadline: Instant,
+    tenant: TenantId,
+) -> Body {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     let handle = state.pool.handle().clone();
     let error_tx = tx.clone();
@@ -238,7 +274,7 @@ async fn run(state: ApiState, request: axum::extract::Request) -> Result<Respons
         };
         let outcome = handle.block_on(tokio::time::timeout_at(
             deadline.into(),
-            write_stream(Box::pin(stream), format, writer),
+            write_stream(stream, format, writer),
         ));
         let error = match outcome {
             Ok(Ok(_rows)) => return,
@@ -248,8 +284,7 @@ async fn run(state: ApiState, request: axum::extract::Request) -> Result<Respons
         tracing::warn!(tenant = %tenant, error = %error, "query failed while streaming");
         let _ = futures::executor::block_on(error_tx.send(Err(error)));
     });
-    let body = Body::from_stream(tokio_stream_from(rx));
-    Ok(([(header::CONTENT_TYPE, format.content_type())], body).into_response())
+    Body::from_stream(tokio_stream_from(rx))
 }
 
 const CHUNK: usize = 64 << 10;

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use audit_store::TenantId;
 use audit_store::layout::Layout;
-use audit_store::log::checkpoint;
+use audit_store::log::retention::RetentionOutcome;
+use audit_store::log::{LogError, checkpoint};
 use audit_store::verify::{self, Report, Severity, VerifyOptions};
 use clap::Args;
 
@@ -246,8 +247,26 @@ pub fn retention(args: &RetentionArgs, out: &mut dyn Write) -> anyhow::Result<us
     } else {
         "deleted"
     };
-    let mut total = 0;
-    let mut failed = 0;
+    let (total, mut failed) = report_retention(&outcomes, verb, out)?;
+    if let Some(logs) = &logs {
+        let (_, errors) = logs.checkpoint_all();
+        failed += errors.len();
+    }
+    writeln!(out, "retention: {verb} {total} files")?;
+    if failed > 0 {
+        anyhow::bail!("{failed} tenants failed");
+    }
+    Ok(total)
+}
+
+/// Writes what retention did (or would do) to each tenant; the files deleted and the tenants
+/// that failed.
+fn report_retention(
+    outcomes: &[(TenantId, Result<RetentionOutcome, LogError>)],
+    verb: &str,
+    out: &mut dyn Write,
+) -> std::io::Result<(usize, usize)> {
+    let (mut total, mut failed) = (0, 0);
     for (tenant, outcome) in outcomes {
         match outcome {
             Ok(o) => {
@@ -273,15 +292,7 @@ pub fn retention(args: &RetentionArgs, out: &mut dyn Write) -> anyhow::Result<us
             }
         }
     }
-    if let Some(logs) = &logs {
-        let (_, errors) = logs.checkpoint_all();
-        failed += errors.len();
-    }
-    writeln!(out, "retention: {verb} {total} files")?;
-    if failed > 0 {
-        anyhow::bail!("{failed} tenants failed");
-    }
-    Ok(total)
+    Ok((total, failed))
 }
 
 #[derive(Debug, Args)]

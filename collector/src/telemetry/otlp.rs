@@ -104,32 +104,13 @@ pub fn translate(
     metric: &Metric,
     points: &mut Vec<Point>,
 ) -> Vec<String> {
-    let mut refused = Vec::new();
     let Some(data) = &metric.data else {
         return vec![format!("metric {:?} has no data", metric.name)];
     };
-    let (kind, monotonic, temporality) = match data {
-        Data::Gauge(_) => (Kind::Gauge, false, None),
-        Data::Sum(s) => (
-            if s.is_monotonic {
-                Kind::Counter
-            } else {
-                Kind::Gauge
-            },
-            s.is_monotonic,
-            Some(s.aggregation_temporality),
-        ),
-        Data::Histogram(h) => (Kind::Histogram, false, Some(h.aggregation_temporality)),
-        Data::ExponentialHistogram(h) => (Kind::Histogram, false, Some(h.aggregation_temporality)),
-        Data::Summary(s) => {
-            return s
-                .data_points
-                .iter()
-                .map(|_| format!("metric {:?}: summaries are not supported", metric.name))
-                .collect();
-        }
-    };
     let count = data_points(data);
+    let Some((kind, monotonic, temporality)) = shape(data) else {
+        return vec![format!("metric {:?}: summaries are not supported", metric.name); count];
+    };
     let name = match metric_name(&metric.name, &metric.unit, kind, monotonic) {
         Ok(n) => n,
         Err(e) => return vec![e; count],
@@ -150,62 +131,90 @@ pub fn translate(
     } else {
         metric.description.clone()
     };
-    let mut push = |attrs: &[KeyValue], update: Update| {
-        let mut labels = attributes(attrs.iter());
-        labels.extend(target.labels.iter().cloned());
-        labels.sort();
-        points.push(Point {
-            family: name.clone(),
-            help: help.clone(),
-            kind,
-            tenant: tenant.to_string(),
-            labels,
-            update,
-        });
+    let mut refused = Vec::new();
+    each_update(data, delta, |attrs, update| match update {
+        Ok(Some(update)) => {
+            let mut labels = attributes(attrs.iter());
+            labels.extend(target.labels.iter().cloned());
+            labels.sort();
+            points.push(Point {
+                family: name.clone(),
+                help: help.clone(),
+                kind,
+                tenant: tenant.to_string(),
+                labels,
+                update,
+            });
+        }
+        Ok(None) => {}
+        Err(e) => refused.push(format!("metric {:?}: {e}", metric.name)),
+    });
+    refused
+}
+
+/// The series kind, monotonicity and aggregation temporality of `data`; `None` for a summary.
+fn shape(data: &Data) -> Option<(Kind, bool, Option<i32>)> {
+    Some(match data {
+        Data::Gauge(_) => (Kind::Gauge, false, None),
+        Data::Sum(s) => (
+            if s.is_monotonic {
+                Kind::Counter
+            } else {
+                Kind::Gauge
+            },
+            s.is_monotonic,
+            Some(s.aggregation_temporality),
+        ),
+        Data::Histogram(h) => (Kind::Histogram, false, Some(h.aggregation_temporality)),
+        Data::ExponentialHistogram(h) => (Kind::Histogram, false, Some(h.aggregation_temporality)),
+        Data::Summary(_) => return None,
+    })
+}
+
+/// Calls `f` with each data point's attributes and its series update (`None` for a point without
+/// a recorded value), or why it cannot be one. Delta points add; cumulative ones and gauges set.
+fn each_update(
+    data: &Data,
+    delta: bool,
+    mut f: impl FnMut(&[KeyValue], Result<Option<Update>, String>),
+) {
+    let add_or_set = |v: f64| {
+        if delta {
+            Update::Add(v)
+        } else {
+            Update::Set(v)
+        }
+    };
+    let histogram = |b: Buckets| {
+        if delta {
+            Update::AddHistogram(b)
+        } else {
+            Update::SetHistogram(b)
+        }
     };
     match data {
         Data::Gauge(g) => {
             for p in &g.data_points {
-                match number(p) {
-                    Ok(Some(v)) => push(&p.attributes, Update::Set(v)),
-                    Ok(None) => {}
-                    Err(e) => refused.push(format!("metric {:?}: {e}", metric.name)),
-                }
+                f(&p.attributes, number(p).map(|v| v.map(Update::Set)));
             }
         }
         Data::Sum(s) => {
             for p in &s.data_points {
-                match number(p) {
-                    Ok(Some(v)) if delta => push(&p.attributes, Update::Add(v)),
-                    Ok(Some(v)) => push(&p.attributes, Update::Set(v)),
-                    Ok(None) => {}
-                    Err(e) => refused.push(format!("metric {:?}: {e}", metric.name)),
-                }
+                f(&p.attributes, number(p).map(|v| v.map(add_or_set)));
             }
         }
         Data::Histogram(h) => {
             for p in &h.data_points {
-                match explicit(p) {
-                    Ok(Some(b)) if delta => push(&p.attributes, Update::AddHistogram(b)),
-                    Ok(Some(b)) => push(&p.attributes, Update::SetHistogram(b)),
-                    Ok(None) => {}
-                    Err(e) => refused.push(format!("metric {:?}: {e}", metric.name)),
-                }
+                f(&p.attributes, explicit(p).map(|b| b.map(histogram)));
             }
         }
         Data::ExponentialHistogram(h) => {
             for p in &h.data_points {
-                match exponential(p) {
-                    Ok(Some(b)) if delta => push(&p.attributes, Update::AddHistogram(b)),
-                    Ok(Some(b)) => push(&p.attributes, Update::SetHistogram(b)),
-                    Ok(None) => {}
-                    Err(e) => refused.push(format!("metric {:?}: {e}", metric.name)),
-                }
+                f(&p.attributes, exponential(p).map(|b| b.map(histogram)));
             }
         }
         Data::Summary(_) => {}
     }
-    refused
 }
 
 /// Data points of a metric.
