@@ -2,7 +2,7 @@ use arrow::array::{Array, AsArray, MapArray};
 use arrow::datatypes::{Int32Type, Int64Type, TimestampNanosecondType, UInt32Type};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
-use opentelemetry_proto::tonic::trace::v1::Status;
+use opentelemetry_proto::tonic::trace::v1::{Status, span};
 
 use super::*;
 use crate::test_support;

@@ -7,36 +7,33 @@
 //! 3. checkpoint every tenant's audit log that grew,
 //! 4. stop the metrics and API listeners (they stay up while the writer drains).
 
+mod serve;
+
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::otlp::logs::LogsRequest;
 use anyhow::Context as _;
 use audit_store::layout::Layout;
+use audit_store::log::AuditLogs;
 use audit_store::writer::WriterOptions;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use std::path::PathBuf;
-
 use crate::api;
 use crate::audit;
-use crate::config::{Config, IngestLimits};
-use crate::ingest::grpc::ExportService;
-use crate::ingest::{self, Ingest};
+use crate::config::Config;
+use crate::ingest::Ingest;
 use crate::pipeline::accept::Intake;
 use crate::pipeline::memtable::FlushPolicy;
 use crate::pipeline::{Pipeline, PipelineOptions, PipelineTask};
+use crate::telemetry::Catalog;
 use crate::telemetry::series::SeriesStore;
-use crate::telemetry::{self, Catalog};
 use crate::tenancy::limits::Quotas;
 use crate::tenancy::reload::{ReloadOutcome, Reloader};
 use crate::tenancy::{Authenticator, Directory, Tenants};
-use audit_store::log::AuditLogs;
+use serve::{Listeners, Serving, serve_api, serve_grpc, serve_http, serve_metrics, stopped};
 
 /// A started daemon.
 pub struct Running {
@@ -185,11 +182,6 @@ fn tenancy(
     Ok((auth, reloader))
 }
 
-/// Resolves when `rx` says stop.
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
-}
-
 /// The contexts behind the listeners: the audit logs, the pipeline (recovered and running), the
 /// tenants' series, and ingest in front of them.
 struct Core {
@@ -256,30 +248,6 @@ impl Core {
     }
 }
 
-/// Serves `/metrics` until the admin listeners stop.
-fn serve_metrics(
-    core: &Core,
-    layout: &Layout,
-    listener: TcpListener,
-    stop: &watch::Receiver<bool>,
-) -> JoinHandle<std::io::Result<()>> {
-    let data_dir = layout.data_dir().to_path_buf();
-    let app = telemetry::endpoint::router(core.catalog.clone(), core.series.clone(), data_dir);
-    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop.clone()));
-    tokio::spawn(async move { server.await })
-}
-
-/// Serves the query and admin API until the admin listeners stop.
-fn serve_api(
-    state: api::ApiState,
-    listener: TcpListener,
-    stop: &watch::Receiver<bool>,
-) -> JoinHandle<std::io::Result<()>> {
-    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop.clone()));
-    tokio::spawn(async move { server.await })
-}
-
 /// `POST /admin/flush`: commits what the pipeline holds, while it runs.
 fn flush_fn(pipeline: Arc<tokio::sync::Mutex<Option<PipelineTask>>>) -> api::FlushFn {
     Arc::new(move || {
@@ -290,78 +258,6 @@ fn flush_fn(pipeline: Arc<tokio::sync::Mutex<Option<PipelineTask>>>) -> api::Flu
             }
         })
     })
-}
-
-/// What runs until shutdown; [`Serving::until_stopped`] stops it in the order the module's
-/// documentation gives.
-struct Serving {
-    /// The data directory's lock, held until every file is committed and closed.
-    lock: std::fs::File,
-    grpc: JoinHandle<Result<(), tonic::transport::Error>>,
-    http: JoinHandle<std::io::Result<()>>,
-    metrics: JoinHandle<std::io::Result<()>>,
-    api: JoinHandle<std::io::Result<()>>,
-    pipeline: Arc<tokio::sync::Mutex<Option<PipelineTask>>>,
-    logs: Arc<AuditLogs>,
-    catalog: Catalog,
-    admin_stop: watch::Sender<bool>,
-}
-
-impl Serving {
-    async fn until_stopped(self) -> anyhow::Result<()> {
-        let _lock = self.lock;
-        // The receivers stop on the stop signal, letting in-flight requests finish.
-        let (grpc_result, http_result) = tokio::join!(self.grpc, self.http);
-        // Every receiver is gone, and with it every pipeline handle: the log thread answers what
-        // it has, the flusher commits everything.
-        if let Some(task) = self.pipeline.lock().await.take() {
-            task.join().await.context("the pipeline failed")?;
-        }
-        // Everything is committed: the last checkpoint covers it.
-        audit::checkpoint_now(&self.logs, &self.catalog).await;
-        let _ = self.admin_stop.send(true);
-        let (metrics_result, api_result) = tokio::join!(self.metrics, self.api);
-        grpc_result?.context("OTLP/gRPC server failed")?;
-        http_result?.context("OTLP/HTTP server failed")?;
-        metrics_result?.context("metrics server failed")?;
-        api_result?.context("API server failed")?;
-        tracing::info!("tenantscope stopped");
-        Ok(())
-    }
-}
-
-/// The four listeners, bound before anything is served (port 0 works).
-struct Listeners {
-    grpc: TcpListener,
-    http: TcpListener,
-    metrics: TcpListener,
-    api: TcpListener,
-}
-
-impl Listeners {
-    async fn bind(config: &Config) -> anyhow::Result<Self> {
-        let bind = |addr: SocketAddr, what: &'static str| async move {
-            TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on {addr} ({what})"))
-        };
-        Ok(Self {
-            grpc: bind(config.listen.otlp_grpc, "listen.otlp_grpc").await?,
-            http: bind(config.listen.otlp_http, "listen.otlp_http").await?,
-            metrics: bind(config.listen.metrics, "listen.metrics").await?,
-            api: bind(config.listen.api, "listen.api").await?,
-        })
-    }
-
-    /// The bound addresses: OTLP/gRPC, OTLP/HTTP, metrics, API.
-    fn addresses(&self) -> std::io::Result<(SocketAddr, SocketAddr, SocketAddr, SocketAddr)> {
-        Ok((
-            self.grpc.local_addr()?,
-            self.http.local_addr()?,
-            self.metrics.local_addr()?,
-            self.api.local_addr()?,
-        ))
-    }
 }
 
 /// The pipeline's settings, from `storage` (and `tracing`: the daemon's own spans are not traced
@@ -390,62 +286,6 @@ fn pipeline_options(config: &Config, layout: &Layout) -> PipelineOptions {
             .as_ref()
             .map(|_| config.tracing.tenant.clone()),
     }
-}
-
-/// Serves OTLP/gRPC (logs, traces, metrics) until `stop`.
-async fn serve_grpc(
-    ingest: Ingest,
-    max_message: usize,
-    listener: TcpListener,
-    stop: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    // HTTP/2 flow-control windows sized for OTLP batches (hundreds of KB): with the 64 KiB
-    // defaults a large export stalls on window updates.
-    tonic::transport::Server::builder()
-        .initial_stream_window_size(Some(4 << 20))
-        .initial_connection_window_size(Some(16 << 20))
-        .add_service(ExportService::<LogsRequest>::new(
-            ingest.clone(),
-            max_message,
-        ))
-        .add_service(ExportService::<ExportTraceServiceRequest>::new(
-            ingest.clone(),
-            max_message,
-        ))
-        .add_service(ExportService::<ExportMetricsServiceRequest>::new(
-            ingest,
-            max_message,
-        ))
-        .serve_with_incoming_shutdown(
-            // `serve_with_incoming` ignores the builder's TCP_NODELAY: without it on the
-            // accepted sockets, Nagle's algorithm holds the last frame of a response until the
-            // client's delayed ACK (~40 ms at p99 on loopback).
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stop,
-        )
-        .await
-}
-
-/// Serves OTLP/HTTP until `stop`.
-async fn serve_http(
-    ingest: Ingest,
-    limits: IngestLimits,
-    listener: TcpListener,
-    stop: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let app = ingest::http::router(ingest, limits);
-    // axum leaves Nagle's algorithm on for a plain listener; acks are latency-sensitive.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %error, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop)
-    .await
 }
 
 /// The audit log's background jobs: retention (and once at start) and checkpoints.
