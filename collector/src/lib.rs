@@ -9,10 +9,13 @@
 //! - [`api`]: the API listener (health, readiness, queries, checkpoints and proofs, exports,
 //!   legal holds); [`audit`]: the daemon's side of the audit logs (key, checkpoint and retention
 //!   jobs);
-//! - [`ingest`]: OTLP/gRPC and OTLP/HTTP receivers, decoding, limits, the error→status table;
-//! - [`pipeline`]: OTLP → Arrow conversion and the batching writer that acknowledges commits;
+//! - [`ingest`]: OTLP/gRPC and OTLP/HTTP receivers: decoding, size limits, authentication and
+//!   admission, the error→status table; it only receives;
+//! - [`pipeline`]: accepting a request (per-record validation, redaction, conversion; OTLP →
+//!   Arrow), the write-ahead log that acknowledges it, and the flusher that commits Parquet;
 //! - [`tenancy`]: wire input → [`audit_store::TenantId`], per-tenant policy and redaction;
-//! - [`telemetry`]: the daemon's own logs and metrics;
+//! - [`telemetry`]: the daemon's own logs and metrics (a catalog of metric families), and the
+//!   series derived from what tenants send;
 //! - [`otlp`]: the OTLP codec layer (requests read in place, salvage, OTLP/JSON, values, enums),
 //!   knowing no tenants, store or metrics;
 //! - [`config`]: typed, validated configuration.

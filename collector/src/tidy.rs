@@ -136,3 +136,29 @@ fn the_use_scanner_sees_groups_paths_and_skips_comments() {
     let used: Vec<_> = used_modules(&code).into_iter().collect();
     assert_eq!(used, ["config", "pipeline", "telemetry", "tenancy"]);
 }
+
+/// Ingest only receives: of the store it may name the tenant id type and nothing else (no
+/// writers, logs, layouts or write-ahead log); everything it receives goes through the pipeline's
+/// front door.
+#[test]
+fn ingest_names_nothing_of_the_store_but_tenant_ids() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ingest");
+    let mut files = Vec::new();
+    rust_files(&dir, &mut files);
+    assert!(!files.is_empty());
+    let mut named = Vec::new();
+    for path in &files {
+        let text = code(&std::fs::read_to_string(path).unwrap());
+        for (i, _) in text.match_indices("audit_store::") {
+            let rest = &text[i + "audit_store::".len()..];
+            let item: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':' || *c == '{')
+                .collect();
+            if item != "TenantId" {
+                named.push(format!("{}: audit_store::{item}", path.display()));
+            }
+        }
+    }
+    assert!(named.is_empty(), "ingest names the store: {named:?}");
+}
