@@ -181,6 +181,7 @@ fn run(args: &RunArgs) -> ExitCode {
                     return Ok(Err(ExitCode::from(2)));
                 }
             };
+            telemetry::log_panics();
             let result = app::run(config, args.config.clone(), tracing.flusher()).await;
             tokio::task::spawn_blocking(move || tracing.shutdown())
                 .await

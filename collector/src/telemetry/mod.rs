@@ -65,6 +65,27 @@ impl Tracing {
     }
 }
 
+/// Logs every panic as an `error` event (thread, source location, message), then runs the
+/// default hook, which prints it (and a backtrace, when `RUST_BACKTRACE` asks) to stderr. The
+/// release binary carries no symbol table (README, "Binary size"), so backtrace frames are bare
+/// addresses there; the panic's `file:line:column` is compiled in and always logged.
+pub fn log_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("(not a string)");
+        let location = info.location().map(|l| l.to_string()).unwrap_or_default();
+        let thread = std::thread::current();
+        let thread = thread.name().unwrap_or("unnamed");
+        tracing::error!(thread, location, panic = message, "panicked");
+        default(info);
+    }));
+}
+
 /// Installs the global `tracing` subscriber: log lines to stderr (`RUST_LOG`, when set,
 /// overrides `level`), and the OTLP span exporter when `tracing.otlp_endpoint` is set. Must run
 /// inside the Tokio runtime when spans are exported.

@@ -78,3 +78,20 @@ fn fields_recorded_later_join_the_span_fields() {
     );
     assert_eq!(span(3), serde_json::json!({"name": "empty", "late": true}));
 }
+
+#[test]
+fn panics_are_logged_with_their_location() {
+    super::log_panics();
+    let lines = json_lines(|| {
+        let result = std::panic::catch_unwind(|| panic!("boom {}", 42));
+        assert!(result.is_err());
+    });
+    let event = lines
+        .iter()
+        .find(|l| l["message"] == "panicked")
+        .expect("a panic event");
+    assert_eq!(event["level"], "ERROR");
+    assert_eq!(event["panic"], "boom 42");
+    let location = event["location"].as_str().unwrap();
+    assert!(location.contains("telemetry/tests.rs:"), "{location}");
+}
