@@ -67,19 +67,7 @@ pub async fn write_stream<W: Write + Send>(
     let schema = stream.schema();
     let mut rows = 0;
     match format {
-        OutputFormat::Table => {
-            let mut batches = Vec::new();
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                rows += batch.num_rows();
-                batches.push(batch);
-            }
-            let mut out = out;
-            let table = arrow::util::pretty::pretty_format_batches(&batches)
-                .map_err(|e| QueryError::Execution(e.into()))?;
-            writeln!(out, "{table}")?;
-            out.flush()?;
-        }
+        OutputFormat::Table => rows = write_table(&mut stream, out).await?,
         OutputFormat::Json => {
             let mut writer = arrow::json::WriterBuilder::new()
                 .with_explicit_nulls(true)
@@ -92,25 +80,7 @@ pub async fn write_stream<W: Write + Send>(
             writer.finish().map_err(arrow_err)?;
             writer.into_inner().flush()?;
         }
-        OutputFormat::Csv => {
-            let mut writer = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(out);
-            let mut wrote_header = false;
-            while let Some(batch) = stream.next().await {
-                let batch = flatten_for_csv(&batch?)?;
-                rows += batch.num_rows();
-                writer.write(&batch).map_err(arrow_err)?;
-                wrote_header = true;
-            }
-            if !wrote_header {
-                // arrow's writer prints the header with the first batch; an empty result still
-                // gets one so that a consumer sees the columns.
-                let empty = flatten_for_csv(&RecordBatch::new_empty(schema))?;
-                writer.write(&empty).map_err(arrow_err)?;
-            }
-            writer.into_inner().flush()?;
-        }
+        OutputFormat::Csv => rows = write_csv(&mut stream, out).await?,
         OutputFormat::Arrow => {
             let mut writer =
                 arrow::ipc::writer::StreamWriter::try_new(out, &schema).map_err(arrow_err)?;
@@ -141,6 +111,55 @@ pub async fn write_stream<W: Write + Send>(
     Ok(rows)
 }
 
+/// Writes every batch of `stream` as one pretty-printed table (held in memory to size the
+/// columns); returns the number of rows.
+async fn write_table<W: Write + Send>(
+    stream: &mut SendableRecordBatchStream,
+    mut out: W,
+) -> Result<usize, QueryError> {
+    let mut rows = 0;
+    let mut batches = Vec::new();
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        rows += batch.num_rows();
+        batches.push(batch);
+    }
+    let table = arrow::util::pretty::pretty_format_batches(&batches)
+        .map_err(|e| QueryError::Execution(e.into()))?;
+    writeln!(out, "{table}")?;
+    out.flush()?;
+    Ok(rows)
+}
+
+/// Writes every batch of `stream` as CSV with a header (maps flattened to text); returns the
+/// number of rows.
+async fn write_csv<W: Write + Send>(
+    stream: &mut SendableRecordBatchStream,
+    out: W,
+) -> Result<usize, QueryError> {
+    let schema = stream.schema();
+    let mut rows = 0;
+    let mut writer = arrow::csv::WriterBuilder::new()
+        .with_header(true)
+        .build(out);
+    let mut wrote_header = false;
+    while let Some(batch) = stream.next().await {
+        let batch = flatten_for_csv(&batch?)?;
+        rows += batch.num_rows();
+        writer.write(&batch).map_err(arrow_err)?;
+        wrote_header = true;
+    }
+    if !wrote_header {
+        // arrow's writer prints the header with the first batch; an empty result still
+        // gets one so that a consumer sees the columns.
+        let empty = flatten_for_csv(&RecordBatch::new_empty(schema))?;
+        writer.write(&empty).map_err(arrow_err)?;
+    }
+    writer.into_inner().flush()?;
+    Ok(rows)
+}
+
+/// An Arrow error as a query error.
 fn arrow_err(e: arrow::error::ArrowError) -> QueryError {
     QueryError::Execution(e.into())
 }

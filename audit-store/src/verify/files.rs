@@ -7,6 +7,7 @@ use std::path::Path;
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
+use super::entries::EntryIndex;
 use super::{TenantReport, VerifyError, VerifyOptions, parquet_files, quarantine_files};
 use crate::log::entry::{Entry, EntryKind, FileEntry};
 use crate::rows_digest::RowsHasher;
@@ -20,18 +21,38 @@ struct Checked {
     rows: Option<Result<(String, u64), String>>,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Checks every file `entries` names against its entry, then the directories for files no entry
+/// names.
 pub(super) fn check_files(
     layout: &Layout,
     tenant: &TenantId,
     dir: &Path,
-    files: &[(u64, FileEntry)],
-    deleted: &HashMap<String, (u64, Entry)>,
-    quarantined: &HashMap<String, u64>,
+    entries: &EntryIndex,
     threads: usize,
     options: &VerifyOptions,
     report: &mut TenantReport,
 ) -> Result<(), VerifyError> {
+    let (seen, live) = live_files(&entries.files, &entries.deleted, report);
+    report_deletions(dir, &entries.deleted, &seen, report);
+    // Hash the live files, a file per thread at a time.
+    let results = super::parallel_map(&live, threads, |(_, entry)| {
+        check_one(&dir.join(&entry.path), entry, options.skip_rows_digest)
+    });
+    for ((index, entry), result) in live.iter().zip(results) {
+        compare_file(*index, entry, result, report);
+    }
+    report_unnamed(layout, tenant, entries, report)?;
+    report_unrecorded_quarantine(layout, tenant, &entries.quarantined, report);
+    Ok(())
+}
+
+/// The paths committed (reporting those committed twice), and the files committed and not
+/// deleted, with their entries' indexes.
+fn live_files<'f>(
+    files: &'f [(u64, FileEntry)],
+    deleted: &HashMap<String, (u64, Entry)>,
+    report: &mut TenantReport,
+) -> (HashSet<&'f str>, Vec<(u64, &'f FileEntry)>) {
     let mut seen = HashSet::new();
     let mut live = Vec::new();
     for (index, f) in files {
@@ -48,6 +69,16 @@ pub(super) fn check_files(
         }
         live.push((*index, f));
     }
+    (seen, live)
+}
+
+/// Reports every deletion: of a file never committed (damage), or by retention (a fact).
+fn report_deletions(
+    dir: &Path,
+    deleted: &HashMap<String, (u64, Entry)>,
+    seen: &HashSet<&str>,
+    report: &mut TenantReport,
+) {
     for (path, (index, entry)) in deleted {
         if !seen.contains(path.as_str()) {
             report.tamper(
@@ -78,82 +109,92 @@ pub(super) fn check_files(
             );
         }
     }
-    // Hash the live files, a file per thread at a time.
-    let results = super::parallel_map(&live, threads, |(_, entry)| {
-        check_one(&dir.join(&entry.path), entry, options.skip_rows_digest)
-    });
-    for ((index, entry), result) in live.iter().zip(results) {
-        let subject = entry.path.clone();
-        let checked = match result {
-            Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                report.tamper(
-                    "file_missing",
-                    subject,
-                    format!(
-                        "committed by entry {index}, not deleted by retention, and not on disk"
-                    ),
-                );
-                continue;
-            }
-            Err(e) => {
-                report.tamper("file_unreadable", subject, e.to_string());
-                continue;
-            }
-        };
-        report.files_checked += 1;
-        report.bytes_hashed += checked.bytes;
-        let same_rows = match &checked.rows {
-            Some(Ok((digest, rows))) => Some(*digest == entry.rows_digest && *rows == entry.rows),
-            _ => None,
-        };
-        if checked.bytes < entry.bytes {
+}
+
+/// Compares what a live file turned out to be with its entry `index`.
+fn compare_file(
+    index: u64,
+    entry: &FileEntry,
+    result: Result<Checked, std::io::Error>,
+    report: &mut TenantReport,
+) {
+    let subject = entry.path.clone();
+    let checked = match result {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             report.tamper(
-                "file_truncated",
-                subject.clone(),
-                format!("{} bytes, the log says {}", checked.bytes, entry.bytes),
+                "file_missing",
+                subject,
+                format!("committed by entry {index}, not deleted by retention, and not on disk"),
             );
-        } else if checked.sha256 != entry.sha256 {
-            let rows = match same_rows {
-                Some(true) => "; its rows are the committed ones (the file was re-encoded)",
-                Some(false) => "; its rows differ from the committed ones",
-                None => "",
-            };
+            return;
+        }
+        Err(e) => {
+            report.tamper("file_unreadable", subject, e.to_string());
+            return;
+        }
+    };
+    report.files_checked += 1;
+    report.bytes_hashed += checked.bytes;
+    let same_rows = match &checked.rows {
+        Some(Ok((digest, rows))) => Some(*digest == entry.rows_digest && *rows == entry.rows),
+        _ => None,
+    };
+    if checked.bytes < entry.bytes {
+        report.tamper(
+            "file_truncated",
+            subject.clone(),
+            format!("{} bytes, the log says {}", checked.bytes, entry.bytes),
+        );
+    } else if checked.sha256 != entry.sha256 {
+        let rows = match same_rows {
+            Some(true) => "; its rows are the committed ones (the file was re-encoded)",
+            Some(false) => "; its rows differ from the committed ones",
+            None => "",
+        };
+        report.tamper(
+            "file_altered",
+            subject.clone(),
+            format!(
+                "SHA-256 {} ({} bytes), the log says {} ({} bytes){rows}",
+                checked.sha256, checked.bytes, entry.sha256, entry.bytes
+            ),
+        );
+        return;
+    }
+    match checked.rows {
+        Some(Ok((digest, rows))) if digest != entry.rows_digest || rows != entry.rows => {
             report.tamper(
-                "file_altered",
-                subject.clone(),
+                "rows_altered",
+                subject,
                 format!(
-                    "SHA-256 {} ({} bytes), the log says {} ({} bytes){rows}",
-                    checked.sha256, checked.bytes, entry.sha256, entry.bytes
+                    "{rows} rows with digest {digest}, the log says {} rows with {}",
+                    entry.rows, entry.rows_digest
                 ),
             );
-            continue;
         }
-        match checked.rows {
-            Some(Ok((digest, rows))) if digest != entry.rows_digest || rows != entry.rows => {
-                report.tamper(
-                    "rows_altered",
-                    subject,
-                    format!(
-                        "{rows} rows with digest {digest}, the log says {} rows with {}",
-                        entry.rows, entry.rows_digest
-                    ),
-                );
-            }
-            Some(Err(e)) if checked.bytes >= entry.bytes => {
-                report.tamper(
-                    "file_unreadable",
-                    subject,
-                    format!("its rows cannot be read: {e}"),
-                );
-            }
-            _ => {}
+        Some(Err(e)) if checked.bytes >= entry.bytes => {
+            report.tamper(
+                "file_unreadable",
+                subject,
+                format!("its rows cannot be read: {e}"),
+            );
         }
+        _ => {}
     }
-    // Files no entry names. Beside a running daemon a file is renamed into place a moment before
-    // its entry is appended: such a file is named once the log is read again, so the log is
-    // re-read for a second before what is still unnamed is reported.
-    let named: HashSet<&str> = files.iter().map(|(_, f)| f.path.as_str()).collect();
+}
+
+/// Reports the Parquet files no entry names (unless a quarantine entry is about to move them).
+fn report_unnamed(
+    layout: &Layout,
+    tenant: &TenantId,
+    entries: &EntryIndex,
+    report: &mut TenantReport,
+) -> Result<(), VerifyError> {
+    // Beside a running daemon a file is renamed into place a moment before its entry is
+    // appended: such a file is named once the log is read again, so the log is re-read for a
+    // second before what is still unnamed is reported.
+    let named: HashSet<&str> = entries.files.iter().map(|(_, f)| f.path.as_str()).collect();
     let mut unnamed: Vec<String> = parquet_files(layout, tenant)?
         .into_keys()
         .filter(|relative| !named.contains(relative.as_str()))
@@ -168,7 +209,7 @@ pub(super) fn check_files(
         }
     }
     for relative in unnamed {
-        if let Some(index) = quarantined.get(&relative) {
+        if let Some(index) = entries.quarantined.get(&relative) {
             report.info(
                 "quarantine_pending",
                 relative,
@@ -182,6 +223,16 @@ pub(super) fn check_files(
             );
         }
     }
+    Ok(())
+}
+
+/// Reports the files in the tenant's quarantine directory no quarantine entry records.
+fn report_unrecorded_quarantine(
+    layout: &Layout,
+    tenant: &TenantId,
+    quarantined: &HashMap<String, u64>,
+    report: &mut TenantReport,
+) {
     for relative in quarantine_files(layout, tenant) {
         if !quarantined.contains_key(&relative) {
             report.tamper(
@@ -191,9 +242,9 @@ pub(super) fn check_files(
             );
         }
     }
-    Ok(())
 }
 
+/// Hashes one file's bytes and, unless skipped, its rows.
 fn check_one(path: &Path, entry: &FileEntry, skip_rows: bool) -> Result<Checked, std::io::Error> {
     let (sha256, bytes) = crate::log::sha256_file(path)?;
     let rows = (!skip_rows).then(|| rows_digest(path, &entry.table));
