@@ -255,8 +255,21 @@ fn check_one(path: &Path, entry: &FileEntry, skip_rows: bool) -> Result<Checked,
     })
 }
 
-/// The rows digest and row count of a Parquet file of `table`.
+/// The rows digest and row count of a Parquet file of `table`; an error for a file that cannot be
+/// read, including one damaged so that the Parquet reader panics (some damaged footers do): the
+/// file is reported, the rest of the store is still checked.
 pub fn rows_digest(path: &Path, table: &str) -> Result<(String, u64), String> {
+    std::panic::catch_unwind(|| read_rows_digest(path, table)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(format!("the Parquet reader failed on the file: {what}"))
+    })
+}
+
+fn read_rows_digest(path: &Path, table: &str) -> Result<(String, u64), String> {
     let table = Table::from_name(table).ok_or_else(|| format!("unknown table {table:?}"))?;
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
