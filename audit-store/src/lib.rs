@@ -24,5 +24,8 @@ pub mod verify;
 pub mod wal;
 pub mod writer;
 
+#[cfg(test)]
+mod test_support;
+
 pub use schema::Table;
 pub use tenant::{TenantId, TenantIdError};

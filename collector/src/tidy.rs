@@ -162,3 +162,91 @@ fn ingest_names_nothing_of_the_store_but_tenant_ids() {
     }
     assert!(named.is_empty(), "ingest names the store: {named:?}");
 }
+
+/// The production sources of both crates (not tests, not this file).
+fn production_files() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    rust_files(&root.join("../audit-store/src"), &mut files);
+    files.retain(|p| {
+        let name = p.file_name().unwrap().to_string_lossy();
+        name != "tests.rs" && name != "tidy.rs" && name != "test_support.rs"
+    });
+    files.sort();
+    files
+}
+
+/// Tests take shared helpers from a test-support module, never from another module's tests.
+#[test]
+fn no_test_uses_another_modules_tests() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    rust_files(&root.join("../audit-store/src"), &mut files);
+    files.retain(|p| !p.ends_with("tidy.rs"));
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|p| code(&std::fs::read_to_string(p).unwrap()).contains("::tests::"))
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(
+        offenders.is_empty(),
+        "use test_support instead: {offenders:?}"
+    );
+}
+
+/// A file over 500 lines says why at its top (a `//!` line with "Longer than 500 lines"); a
+/// function over 80 lines is split into named steps.
+#[test]
+fn files_and_functions_stay_small_enough_to_hold_in_ones_head() {
+    let mut long_files = Vec::new();
+    let mut long_fns = Vec::new();
+    for path in production_files() {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let explained = lines
+            .iter()
+            .take_while(|l| l.starts_with("//!"))
+            .any(|l| l.contains("Longer than 500 lines"));
+        if lines.len() > 500 && !explained {
+            long_files.push(format!("{} ({} lines)", path.display(), lines.len()));
+        }
+        for (start, line) in lines.iter().enumerate() {
+            let trimmed = line.trim_start();
+            let is_fn = [
+                "fn ",
+                "pub fn ",
+                "pub(crate) fn ",
+                "pub(super) fn ",
+                "async fn ",
+            ]
+            .iter()
+            .chain(&[
+                "pub async fn ",
+                "pub(crate) async fn ",
+                "pub(super) async fn ",
+            ])
+            .any(|p| trimmed.starts_with(p));
+            if !is_fn || line.trim_end().ends_with(';') {
+                continue;
+            }
+            let close = format!("{}}}", &line[..line.len() - trimmed.len()]);
+            if let Some(end) = lines[start..].iter().position(|l| *l == close) {
+                if end + 1 > 80 {
+                    long_fns.push(format!(
+                        "{}:{} ({} lines)",
+                        path.display(),
+                        start + 1,
+                        end + 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        long_files.is_empty(),
+        "files over 500 lines: {long_files:?}"
+    );
+    assert!(long_fns.is_empty(), "functions over 80 lines: {long_fns:?}");
+}

@@ -338,4 +338,4 @@ impl AuditLogs {
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

@@ -1,18 +1,8 @@
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 use super::checkpoint::{SigningKey, verify_checkpoint};
 use super::*;
-
-static KEY: LazyLock<Arc<SigningKey>> =
-    LazyLock::new(|| Arc::new(SigningKey::generate("test/tenantscope").unwrap().0));
-
-/// An identity with one key for every test of the crate.
-pub(crate) fn identity() -> Identity {
-    Identity {
-        instance: "test".into(),
-        key: KEY.clone(),
-    }
-}
+use crate::test_support::{KEY, identity};
 
 fn hold(placed: bool) -> EntryKind {
     EntryKind::Hold {
@@ -230,7 +220,7 @@ fn checkpoints_are_written_when_the_tree_grew_and_a_new_key_is_recorded_first() 
 
 #[test]
 fn a_manifest_of_an_older_store_becomes_file_entries_and_nothing_is_quarantined() {
-    use crate::query::tests::{BASE, DAY, batch};
+    use crate::test_support::{BASE, DAY, batch};
     let (dir, layout, tenant) = setup();
     // Write files as the old store did: Parquet, then a manifest line per commit.
     let rows: Vec<(i64, String)> = (0..10)
@@ -275,7 +265,7 @@ fn a_manifest_of_an_older_store_becomes_file_entries_and_nothing_is_quarantined(
 
 #[test]
 fn retention_deletes_whole_expired_files_after_recording_them_and_never_under_hold() {
-    use crate::query::tests::{BASE, DAY, batch};
+    use crate::test_support::{BASE, DAY, batch};
     let (_dir, layout, tenant) = setup();
     let mut log = TenantLog::open(&layout, &tenant, identity()).unwrap();
     // Three files: days 0, 1 and 40 after BASE.

@@ -242,4 +242,4 @@ fn table_provider(
 }
 
 #[cfg(test)]
-pub(crate) mod tests;
+mod tests;

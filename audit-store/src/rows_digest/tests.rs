@@ -2,7 +2,7 @@ use arrow::array::{Array, RecordBatch, StringArray};
 use arrow::compute::take_record_batch;
 
 use super::*;
-use crate::query::tests::{BASE, batch};
+use crate::test_support::{BASE, batch};
 
 fn digest(table: Table, batches: &[RecordBatch]) -> String {
     let mut hasher = RowsHasher::new(table);

@@ -3,8 +3,7 @@
 
 use super::*;
 use crate::log::TenantLog;
-use crate::log::tests::identity;
-use crate::query::tests::{BASE, DAY, batch};
+use crate::test_support::{BASE, DAY, batch, identity};
 use crate::writer::{WriterOptions, commit};
 
 fn store() -> (tempfile::TempDir, Layout, VerifyOptions) {

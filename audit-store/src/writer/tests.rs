@@ -8,7 +8,7 @@ use arrow::array::{Array, StringArray};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::*;
-use crate::query::tests::{BASE, DAY, batch};
+use crate::test_support::{BASE, DAY, batch};
 
 /// `(timestamp, body)` of every row of a Parquet file, in file order.
 fn rows_of(path: &Path) -> Vec<(i64, String)> {

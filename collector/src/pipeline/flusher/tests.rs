@@ -11,7 +11,7 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use prost::Message;
 
 use super::*;
-use crate::pipeline::log_payload::tests::logged_request;
+use crate::pipeline::log_payload::testing::logged_request;
 
 /// A length-delimited protobuf field.
 fn field(key: u8, bytes: &[u8]) -> Vec<u8> {

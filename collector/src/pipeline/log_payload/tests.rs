@@ -3,8 +3,10 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
 
 use super::*;
-use crate::pipeline::convert::{TenantBatch, log_table};
+use crate::otlp::logs::{self, LogsRequest, ViewRecord};
+use crate::pipeline::convert::{Converter, Origin, TenantBatch, log_table};
 use crate::test_support::{kv, log_records as records};
+use testing::logged_request;
 
 fn tenant(name: &str) -> TenantId {
     TenantId::parse(name).unwrap()
@@ -248,21 +250,6 @@ fn logged(records: Vec<LogRecord>, received_at: i64) -> Logged {
         }],
     };
     logged_request(request.encode_to_vec(), received_at)
-}
-
-/// The records of `request` (an `ExportLogsServiceRequest` of one resource and one scope) for
-/// acme's `logs`, each logged as the bytes it is (as ingest logs records it read in place), and
-/// read back as a commit reads them.
-pub(crate) fn logged_request(request: Vec<u8>, received_at: i64) -> Logged {
-    let request = LogsRequest::parse(Bytes::from(request)).unwrap();
-    let mut payloads = LogPayloads::new(received_at, request.bytes().clone());
-    let resource = &request.resources[0];
-    payloads.resource(&tenant("acme"), "", resource.resource.as_ref(), "");
-    payloads.scope(resource.scopes[0].scope.as_ref(), "");
-    for range in &request.resources[0].scopes[0].records {
-        payloads.record(Table::Logs, range.clone());
-    }
-    Logged::parse(payloads.finish().pop().unwrap().payload).unwrap()
 }
 
 #[test]
