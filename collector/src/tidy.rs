@@ -232,15 +232,14 @@ fn files_and_functions_stay_small_enough_to_hold_in_ones_head() {
                 continue;
             }
             let close = format!("{}}}", &line[..line.len() - trimmed.len()]);
-            if let Some(end) = lines[start..].iter().position(|l| *l == close) {
-                if end + 1 > 80 {
-                    long_fns.push(format!(
-                        "{}:{} ({} lines)",
-                        path.display(),
-                        start + 1,
-                        end + 1
-                    ));
-                }
+            let end = lines[start..].iter().position(|l| *l == close);
+            if let Some(end) = end.filter(|end| end + 1 > 80) {
+                long_fns.push(format!(
+                    "{}:{} ({} lines)",
+                    path.display(),
+                    start + 1,
+                    end + 1
+                ));
             }
         }
     }
