@@ -300,6 +300,62 @@ async fn failed_authentications_are_throttled_per_address() {
     d.stop().await;
 }
 
+/// An unknown key is refused from the headers alone: a request that announces 60 MiB (within
+/// `ingest.max_request_body_size` here) gets its 401 after only 64 KiB were sent; the daemon never
+/// waits for the rest. Then it still serves a good request.
+#[tokio::test]
+async fn an_unknown_key_is_refused_before_its_body_is_read() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut d = Daemon::start_with(|c| {
+        keyed(c);
+        c.ingest.max_request_body_size = 64 << 20;
+    })
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(d.http).await.unwrap();
+    let head = format!(
+        "POST /v1/logs HTTP/1.1\r\nHost: tenantscope\r\nContent-Type: application/x-protobuf\r\n\
+         Authorization: Bearer guess-0000000000000000\r\nContent-Length: {}\r\n\r\n",
+        60 << 20
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&vec![0u8; 64 << 10]).await.unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read_head = async {
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed without an answer");
+            answer.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read_head)
+        .await
+        .expect("the daemon waited for the body instead of answering");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    drop(tcp);
+    // Never decoded either: garbage under an unknown key is UNAUTHENTICATED, not malformed, on
+    // both transports (decoding first would answer 400 / INVALID_ARGUMENT).
+    let garbage = vec![0xff; 4096];
+    let wrong = bearer("guess-0000000000000000");
+    let headers = [
+        ("content-type", "application/x-protobuf"),
+        ("authorization", &wrong[..]),
+    ];
+    let (status, _, _) = post(d.http, "/v1/logs", &headers, garbage.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let metadata = [("authorization", &wrong[..])];
+    let refused = grpc_raw(&d, LOGS_EXPORT, &metadata, garbage.clone(), false).await;
+    assert_eq!(refused.unwrap_err().code(), Code::Unauthenticated);
+    let acme = bearer(ACME_INGEST);
+    let metadata = [("authorization", &acme[..])];
+    let malformed = grpc_raw(&d, LOGS_EXPORT, &metadata, garbage, false).await;
+    assert_eq!(malformed.unwrap_err().code(), Code::InvalidArgument);
+    let (status, _) = send(&d, Via::HttpJson, Some(&acme), None, &[None]).await;
+    assert_eq!(status, Some(StatusCode::OK));
+    d.stop().await;
+}
+
 /// Ingests `n` records for a tenant with its key, over HTTP/JSON.
 async fn ingest(d: &Daemon, key: &str, n: usize) {
     let resources = vec![None; n];

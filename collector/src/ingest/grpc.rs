@@ -28,7 +28,7 @@ use tonic_prost::ProstEncoder;
 
 use super::{Decoded, ExportRequest, Ingest, IngestError, RequestMeta};
 use crate::otlp::Transport;
-use crate::tenancy::TENANT_HEADER;
+use crate::tenancy::{RequestTenant, TENANT_HEADER};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -64,7 +64,12 @@ impl<E: ExportRequest> NamedService for ExportService<E> {
     const NAME: &'static str = E::GRPC_SERVICE;
 }
 
-struct Unary<E>(Ingest, PhantomData<fn() -> E>);
+struct Unary<E> {
+    ingest: Ingest,
+    /// The caller, authenticated before the message was decoded; taken by the one call.
+    tenancy: Option<RequestTenant>,
+    _export: PhantomData<fn() -> E>,
+}
 
 /// Decodes requests with [`ExportRequest::decode_protobuf`] (records with invalid UTF-8 are
 /// refused alone) and encodes responses with prost.
@@ -104,28 +109,26 @@ impl<E: ExportRequest> UnaryService<Decoded<E>> for Unary<E> {
     type Future = BoxFuture<Result<Response<E::Response>, Status>>;
 
     fn call(&mut self, request: Request<Decoded<E>>) -> Self::Future {
-        let ingest = self.0.clone();
-        let metadata = |key| {
-            request
-                .metadata()
-                .get(key)
-                .map(|v: &tonic::metadata::MetadataValue<_>| v.as_bytes().to_vec())
-        };
-        let header = metadata(TENANT_HEADER);
-        let authorization = metadata("authorization");
-        let source = request.remote_addr().map(|a| a.ip());
+        let ingest = self.ingest.clone();
+        let tenancy = self.tenancy.take();
+        let header = request
+            .metadata()
+            .get(TENANT_HEADER)
+            .map(|v| v.as_bytes().to_vec());
         let self_export = request
             .metadata()
             .contains_key(crate::telemetry::SELF_EXPORT_HEADER);
         Box::pin(async move {
+            let Some(tenancy) = tenancy else {
+                return Err(Status::internal("a gRPC unary call was made twice"));
+            };
             let meta = RequestMeta {
-                authorization: authorization.as_deref(),
                 tenant_header: header.as_deref(),
-                source,
                 self_export,
+                ..RequestMeta::default()
             };
             match ingest
-                .export(Transport::Grpc, meta, request.into_inner())
+                .export(Transport::Grpc, meta, tenancy, request.into_inner())
                 .await
             {
                 Ok(outcome) => Ok(Response::new(E::response(&outcome))),
@@ -199,6 +202,15 @@ where
         }
         let ingest = self.ingest.clone();
         let max = self.max_message_size;
+        // From the headers alone: a refused caller's message is never decoded.
+        let tenancy = match ingest.authenticate(&request_meta(&request)) {
+            Ok(tenancy) => tenancy,
+            Err(error) => {
+                ingest.reject_undecoded(Transport::Grpc, E::SIGNAL, &error);
+                let response = to_status(&error).into_http();
+                return Box::pin(async move { Ok(response) });
+            }
+        };
         Box::pin(async move {
             let codec = ExportCodec::<E>(PhantomData);
             let mut grpc = Grpc::new(codec)
@@ -207,10 +219,31 @@ where
                 .send_compressed(CompressionEncoding::Gzip)
                 .send_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(max);
-            let mut response = grpc.unary(Unary::<E>(ingest, PhantomData), request).await;
+            let unary = Unary::<E> {
+                ingest,
+                tenancy: Some(tenancy),
+                _export: PhantomData,
+            };
+            let mut response = grpc.unary(unary, request).await;
             fix_status(&mut response);
             Ok(response)
         })
+    }
+}
+
+/// What authentication reads of a gRPC request: its `authorization` and `x-scope-orgid` metadata
+/// (HTTP/2 headers) and the peer's address.
+fn request_meta<B>(request: &http::Request<B>) -> RequestMeta<'_> {
+    let headers = request.headers();
+    RequestMeta {
+        authorization: headers.get("authorization").map(|v| v.as_bytes()),
+        tenant_header: headers.get(TENANT_HEADER).map(|v| v.as_bytes()),
+        source: request
+            .extensions()
+            .get::<tonic::transport::server::TcpConnectInfo>()
+            .and_then(|info| info.remote_addr())
+            .map(|addr| addr.ip()),
+        self_export: headers.contains_key(crate::telemetry::SELF_EXPORT_HEADER),
     }
 }
 

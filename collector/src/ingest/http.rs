@@ -107,7 +107,23 @@ async fn handle<R: ExportRequest>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let encoding = match Encoding::from_content_type(headers.get(CONTENT_TYPE)) {
+    let encoding = Encoding::from_content_type(headers.get(CONTENT_TYPE));
+    let meta = RequestMeta {
+        authorization: headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
+        tenant_header: headers.get(TENANT_HEADER).map(|v| v.as_bytes()),
+        source,
+        self_export: headers.contains_key(crate::telemetry::SELF_EXPORT_HEADER),
+    };
+    // From the headers alone: a refused caller's body is never read (hyper closes the
+    // connection rather than read what is left of it).
+    let tenancy = match state.ingest.authenticate(&meta) {
+        Ok(t) => t,
+        Err(error) => {
+            let answer_in = encoding.as_ref().copied().unwrap_or(Encoding::Json);
+            return reject(&state.ingest, R::SIGNAL, error, answer_in);
+        }
+    };
+    let encoding = match encoding {
         Ok(e) => e,
         Err(error) => return reject(&state.ingest, R::SIGNAL, error, Encoding::Json),
     };
@@ -115,13 +131,11 @@ async fn handle<R: ExportRequest>(
         Ok(r) => r,
         Err(error) => return reject(&state.ingest, R::SIGNAL, error, encoding),
     };
-    let meta = RequestMeta {
-        authorization: headers.get(AUTHORIZATION).map(|v| v.as_bytes()),
-        tenant_header: headers.get(TENANT_HEADER).map(|v| v.as_bytes()),
-        source,
-        self_export: headers.contains_key(crate::telemetry::SELF_EXPORT_HEADER),
-    };
-    match state.ingest.export(Transport::Http, meta, request).await {
+    match state
+        .ingest
+        .export(Transport::Http, meta, tenancy, request)
+        .await
+    {
         Ok(outcome) => {
             let body = match encoding {
                 Encoding::Protobuf => Bytes::from(R::response(&outcome).encode_to_vec()),

@@ -226,12 +226,22 @@ impl Ingest {
         );
     }
 
-    /// Authenticates, resolves tenants and admits one decoded request, hands it to the pipeline,
-    /// and counts the outcome.
+    /// Authenticates a request from its headers alone, before its body is read: an unknown or
+    /// throttled key, or a tenant header the key may not use, is refused without reading,
+    /// decompressing or decoding what was sent (receivers count it with
+    /// [`Ingest::reject_undecoded`]).
+    pub fn authenticate(&self, meta: &RequestMeta<'_>) -> Result<RequestTenant, IngestError> {
+        let access = self.auth.authenticate(meta.authorization, meta.source)?;
+        Ok(access.for_ingest(meta.tenant_header)?)
+    }
+
+    /// Resolves the tenants of one authenticated, decoded request and admits it, hands it to the
+    /// pipeline, and counts the outcome.
     pub async fn export<R: ExportRequest>(
         &self,
         transport: Transport,
         meta: RequestMeta<'_>,
+        tenancy: RequestTenant,
         decoded: Decoded<R>,
     ) -> Result<Outcome, IngestError> {
         let started = Instant::now();
@@ -252,7 +262,7 @@ impl Ingest {
             )
         };
         let result = self
-            .export_inner(meta, decoded, &span)
+            .export_inner(tenancy, decoded, &span)
             .instrument(span.clone())
             .await;
         span.record(
@@ -287,13 +297,11 @@ impl Ingest {
 
     async fn export_inner<R: ExportRequest>(
         &self,
-        meta: RequestMeta<'_>,
+        tenancy: RequestTenant,
         decoded: Decoded<R>,
         span: &tracing::Span,
     ) -> Result<Accepted, IngestError> {
         self.admit_load()?;
-        let access = self.auth.authenticate(meta.authorization, meta.source)?;
-        let tenancy = access.for_ingest(meta.tenant_header)?;
         let resolved = self.admit(&tenancy, &decoded.request)?;
         let mut tenants: Vec<&str> = resolved.iter().flatten().map(|(t, _)| t.as_str()).collect();
         tenants.dedup();
