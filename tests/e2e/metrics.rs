@@ -8,7 +8,9 @@ use http::StatusCode;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_otlp::{MetricExporter, WithExportConfig, WithTonicConfig};
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use prost::Message;
@@ -449,6 +451,54 @@ async fn one_tenants_cardinality_explosion_is_bounded_and_hides_no_other_tenant(
     }
     // Memory is bounded by the budget: the whole exposition stays small.
     assert!(text.len() < 200_000, "{} bytes", text.len());
+    d.stop().await;
+}
+
+/// One gauge point under each of the metric names `names`.
+fn named(names: std::ops::Range<usize>) -> Vec<u8> {
+    let metrics: Vec<_> = names
+        .map(|i| serde_json::json!({"name": format!("invented.{i}"), "gauge": {"dataPoints": [{"asInt": "1"}]}}))
+        .collect();
+    let json = serde_json::json!({"resourceMetrics": [{"scopeMetrics": [{"metrics": metrics}]}]});
+    let request: ExportMetricsServiceRequest = serde_json::from_value(json).unwrap();
+    request.encode_to_vec()
+}
+
+/// A tenant inventing 100,000 metric names gets its first `max_families_per_tenant` (1,000);
+/// every further point is refused alone (partial success, reason `metric_families`), `/metrics`
+/// stays small, and another tenant can still add its own names.
+#[tokio::test]
+async fn one_tenant_inventing_metric_names_is_bounded_and_hides_no_other_tenant() {
+    let mut d = Daemon::start().await;
+    let proto = [("content-type", "application/x-protobuf")];
+    let noisy = [proto[0], ("x-scope-orgid", "noisy")];
+    let mut rejected = 0;
+    for chunk in 0..10 {
+        let body = named(chunk * 10_000..(chunk + 1) * 10_000);
+        let (status, _, response) = post(d.http, "/v1/metrics", &noisy, body).await;
+        assert_eq!(status, StatusCode::OK);
+        let response = ExportMetricsServiceResponse::decode(response).unwrap();
+        rejected += response
+            .partial_success
+            .map_or(0, |p| p.rejected_data_points);
+    }
+    assert_eq!(rejected, 99_000);
+    let quiet = [proto[0], ("x-scope-orgid", "quiet")];
+    let (status, _, response) = post(d.http, "/v1/metrics", &quiet, named(200_000..200_003)).await;
+    assert_eq!(status, StatusCode::OK);
+    let response = ExportMetricsServiceResponse::decode(response).unwrap();
+    assert_eq!(response.partial_success, None);
+    let text = scrape(&d).await;
+    assert_eq!(lines(&text, "invented_").len(), 1_003);
+    assert_eq!(lines(&text, "invented_2000").len(), 3);
+    assert_eq!(
+        value(
+            &text,
+            r#"tenantscope_ingest_records_rejected_total{transport="http",signal="metrics",reason="metric_families"}"#
+        ),
+        99_000.0
+    );
+    assert!(text.len() < 400_000, "{} bytes", text.len());
     d.stop().await;
 }
 

@@ -207,6 +207,11 @@ pub struct MetricsConfig {
     pub max_series_per_metric: usize,
     /// Series of all tenants together.
     pub max_series: usize,
+    /// Metric families (names) one tenant may have series in; a point of a further family is
+    /// refused (OTLP `partial_success`), so a tenant cannot grow `/metrics` by inventing names.
+    pub max_families_per_tenant: usize,
+    /// Metric families of all tenants together (same refusal).
+    pub max_families: usize,
     /// Distinct `tenant` label values; further tenants are labelled `__other__`.
     pub max_tenant_labels: usize,
     /// A series not updated for this long disappears from `/metrics`.
@@ -221,6 +226,8 @@ impl Default for MetricsConfig {
             max_series_per_tenant: 10_000,
             max_series_per_metric: 2_000,
             max_series: 200_000,
+            max_families_per_tenant: 1_000,
+            max_families: 10_000,
             max_tenant_labels: 1_000,
             stale_after: Duration::from_secs(300),
             // The OTel Collector spanmetrics connector's defaults.

@@ -304,6 +304,8 @@ pub(super) fn parse_metrics(w: &mut Walker, m: &Mapping, c: &mut MetricsConfig) 
             "max_series_per_tenant",
             "max_series_per_metric",
             "max_series",
+            "max_families_per_tenant",
+            "max_families",
             "max_tenant_labels",
             "stale_after",
             "span_duration_buckets",
@@ -325,6 +327,16 @@ pub(super) fn parse_metrics(w: &mut Walker, m: &Mapping, c: &mut MetricsConfig) 
     );
     w.field(m, p, "max_series", &mut c.max_series, |v| {
         integer(v, 1, 100_000_000)
+    });
+    w.field(
+        m,
+        p,
+        "max_families_per_tenant",
+        &mut c.max_families_per_tenant,
+        |v| integer(v, 1, 1_000_000),
+    );
+    w.field(m, p, "max_families", &mut c.max_families, |v| {
+        integer(v, 1, 10_000_000)
     });
     w.field(m, p, "max_tenant_labels", &mut c.max_tenant_labels, |v| {
         integer(v, 1, 1_000_000)

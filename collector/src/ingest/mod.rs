@@ -277,8 +277,9 @@ impl Ingest {
             .record(started.elapsed().as_secs_f64());
         match &result {
             Ok(accepted) => {
-                counters.refused("signal_disabled", accepted.signal_disabled);
-                counters.refused("invalid_record", accepted.invalid);
+                for (reason, n) in &accepted.refused {
+                    counters.refused(reason, *n);
+                }
                 for (tenant, n) in &accepted.stored {
                     self.catalog
                         .records_accepted(transport, R::SIGNAL, tenant.as_str(), *n);

@@ -10,7 +10,10 @@
 //! is folded into its metric's single `otel_metric_overflow="true"` series for that tenant and
 //! counted in `tenantscope_metrics_series_overflow_total`. Past `max_tenant_labels` distinct tenants the
 //! label value is `__other__`. So one tenant's explosion costs a bounded amount of memory and never
-//! evicts another tenant's series. A series not updated for `stale_after` is dropped.
+//! evicts another tenant's series. Metric names are bounded too: a point of a metric its tenant
+//! has no series in is refused (reason `metric_families`) once the tenant has series in
+//! `max_families_per_tenant` metrics, or the table holds `max_families`. A series not updated for
+//! `stale_after` is dropped.
 //!
 //! The overflow series accumulates additive updates (counter increments, delta sums, histogram
 //! observations); a cumulative value or a gauge reading that lands there only counts as
@@ -129,6 +132,22 @@ pub enum PointError {
         existing: &'static str,
         new: &'static str,
     },
+    #[error("metric {family:?} would be more than {limit} metric names ({key})")]
+    TooManyFamilies {
+        family: String,
+        limit: usize,
+        key: &'static str,
+    },
+}
+
+impl PointError {
+    /// The `reason` label the refusal is counted under.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PointError::KindConflict { .. } => "invalid_record",
+            PointError::TooManyFamilies { .. } => "metric_families",
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -154,6 +173,8 @@ struct Family {
 #[derive(Debug, Default)]
 struct Table {
     families: BTreeMap<String, Family>,
+    /// Families each tenant has series in.
+    families_of: HashMap<String, usize>,
     per_tenant: HashMap<String, usize>,
     total: usize,
     tenants: HashSet<String>,
@@ -203,6 +224,7 @@ impl SeriesStore {
         } else {
             OTHER_TENANT.to_owned()
         };
+        self.check_family_budgets(t, &tenant, &p.family)?;
         let family = t
             .families
             .entry(p.family.clone())
@@ -244,7 +266,11 @@ impl SeriesStore {
         // A new series: a real one within budget, or the first overflow series of this
         // (tenant, family) — at most one each, so bounded too.
         *t.per_tenant.entry(key.0.clone()).or_default() += 1;
-        *family.per_tenant.entry(key.0.clone()).or_default() += 1;
+        let in_family = family.per_tenant.entry(key.0.clone()).or_default();
+        if *in_family == 0 {
+            *t.families_of.entry(key.0.clone()).or_default() += 1;
+        }
+        *in_family += 1;
         t.total += 1;
         let mut series = Series {
             value: match &p.update {
@@ -260,6 +286,31 @@ impl SeriesStore {
         Ok(())
     }
 
+    /// Refuses a point of a family `tenant` has no series in yet when that tenant, or the table,
+    /// is at its family budget (`metrics.max_families_per_tenant`, `metrics.max_families`).
+    fn check_family_budgets(&self, t: &Table, tenant: &str, name: &str) -> Result<(), PointError> {
+        let family = t.families.get(name);
+        let refuse = |limit, key| {
+            Err(PointError::TooManyFamilies {
+                family: name.to_owned(),
+                limit,
+                key,
+            })
+        };
+        if family.is_none() && t.families.len() >= self.config.max_families {
+            return refuse(self.config.max_families, "metrics.max_families");
+        }
+        let has_series = family.is_some_and(|f| f.per_tenant.get(tenant).is_some_and(|n| *n > 0));
+        let families = t.families_of.get(tenant).copied().unwrap_or(0);
+        if !has_series && families >= self.config.max_families_per_tenant {
+            return refuse(
+                self.config.max_families_per_tenant,
+                "metrics.max_families_per_tenant",
+            );
+        }
+        Ok(())
+    }
+
     /// Drops series not updated within `stale_after`.
     pub fn expire(&self, now: Instant) {
         let Some(cutoff) = now.checked_sub(self.config.stale_after) else {
@@ -268,6 +319,7 @@ impl SeriesStore {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let Table {
             families,
+            families_of,
             per_tenant,
             total,
             ..
@@ -276,9 +328,15 @@ impl SeriesStore {
             family.series.retain(|(tenant, _), s| {
                 let keep = s.updated >= cutoff;
                 if !keep {
-                    for counts in [&mut *per_tenant, &mut family.per_tenant] {
-                        if let Some(n) = counts.get_mut(tenant) {
-                            *n = n.saturating_sub(1);
+                    if let Some(n) = per_tenant.get_mut(tenant) {
+                        *n = n.saturating_sub(1);
+                    }
+                    if let Some(n) = family.per_tenant.get_mut(tenant) {
+                        *n = n.saturating_sub(1);
+                        if *n == 0
+                            && let Some(f) = families_of.get_mut(tenant)
+                        {
+                            *f = f.saturating_sub(1);
                         }
                     }
                     *total = total.saturating_sub(1);

@@ -58,10 +58,9 @@ pub struct Outcome {
 #[derive(Debug, Default)]
 pub struct Accepted {
     pub outcome: Outcome,
-    /// Records refused because their tenant may not send their signal.
-    pub signal_disabled: u64,
-    /// Records refused as invalid (including those decoding refused).
-    pub invalid: u64,
+    /// Records refused one by one, by reason (`signal_disabled`, `invalid_record` — including
+    /// those decoding refused —, `metric_families`).
+    pub refused: Vec<(&'static str, u64)>,
     /// Records stored (points, for OTLP metrics), by tenant.
     pub stored: Vec<(TenantId, u64)>,
 }
@@ -79,24 +78,29 @@ pub enum AcceptError {
 /// Collects per-record refusals during acceptance.
 #[derive(Debug, Default)]
 struct Refusals {
-    signal_disabled: u64,
-    invalid: u64,
+    /// Records refused, by reason (a metric label of `REJECT_REASONS`).
+    by_reason: Vec<(&'static str, u64)>,
     first: Option<String>,
 }
 
 impl Refusals {
     fn refuse(&mut self, reason: &'static str, message: impl FnOnce() -> String) {
-        match reason {
-            "signal_disabled" => self.signal_disabled += 1,
-            _ => self.invalid += 1,
-        }
+        self.count(reason, 1);
         if self.first.is_none() {
             self.first = Some(message());
         }
     }
 
+    fn count(&mut self, reason: &'static str, n: u64) {
+        match self.by_reason.iter_mut().find(|(r, _)| *r == reason) {
+            Some((_, count)) => *count += n,
+            None if n > 0 => self.by_reason.push((reason, n)),
+            None => {}
+        }
+    }
+
     fn outcome(&self) -> Outcome {
-        let rejected = self.signal_disabled + self.invalid;
+        let rejected = self.by_reason.iter().map(|(_, n)| n).sum::<u64>();
         Outcome {
             rejected,
             message: match &self.first {
@@ -146,12 +150,12 @@ impl Intake {
             converter: Converter::new(received_at),
             records: Vec::new(),
             refusals: Refusals {
-                invalid: decoded.refused,
+                by_reason: Vec::new(),
                 first: decoded.first_refusal,
-                ..Refusals::default()
             },
             derived: DerivedBatch::new(self.span_buckets.clone()),
         };
+        into.refusals.count("invalid_record", decoded.refused);
         request.accept(resolved, &mut into);
         let Acceptance {
             converter,
@@ -187,12 +191,11 @@ impl Intake {
             }
         }
         for (_, error) in self.series.apply(points, Instant::now()) {
-            refusals.refuse("invalid_record", || error.to_string());
+            refusals.refuse(error.reason(), || error.to_string());
         }
         Ok(Accepted {
             outcome: refusals.outcome(),
-            signal_disabled: refusals.signal_disabled,
-            invalid: refusals.invalid,
+            refused: refusals.by_reason,
             stored,
         })
     }

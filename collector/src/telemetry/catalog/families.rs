@@ -102,7 +102,7 @@ pub const ALL_NAMES: [&str; 42] = [
 ];
 
 /// Why records or requests were refused: the metric label of an ingest error.
-pub const REJECT_REASONS: [&str; 14] = [
+pub const REJECT_REASONS: [&str; 15] = [
     "malformed",
     "unauthenticated",
     "auth_throttled",
@@ -117,6 +117,7 @@ pub const REJECT_REASONS: [&str; 14] = [
     "tenant_mismatch",
     "overloaded",
     "store_failed",
+    "metric_families",
 ];
 
 /// The label value standing for tenants beyond `metrics.max_tenant_labels`.

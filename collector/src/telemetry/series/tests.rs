@@ -256,3 +256,45 @@ fn overflow_adds_increments_but_not_absolute_values() {
         ["c_total{tenant=\"acme\",otel_metric_overflow=\"true\"} 2"]
     );
 }
+
+#[test]
+fn metric_names_are_budgeted_per_tenant_and_in_all_and_freed_when_stale() {
+    let store = SeriesStore::new(MetricsConfig {
+        max_families_per_tenant: 3,
+        max_families: 5,
+        max_tenant_labels: 10,
+        stale_after: Duration::from_secs(60),
+        ..MetricsConfig::default()
+    });
+    let t0 = Instant::now();
+    let gauge =
+        |family: &str, tenant: &str| point(family, Kind::Gauge, tenant, &[], Update::Set(1.0));
+    let names = |n: usize, tenant: &str| (0..n).map(|i| gauge(&format!("m{i}"), tenant)).collect();
+    // acme: three names fit, the next two are refused, and a known name still takes new series.
+    let refused = store.apply(names(5, "acme"), t0);
+    let reasons: Vec<_> = refused.iter().map(|(i, e)| (*i, e.reason())).collect();
+    assert_eq!(reasons, [(3, "metric_families"), (4, "metric_families")]);
+    let labelled = point("m0", Kind::Gauge, "acme", &[("k", "v")], Update::Set(2.0));
+    assert!(store.apply(vec![labelled], t0).is_empty());
+    // globex shares acme's three names without spending the table's budget, and is then at its
+    // own budget; initech's new names fill the table (5 names), and the table refuses a sixth.
+    assert!(store.apply(names(3, "globex"), t0).is_empty());
+    let refused = store.apply(vec![gauge("g1", "globex")], t0);
+    assert_eq!(refused.len(), 1);
+    let initech = (0..3).map(|i| gauge(&format!("i{i}"), "initech")).collect();
+    let refused = store.apply(initech, t0);
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    match &refused[0] {
+        (2, PointError::TooManyFamilies { key, limit, .. }) => {
+            assert_eq!((*key, *limit), ("metrics.max_families", 5));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Once acme's series are stale, its names are free again.
+    store.expire(t0 + Duration::from_secs(61));
+    assert!(
+        store
+            .apply(names(3, "acme"), t0 + Duration::from_secs(61))
+            .is_empty()
+    );
+}
