@@ -8,8 +8,8 @@ use prost::Message;
 use tonic::Code;
 
 use crate::harness::{
-    ACME_INGEST, ACME_QUERY, ADMIN_KEY, Daemon, GLOBEX_KEY, INITECH_KEY, LOGS_EXPORT, api_query,
-    bearer, grpc_raw, json_lines, keyed, post, query_dir,
+    ACME_INGEST, ACME_QUERY, ADMIN_KEY, Daemon, GLOBEX_KEY, INITECH_KEY, LOGS_EXPORT,
+    answer_before_the_body, api_query, bearer, grpc_raw, json_lines, keyed, post, query_dir,
 };
 
 /// One log record per resource; each resource names the given tenant (or none).
@@ -305,35 +305,17 @@ async fn failed_authentications_are_throttled_per_address() {
 /// waits for the rest. Then it still serves a good request.
 #[tokio::test]
 async fn an_unknown_key_is_refused_before_its_body_is_read() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut d = Daemon::start_with(|c| {
         keyed(c);
         c.ingest.max_request_body_size = 64 << 20;
     })
     .await;
-    let mut tcp = tokio::net::TcpStream::connect(d.http).await.unwrap();
-    let head = format!(
-        "POST /v1/logs HTTP/1.1\r\nHost: tenantscope\r\nContent-Type: application/x-protobuf\r\n\
-         Authorization: Bearer guess-0000000000000000\r\nContent-Length: {}\r\n\r\n",
-        60 << 20
-    );
-    tcp.write_all(head.as_bytes()).await.unwrap();
-    tcp.write_all(&vec![0u8; 64 << 10]).await.unwrap();
-    let mut answer = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let read_head = async {
-        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = tcp.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "closed without an answer");
-            answer.extend_from_slice(&chunk[..n]);
-        }
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(10), read_head)
-        .await
-        .expect("the daemon waited for the body instead of answering");
-    let answer = String::from_utf8_lossy(&answer);
+    let headers = [
+        ("Content-Type", "application/x-protobuf"),
+        ("Authorization", "Bearer guess-0000000000000000"),
+    ];
+    let answer = answer_before_the_body(d.http, &headers, 60 << 20).await;
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
-    drop(tcp);
     // Never decoded either: garbage under an unknown key is UNAUTHENTICATED, not malformed, on
     // both transports (decoding first would answer 400 / INVALID_ARGUMENT).
     let garbage = vec![0xff; 4096];

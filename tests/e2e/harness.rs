@@ -367,3 +367,35 @@ pub fn json_lines(body: &[u8]) -> Vec<serde_json::Value> {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
 }
+
+/// Sends the head of an OTLP/HTTP logs request announcing a `declared`-byte body plus its first
+/// 64 KiB, never the rest, and returns the response head the daemon gives within 10 s (a daemon
+/// waiting for the body fails the test).
+pub async fn answer_before_the_body(
+    addr: SocketAddr,
+    headers: &[(&str, &str)],
+    declared: usize,
+) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut head = String::from("POST /v1/logs HTTP/1.1\r\nHost: tenantscope\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    head.push_str(&format!("Content-Length: {declared}\r\n\r\n"));
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&vec![0u8; 64 << 10]).await.unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let read_head = async {
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tcp.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "closed without an answer");
+            answer.extend_from_slice(&chunk[..n]);
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), read_head)
+        .await
+        .expect("the daemon waited for the body instead of answering");
+    String::from_utf8_lossy(&answer).into_owned()
+}

@@ -13,7 +13,9 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use prost::Message;
 
-use crate::harness::{Daemon, LOGS_EXPORT, apply_tenants, bearer, grpc_on, grpc_raw, post};
+use crate::harness::{
+    Daemon, LOGS_EXPORT, answer_before_the_body, apply_tenants, bearer, grpc_on, grpc_raw, post,
+};
 
 fn key_hash(key: &str) -> String {
     tenantscope::tenancy::directory::hash_key(key.as_bytes())
@@ -325,6 +327,44 @@ async fn real_exporters_retry_rate_limited_requests_and_everything_arrives() {
     };
     assert_eq!(d.metric(&by_tenant("acme")).await, grpc_limited);
     assert_eq!(d.metric(&by_tenant("globex")).await, http_limited);
+    d.stop().await;
+}
+
+/// A tenant with not a record's worth of its rate left is refused from the headers alone: the
+/// 429 (with `Retry-After`) comes before the body is read, and it is counted.
+#[tokio::test]
+async fn a_tenant_out_of_its_rate_is_refused_before_the_body_is_read() {
+    let yaml = rate_limited_yaml(KEY, "unused-key-00000000001");
+    let mut d = Daemon::start_with(|c| {
+        apply_tenants(c, &yaml);
+        c.ingest.max_request_body_size = 64 << 20;
+    })
+    .await;
+    let all: Vec<_> = (0..20)
+        .map(|i| record(&format!("r{i}"), serde_json::json!({})))
+        .collect();
+    let request = serde_json::json!({"resourceLogs": [{"scopeLogs": [{"logRecords": all}]}]});
+    let (status, _) = post_json(&d, "/v1/logs", request).await;
+    assert_eq!(status, StatusCode::OK);
+    let auth = bearer(KEY);
+    let headers = [
+        ("Content-Type", "application/x-protobuf"),
+        ("Authorization", &auth[..]),
+    ];
+    let answer = answer_before_the_body(d.http, &headers, 60 << 20).await;
+    assert!(answer.starts_with("HTTP/1.1 429"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
+    let (_, _, metrics) = crate::harness::get(d.metrics, "/metrics").await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains(
+            "tenantscope_tenancy_rate_limited_total{tenant=\"acme\",limit=\"records_per_second\"} 1"
+        ),
+        "{metrics}"
+    );
     d.stop().await;
 }
 

@@ -203,6 +203,9 @@ impl Ingest {
 
     /// Counts a request refused before it could be decoded.
     pub fn reject_undecoded(&self, transport: Transport, signal: Signal, error: &IngestError) {
+        if let IngestError::RateLimited(r) = error {
+            self.catalog.rate_limited(r.tenant.as_str(), r.limit);
+        }
         self.log_rejection(transport, signal, error, None);
         self.catalog
             .ingest(transport, signal)
@@ -230,9 +233,21 @@ impl Ingest {
     /// throttled key, or a tenant header the key may not use, is refused without reading,
     /// decompressing or decoding what was sent (receivers count it with
     /// [`Ingest::reject_undecoded`]).
+    ///
+    /// A request whose headers name its tenant is also refused here when that tenant has not a
+    /// record's worth of its rate left (429 / RESOURCE_EXHAUSTED with the wait), so a client that
+    /// retries at once costs the daemon the headers only.
     pub fn authenticate(&self, meta: &RequestMeta<'_>) -> Result<RequestTenant, IngestError> {
         let access = self.auth.authenticate(meta.authorization, meta.source)?;
-        Ok(access.for_ingest(meta.tenant_header)?)
+        let tenancy = access.for_ingest(meta.tenant_header)?;
+        if let Some((tenant, state)) = tenancy.named()
+            && let Some(limited) =
+                self.quotas
+                    .exhausted(tenant, &state.policy.limits, Instant::now())
+        {
+            return Err(IngestError::RateLimited(limited));
+        }
+        Ok(tenancy)
     }
 
     /// Resolves the tenants of one authenticated, decoded request and admits it, hands it to the

@@ -131,6 +131,48 @@ impl Quotas {
     }
 }
 
+impl Quotas {
+    /// Whether `tenant` is so far over a limit that no request with a record in it can be
+    /// admitted now (less than one record's or one byte's token left): decided from the tenant
+    /// alone, before a request's body is read. Takes nothing.
+    pub fn exhausted(
+        &self,
+        tenant: &TenantId,
+        limits: &TenantLimits,
+        now: Instant,
+    ) -> Option<RateLimited> {
+        if limits.records_per_second.is_none() && limits.bytes_per_second.is_none() {
+            return None;
+        }
+        let mut map = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let b = map.get_mut(tenant)?;
+        sync(
+            &mut b.records,
+            limits.records_per_second,
+            limits.records_burst,
+            now,
+        );
+        sync(
+            &mut b.bytes,
+            limits.bytes_per_second,
+            limits.bytes_burst,
+            now,
+        );
+        let checks = [
+            (&b.records, "records_per_second"),
+            (&b.bytes, "bytes_per_second"),
+        ];
+        checks.into_iter().find_map(|(bucket, limit)| {
+            let wait = bucket.as_ref()?.wait(1.0)?;
+            Some(RateLimited {
+                tenant: tenant.clone(),
+                limit,
+                retry_after: wait,
+            })
+        })
+    }
+}
+
 fn sync(slot: &mut Option<Bucket>, rate: Option<u64>, burst: Option<u64>, now: Instant) {
     match rate {
         None => *slot = None,
@@ -212,6 +254,41 @@ mod tests {
             bytes_burst: None,
             max_attributes_per_record: 128,
         }
+    }
+
+    #[test]
+    fn a_tenant_is_exhausted_only_without_a_records_worth_of_tokens() {
+        let quotas = Quotas::default();
+        let a = TenantId::parse("a").unwrap();
+        let l = limits(Some(10), Some(10));
+        let t0 = Instant::now();
+        assert_eq!(quotas.exhausted(&a, &l, t0), None, "no bucket yet");
+        let demand = |records| Demand {
+            tenant: &a,
+            limits: &l,
+            records,
+            bytes: 0,
+        };
+        quotas.admit(&[demand(9)], t0).unwrap();
+        assert_eq!(quotas.exhausted(&a, &l, t0), None, "one record left");
+        assert_eq!(
+            quotas.exhausted(&a, &l, t0),
+            None,
+            "and checking takes nothing"
+        );
+        quotas.admit(&[demand(1)], t0).unwrap();
+        let limited = quotas.exhausted(&a, &l, t0).unwrap();
+        assert_eq!(limited.limit, "records_per_second");
+        assert_eq!(limited.retry_after, Duration::from_millis(100));
+        assert_eq!(
+            quotas.exhausted(&a, &l, t0 + Duration::from_millis(100)),
+            None
+        );
+        assert_eq!(
+            quotas.exhausted(&a, &limits(None, None), t0),
+            None,
+            "no limit"
+        );
     }
 
     #[test]

@@ -293,6 +293,14 @@ pub struct RequestTenant {
 }
 
 impl RequestTenant {
+    /// The one tenant every resource of the request must belong to, when the headers say it (the
+    /// key's tenant, or else `X-Scope-OrgID`), with its policy; `None` when the resources'
+    /// attributes decide.
+    pub fn named(&self) -> Option<(&TenantId, Arc<TenantState>)> {
+        let tenant = self.bound.as_ref().or(self.header.as_ref())?;
+        Some((tenant, self.access.directory.state(tenant)))
+    }
+
     /// The tenant of one resource, given its attributes, and that tenant's policy.
     pub fn resolve(
         &self,
