@@ -92,6 +92,33 @@ impl EntryKind {
         }
     }
 
+    /// Why this entry's path cannot be a file of its tenant's store, if it cannot. A committed or
+    /// deleted file must be a path the layout builds (`signal=<table>/date=<day>/<name>.parquet`,
+    /// of the entry's own table); a quarantined one any relative path that stays in the tenant's
+    /// directory. Nothing that reads entries opens, hashes or deletes a path that fails.
+    pub fn path_problem(&self) -> Option<String> {
+        let (path, table) = match self {
+            EntryKind::File(f) => (&f.path, Some(f.table.as_str())),
+            EntryKind::Deletion { path, .. } => (path, None),
+            EntryKind::Quarantine { path, .. } => {
+                let stays = !path.is_empty()
+                    && !path.starts_with('/')
+                    && path
+                        .split('/')
+                        .all(|c| !c.is_empty() && c != "." && c != "..");
+                return (!stays).then(|| format!("{path:?} leaves the tenant's directory"));
+            }
+            _ => return None,
+        };
+        match crate::layout::parse_file_path(path) {
+            Some((t, _)) if table.is_none_or(|table| t.name() == table) => None,
+            Some((t, _)) => Some(format!("{path:?} is a {} file, not {table:?}", t.name())),
+            None => Some(format!(
+                "{path:?} is not a data file of the tenant's directory"
+            )),
+        }
+    }
+
     /// The file path this entry is about, if any.
     pub fn path(&self) -> Option<&str> {
         match self {

@@ -108,7 +108,17 @@ fn parse_entries(path: &Path, text: &[u8]) -> Result<(Vec<(u64, Entry)>, u64), L
         let complete = line.ends_with(b"\n");
         let parsed = serde_json::from_slice::<Entry>(&line[..line.len() - complete as usize]);
         match parsed {
-            Ok(entry) if complete => entries.push((offset, entry)),
+            Ok(entry) if complete => {
+                // An edited entry must not make the daemon open or delete another path.
+                if let Some(problem) = entry.kind.path_problem() {
+                    return Err(LogError::Damaged {
+                        path: path.to_path_buf(),
+                        line: i + 1,
+                        reason: problem,
+                    });
+                }
+                entries.push((offset, entry));
+            }
             // A complete line that is not an entry is damage, wherever it is: a crash leaves
             // a last line without its newline (or zeros), never a finished wrong one.
             Err(e) if complete => {

@@ -58,6 +58,14 @@ pub(super) fn migrate(log: &mut TenantLog) -> Result<usize, LogError> {
         };
         let count = commit.files.len() as u32;
         for (index, f) in commit.files.into_iter().enumerate() {
+            if crate::layout::parse_file_path(&f.path).is_none_or(|(t, _)| t.name() != commit.table)
+            {
+                return Err(LogError::Damaged {
+                    path,
+                    line: i + 1,
+                    reason: format!("{:?} is not a data file of the tenant's directory", f.path),
+                });
+            }
             let digest = crate::verify::rows_digest(&log.dir().join(&f.path), &commit.table)
                 .map(|(d, _)| d)
                 .unwrap_or_else(|e| {

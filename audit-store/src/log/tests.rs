@@ -331,3 +331,41 @@ fn retention_deletes_whole_expired_files_after_recording_them_and_never_under_ho
     );
     assert_eq!(kinds.iter().filter(|k| **k == "legal_hold").count(), 2);
 }
+
+/// A log entry edited to point outside its tenant (or at another table's directory) is refused
+/// when the log is opened, naming the line: nothing reads, hashes or deletes that path.
+#[test]
+fn an_entry_naming_a_path_outside_its_tenant_is_refused_and_named() {
+    use crate::test_support::{BASE, batch};
+    let (_dir, layout, tenant) = setup();
+    let mut log = TenantLog::open(&layout, &tenant, identity()).unwrap();
+    let rows = [(BASE, "r".to_owned())];
+    crate::writer::commit(
+        &layout,
+        &mut log,
+        Table::Logs,
+        &[batch(Table::Logs, "acme", &rows)],
+        1..=1,
+        &crate::writer::WriterOptions::default(),
+    )
+    .unwrap();
+    drop(log);
+    let log_path = layout.tenant_dir(&tenant).join(LOG_FILE);
+    let good = std::fs::read_to_string(&log_path).unwrap();
+    for forged in [
+        "../globex/signal=logs/date=",
+        "/etc/signal=logs/date=",
+        "signal=spans/date=",
+    ] {
+        std::fs::write(&log_path, good.replace("signal=logs/date=", forged)).unwrap();
+        match TenantLog::open(&layout, &tenant, identity()) {
+            Err(LogError::Damaged { line, reason, .. }) => {
+                assert_eq!(line, 2, "{reason}");
+                assert!(reason.contains(forged), "{reason}");
+            }
+            other => panic!("{forged}: {:?}", other.map(|l| l.size())),
+        }
+    }
+    std::fs::write(&log_path, good).unwrap();
+    assert!(TenantLog::open(&layout, &tenant, identity()).is_ok());
+}
