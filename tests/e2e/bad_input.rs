@@ -430,3 +430,97 @@ async fn a_request_whose_rows_repeat_too_much_is_refused_whole() {
     assert_eq!(d.metric(&rejected("http", "logs")).await, 1.0);
     d.stop().await;
 }
+
+/// A protobuf field: `key`, the length as a varint, `bytes`.
+fn field(key: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![key];
+    prost::encoding::encode_varint(bytes.len() as u64, &mut out);
+    out.extend_from_slice(bytes);
+    out
+}
+
+/// An `AnyValue` `depth` levels deep: arrays of arrays around one string, encoded by hand (prost
+/// would recurse once per level to encode it).
+fn nested_value(depth: usize) -> Vec<u8> {
+    let mut value = field(0x0a, b"bottom"); // AnyValue.string_value
+    for _ in 1..depth {
+        value = field(0x2a, &field(0x0a, &value)); // AnyValue.array_value(ArrayValue.values)
+    }
+    value
+}
+
+/// Values nested deeper than `ingest.max_value_depth` (32) are refused record by record: 40
+/// levels in a log body (protobuf and JSON) or a span attribute, and 10,000 levels (past what
+/// prost reads at all); the records beside them are stored.
+#[tokio::test]
+async fn values_nested_too_deep_are_refused_alone() {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+
+    let mut d = Daemon::start().await;
+    let acme = ("x-scope-orgid", "acme");
+    let record = |body: Vec<u8>| field(0x12, &field(0x2a, &body)); // ScopeLogs.log_records(body)
+    let scope: Vec<u8> = [nested_value(1), nested_value(40), nested_value(10_000)]
+        .into_iter()
+        .flat_map(record)
+        .collect();
+    let request = field(0x0a, &field(0x12, &scope)); // resource_logs(scope_logs(...))
+    let (status, _, body) = post(d.http, "/v1/logs", &[PROTOBUF, acme], request).await;
+    assert_eq!(status, StatusCode::OK);
+    let partial = ExportLogsServiceResponse::decode(body)
+        .unwrap()
+        .partial_success
+        .unwrap();
+    assert_eq!(partial.rejected_log_records, 2, "{}", partial.error_message);
+    assert!(
+        partial.error_message.contains("max_value_depth"),
+        "{}",
+        partial.error_message
+    );
+
+    let mut deep = serde_json::json!({"stringValue": "bottom"});
+    for _ in 1..40 {
+        deep = serde_json::json!({"arrayValue": {"values": [deep]}});
+    }
+    let json = serde_json::json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
+        {"body": {"stringValue": "fine"}}, {"body": deep.clone()}
+    ]}]}]});
+    let (status, _, body) = post(
+        d.http,
+        "/v1/logs",
+        &[JSON, acme],
+        json.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["partialSuccess"]["rejectedLogRecords"], "1", "{body}");
+
+    let spans = serde_json::json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+        {"name": "fine", "startTimeUnixNano": "1700000000000000000"},
+        {"name": "deep", "startTimeUnixNano": "1700000000000000000",
+         "attributes": [{"key": "k", "value": deep}]}
+    ]}]}]});
+    let spans: ExportTraceServiceRequest = serde_json::from_value(spans).unwrap();
+    let (status, _, body) = post(
+        d.http,
+        "/v1/traces",
+        &[PROTOBUF, acme],
+        spans.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let partial = ExportTraceServiceResponse::decode(body)
+        .unwrap()
+        .partial_success
+        .unwrap();
+    assert_eq!(partial.rejected_spans, 1, "{}", partial.error_message);
+    assert!(
+        partial.error_message.contains("spans[1]"),
+        "{}",
+        partial.error_message
+    );
+    d.stop().await;
+}

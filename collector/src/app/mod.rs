@@ -209,7 +209,7 @@ impl Core {
         )?;
         let series = Arc::new(SeriesStore::new(config.metrics.clone()));
         let ingest = Ingest::new(
-            Intake::new(pipeline, series.clone()),
+            Intake::new(pipeline, series.clone(), config.ingest.max_value_depth),
             catalog.clone(),
             auth.clone(),
             Arc::new(Quotas::default()),

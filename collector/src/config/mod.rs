@@ -81,7 +81,14 @@ pub struct IngestLimits {
     /// many small records is stored once per record. Larger: 413 / RESOURCE_EXHAUSTED. At most
     /// [`MAX_EXPANDED_REQUEST_SIZE`].
     pub max_expanded_request_size: u64,
+    /// Deepest nesting of an attribute value or body (arrays and key-value lists in each other);
+    /// a record with a deeper value is refused alone. At most [`MAX_VALUE_DEPTH`].
+    pub max_value_depth: usize,
 }
+
+/// The largest `ingest.max_value_depth` accepted: prost refuses deeper messages (its recursion
+/// limit is 100), and so does the record then.
+pub const MAX_VALUE_DEPTH: usize = 64;
 
 /// The largest `ingest.max_decompressed_body_size` accepted: a request's text, even escaped as
 /// JSON (up to 6 bytes per byte), stays within an Arrow string column's 2 GiB.
@@ -153,6 +160,7 @@ impl Default for Config {
                 max_request_body_size: 16 << 20,
                 max_decompressed_body_size: 64 << 20,
                 max_expanded_request_size: 256 << 20,
+                max_value_depth: 32,
             },
             storage: Storage {
                 data_dir: PathBuf::from("./data"),

@@ -111,6 +111,7 @@ fn parse_ingest(w: &mut Walker, m: &Mapping, c: &mut IngestLimits) {
         "max_request_body_size",
         "max_decompressed_body_size",
         "max_expanded_request_size",
+        "max_value_depth",
     ];
     w.known_keys(m, "ingest", &keys);
     let p = "ingest";
@@ -135,6 +136,9 @@ fn parse_ingest(w: &mut Walker, m: &Mapping, c: &mut IngestLimits) {
         &mut c.max_expanded_request_size,
         byte_size,
     );
+    w.field(m, p, "max_value_depth", &mut c.max_value_depth, |v| {
+        integer(v, 1, super::MAX_VALUE_DEPTH as u64)
+    });
     if c.max_decompressed_body_size < c.max_request_body_size {
         w.error(
             "ingest.max_decompressed_body_size",

@@ -8,11 +8,41 @@
 use std::borrow::Cow;
 
 use base64::Engine;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value::Value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use serde_json::Value as Json;
 
 /// The stored text of a value; `None` for an absent or empty value. A string is borrowed, not
 /// copied: this runs for every attribute of every record.
+/// How deeply `value` nests (a scalar is 1, an array of scalars 2), counted no further than
+/// `limit + 1`: enough to tell whether it is over `limit` without walking all of a deep value.
+pub fn depth(value: Option<&AnyValue>, limit: usize) -> usize {
+    let Some(value) = value.and_then(|v| v.value.as_ref()) else {
+        return 0;
+    };
+    if limit == 0 {
+        return 1;
+    }
+    let below = match value {
+        Value::ArrayValue(a) => a.values.iter().map(|v| depth(Some(v), limit - 1)).max(),
+        Value::KvlistValue(l) => l
+            .values
+            .iter()
+            .map(|kv| depth(kv.value.as_ref(), limit - 1))
+            .max(),
+        _ => None,
+    };
+    1 + below.unwrap_or(0)
+}
+
+/// The deepest of `attributes`' values (see [`depth`]).
+pub fn attributes_depth(attributes: &[KeyValue], limit: usize) -> usize {
+    attributes
+        .iter()
+        .map(|kv| depth(kv.value.as_ref(), limit))
+        .max()
+        .unwrap_or(0)
+}
+
 pub fn to_text(value: Option<&AnyValue>) -> Option<Cow<'_, str>> {
     match value?.value.as_ref()? {
         Value::StringValue(s) => Some(Cow::Borrowed(s)),
@@ -109,5 +139,43 @@ mod tests {
             ],
         });
         check(Some(any(kvlist)), Some(r#"{"k":false,"nested":{}}"#));
+    }
+
+    #[test]
+    fn depth_counts_levels_and_stops_past_the_limit() {
+        let scalar = AnyValue {
+            value: Some(Value::IntValue(1)),
+        };
+        let wrap = |v: AnyValue| AnyValue {
+            value: Some(Value::ArrayValue(ArrayValue { values: vec![v] })),
+        };
+        let list = |v: AnyValue| AnyValue {
+            value: Some(Value::KvlistValue(KeyValueList {
+                values: vec![KeyValue {
+                    key: "k".into(),
+                    value: Some(v),
+                    ..KeyValue::default()
+                }],
+            })),
+        };
+        assert_eq!(depth(None, 32), 0);
+        assert_eq!(depth(Some(&scalar), 32), 1);
+        let mut deep = scalar.clone();
+        for i in 2..=40 {
+            deep = if i % 2 == 0 { wrap(deep) } else { list(deep) };
+            assert_eq!(depth(Some(&deep), 64), i);
+        }
+        assert_eq!(
+            depth(Some(&deep), 32),
+            33,
+            "counted no further than the limit + 1"
+        );
+        let attributes = [KeyValue {
+            key: "a".into(),
+            value: Some(wrap(scalar)),
+            ..KeyValue::default()
+        }];
+        assert_eq!(attributes_depth(&attributes, 32), 2);
+        assert_eq!(attributes_depth(&[], 32), 0);
     }
 }

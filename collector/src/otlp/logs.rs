@@ -207,6 +207,19 @@ impl<'a> ValueRef<'a> {
         Some(Cow::Owned(any_value::to_json(Some(&value)).to_string()))
     }
 
+    /// How deeply the value nests (see [`any_value::depth`]); an array or key-value list is
+    /// decoded to tell.
+    pub fn depth(self, limit: usize) -> usize {
+        match self {
+            ValueRef::Empty => 0,
+            // What prost cannot read (nested past its recursion limit) is over any limit.
+            ValueRef::Other(raw) => AnyValue::decode(raw)
+                .map(|value| any_value::depth(Some(&value), limit))
+                .unwrap_or(limit + 1),
+            _ => 1,
+        }
+    }
+
     pub fn as_str(self) -> Option<&'a str> {
         match self {
             ValueRef::Str(s) => Some(s),
@@ -359,6 +372,9 @@ pub trait LogFields {
     fn trace_id(&self) -> &[u8];
     fn span_id(&self) -> &[u8];
     fn event_name_field(&self) -> &str;
+    /// How deeply the body and attribute values nest, counted no further than `limit + 1` (see
+    /// [`any_value::depth`]).
+    fn value_depth(&self, limit: usize) -> usize;
 }
 
 impl LogFields for LogRecord {
@@ -402,6 +418,10 @@ impl LogFields for LogRecord {
     }
     fn event_name_field(&self) -> &str {
         &self.event_name
+    }
+    fn value_depth(&self, limit: usize) -> usize {
+        any_value::depth(self.body.as_ref(), limit)
+            .max(any_value::attributes_depth(&self.attributes, limit))
     }
 }
 
@@ -464,6 +484,11 @@ impl LogFields for ViewRecord<'_, '_> {
     }
     fn event_name_field(&self) -> &str {
         self.view.event_name
+    }
+    fn value_depth(&self, limit: usize) -> usize {
+        let body = self.view.body.map_or(0, |b| b.depth(limit));
+        let attributes = self.attributes.iter().map(|(_, v)| v.depth(limit));
+        attributes.fold(body, usize::max)
     }
 }
 

@@ -39,6 +39,7 @@ impl Accept for LogsRequest {
                 let mut log = LogContext {
                     tenant,
                     state,
+                    limits: into.limits(&state.policy),
                     refusals: &mut into.refusals,
                     derived: &mut into.derived,
                     severities: &mut severities,
@@ -89,6 +90,7 @@ impl Accept for LogsRequest {
 struct LogContext<'c> {
     tenant: &'c TenantId,
     state: &'c TenantState,
+    limits: validate::Limits,
     refusals: &'c mut Refusals,
     derived: &'c mut DerivedBatch,
     severities: &'c mut SeverityCounts,
@@ -112,7 +114,7 @@ impl LogContext<'_> {
             });
             return None;
         }
-        if let Err(problem) = validate::log(record, policy.limits.max_attributes_per_record, at) {
+        if let Err(problem) = validate::log(record, self.limits, at) {
             self.refusals.refuse("invalid_record", || problem);
             return None;
         }

@@ -40,6 +40,8 @@ pub trait Accept: Send + 'static {
 /// What accepting one request produces: rows being converted, write-ahead log records (log
 /// records kept as OTLP), refusals, and what derived metrics will see once it is stored.
 pub struct Acceptance {
+    /// `ingest.max_value_depth`.
+    max_depth: usize,
     converter: Converter,
     records: Vec<Record>,
     refusals: Refusals,
@@ -83,6 +85,16 @@ struct Refusals {
     first: Option<String>,
 }
 
+impl Acceptance {
+    /// The bounds records of a tenant with `policy` are checked against.
+    fn limits(&self, policy: &crate::config::TenantPolicy) -> validate::Limits {
+        validate::Limits {
+            max_attributes: policy.limits.max_attributes_per_record,
+            max_depth: self.max_depth,
+        }
+    }
+}
+
 impl Refusals {
     fn refuse(&mut self, reason: &'static str, message: impl FnOnce() -> String) {
         self.count(reason, 1);
@@ -120,15 +132,19 @@ pub struct Intake {
     pipeline: Pipeline,
     series: Arc<SeriesStore>,
     span_buckets: Arc<[f64]>,
+    /// `ingest.max_value_depth`.
+    max_depth: usize,
 }
 
 impl Intake {
-    pub fn new(pipeline: Pipeline, series: Arc<SeriesStore>) -> Self {
+    /// `max_depth`: `ingest.max_value_depth`.
+    pub fn new(pipeline: Pipeline, series: Arc<SeriesStore>, max_depth: usize) -> Self {
         let span_buckets = Arc::from(series.config().span_duration_buckets.as_slice());
         Self {
             pipeline,
             series,
             span_buckets,
+            max_depth,
         }
     }
 
@@ -147,6 +163,7 @@ impl Intake {
     ) -> Result<Accepted, AcceptError> {
         let mut request = decoded.request;
         let mut into = Acceptance {
+            max_depth: self.max_depth,
             converter: Converter::new(received_at),
             records: Vec::new(),
             refusals: Refusals {
@@ -158,6 +175,7 @@ impl Intake {
         into.refusals.count("invalid_record", decoded.refused);
         request.accept(resolved, &mut into);
         let Acceptance {
+            max_depth: _,
             converter,
             mut records,
             mut refusals,

@@ -38,9 +38,7 @@ impl Accept for ExportTraceServiceRequest {
                         });
                         continue;
                     }
-                    if let Err(problem) =
-                        validate::span(span, policy.limits.max_attributes_per_record, &at)
-                    {
+                    if let Err(problem) = validate::span(span, into.limits(policy), &at) {
                         into.refusals.refuse("invalid_record", || problem);
                         continue;
                     }

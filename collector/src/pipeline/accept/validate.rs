@@ -1,10 +1,11 @@
 //! Checks on decoded OTLP records that neither prost nor serde make: id lengths (a 15-byte trace
-//! id decodes without complaint), timestamps the store can represent, and the tenant's bound on
-//! attributes per record. A record that fails is refused alone, through OTLP `partial_success`;
-//! the rest of its request is stored.
+//! id decodes without complaint), timestamps the store can represent, the tenant's bound on
+//! attributes per record, and how deeply values nest (`ingest.max_value_depth`). A record that
+//! fails is refused alone, through OTLP `partial_success`; the rest of its request is stored.
 
 use opentelemetry_proto::tonic::trace::v1::Span;
 
+use crate::otlp::any_value;
 use crate::otlp::logs::LogFields;
 
 const TRACE_ID_LEN: usize = 16;
@@ -14,34 +15,71 @@ const SPAN_ID_LEN: usize = 8;
 /// stored, if it cannot.
 pub fn log<R: LogFields>(
     record: &R,
-    max_attributes: usize,
+    limits: Limits,
     at: &dyn Fn() -> String,
 ) -> Result<(), String> {
     id(record.trace_id(), TRACE_ID_LEN, "traceId", at)?;
     id(record.span_id(), SPAN_ID_LEN, "spanId", at)?;
     time(record.time_unix_nano(), "timeUnixNano", at)?;
     time(record.observed_time_unix_nano(), "observedTimeUnixNano", at)?;
-    attributes(record.attribute_count(), max_attributes, at)
+    attributes(record.attribute_count(), limits.max_attributes, at)?;
+    depth(record.value_depth(limits.max_depth), limits.max_depth, at)
 }
 
 /// Why `span` cannot be stored, if it cannot.
-pub fn span(span: &Span, max_attributes: usize, at: &dyn Fn() -> String) -> Result<(), String> {
+pub fn span(span: &Span, limits: Limits, at: &dyn Fn() -> String) -> Result<(), String> {
+    let max_attributes = limits.max_attributes;
     id(&span.trace_id, TRACE_ID_LEN, "traceId", at)?;
     id(&span.span_id, SPAN_ID_LEN, "spanId", at)?;
     id(&span.parent_span_id, SPAN_ID_LEN, "parentSpanId", at)?;
     time(span.start_time_unix_nano, "startTimeUnixNano", at)?;
     time(span.end_time_unix_nano, "endTimeUnixNano", at)?;
     attributes(span.attributes.len(), max_attributes, at)?;
+    let max_depth = limits.max_depth;
+    depth(
+        any_value::attributes_depth(&span.attributes, max_depth),
+        max_depth,
+        at,
+    )?;
     for (l, link) in span.links.iter().enumerate() {
         let at = || format!("{}.links[{l}]", at());
         id(&link.trace_id, TRACE_ID_LEN, "traceId", &at)?;
         id(&link.span_id, SPAN_ID_LEN, "spanId", &at)?;
+        depth(
+            any_value::attributes_depth(&link.attributes, max_depth),
+            max_depth,
+            &at,
+        )?;
     }
     for (e, event) in span.events.iter().enumerate() {
         let at = || format!("{}.events[{e}]", at());
         time(event.time_unix_nano, "timeUnixNano", &at)?;
+        depth(
+            any_value::attributes_depth(&event.attributes, max_depth),
+            max_depth,
+            &at,
+        )?;
     }
     Ok(())
+}
+
+/// The bounds a record is checked against.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The tenant's `limits.max_attributes_per_record`.
+    pub max_attributes: usize,
+    /// `ingest.max_value_depth`.
+    pub max_depth: usize,
+}
+
+fn depth(found: usize, max: usize, at: &dyn Fn() -> String) -> Result<(), String> {
+    if found <= max {
+        return Ok(());
+    }
+    Err(format!(
+        "{} nests a value more than {max} levels deep (ingest.max_value_depth)",
+        at()
+    ))
 }
 
 fn id(bytes: &[u8], len: usize, field: &str, at: &dyn Fn() -> String) -> Result<(), String> {
