@@ -88,6 +88,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 /// watch on the file reload its tenants and policies.
 pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result<Running> {
     let (layout, lock) = open_data_dir(&config)?;
+    let open_files = raise_open_files_limit();
     let catalog = Catalog::with_tenant_labels(config.metrics.max_tenant_labels);
     let (auth, reloader) = tenancy(&config, path, &catalog)?;
     let listeners = Listeners::bind(&config).await?;
@@ -120,6 +121,7 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
         metrics = %metrics_addr,
         api = %api_addr,
         data_dir = %config.storage.data_dir.display(),
+        open_files_limit = open_files.map_or("unlimited".to_owned(), |n| n.to_string()),
         "tenantscope started"
     );
     let pipeline = core.pipeline_task.clone();
@@ -144,6 +146,25 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
         reloader,
         task: tokio::spawn(serving.until_stopped()),
     })
+}
+
+/// Raises the soft limit on open files to the hard limit, as Go's runtime does at start: each
+/// client connection is a file descriptor, and the common soft default (1,024) would refuse
+/// clients long before anything else runs out. Returns the limit in force (`None`: unlimited).
+pub fn raise_open_files_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(error) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %error, "cannot raise the open-files limit");
+            return limit.current;
+        }
+    }
+    getrlimit(Resource::Nofile).current
 }
 
 /// Creates the data directory and takes its lock.
@@ -383,4 +404,23 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     Ok(async {
         let _ = tokio::signal::ctrl_c().await;
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_open_files_limit_is_raised_to_the_hard_limit() {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        // Lower the soft limit first (to the common default), so that raising it is seen.
+        let hard = getrlimit(Resource::Nofile).maximum;
+        let lowered = Rlimit {
+            current: Some(hard.map_or(1_024, |h| h.min(1_024))),
+            maximum: hard,
+        };
+        setrlimit(Resource::Nofile, lowered).unwrap();
+        let in_force = super::raise_open_files_limit();
+        let limit = getrlimit(Resource::Nofile);
+        assert_eq!(in_force, limit.current);
+        assert_eq!(limit.current, limit.maximum);
+    }
 }
