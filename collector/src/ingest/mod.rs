@@ -1,9 +1,11 @@
 //! Ingest: the OTLP receivers (gRPC in [`grpc`], HTTP in [`http`]) and what they share.
 //!
-//! Ingest only receives. A receiver reads its transport: content types, decompression and size
-//! bounds, decoding ([`ExportRequest`]); [`Ingest`] authenticates the caller, resolves each
-//! resource's tenant (tenancy context), admits the request under each tenant's rate limits and
-//! hands the decoded, authenticated request to the pipeline's front door
+//! Ingest only receives. [`Ingest::authenticate`] decides from the headers alone, before a
+//! receiver reads the body, who the caller is (and whether a tenant the headers name is out of
+//! its rate); the receiver then reads its transport: content types, decompression and size
+//! bounds, decoding ([`ExportRequest`]); [`Ingest::export`] resolves each resource's tenant
+//! (tenancy context), admits the request under each tenant's rate limits and hands the decoded,
+//! authenticated request to the pipeline's front door
 //! ([`crate::pipeline::accept::Intake`]), which validates, redacts, converts and stores it. Ingest
 //! counts what happened and answers.
 //!
