@@ -498,6 +498,14 @@ async fn one_tenant_inventing_metric_names_is_bounded_and_hides_no_other_tenant(
         ),
         99_000.0
     );
+    assert_eq!(
+        value(
+            &text,
+            r#"tenantscope_ingest_records_accepted_total{transport="http",signal="metrics",tenant="noisy"}"#
+        ),
+        1_000.0,
+        "only the points the series store took count as stored"
+    );
     assert!(text.len() < 400_000, "{} bytes", text.len());
     d.stop().await;
 }

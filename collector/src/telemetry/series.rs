@@ -203,7 +203,8 @@ impl SeriesStore {
         &self.config
     }
 
-    /// Applies `points` under one lock; returns the index and error of each refused point.
+    /// Applies `points` under one lock; returns the index and error of each refused point, in
+    /// point order.
     pub fn apply(&self, points: Vec<Point>, now: Instant) -> Vec<(usize, PointError)> {
         let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
         let mut refused = Vec::new();

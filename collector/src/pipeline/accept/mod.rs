@@ -201,14 +201,26 @@ impl Intake {
         }
         // Stored (or, for OTLP metrics, nothing to store): now it counts.
         let points = derived.into_points();
+        // OTLP metric points count as stored once the series store has taken them.
+        let mut sent: Vec<(usize, TenantId)> = Vec::new();
         if R::SIGNAL == Signal::Metrics {
-            for p in points.iter().filter(|p| p.family != "target_info") {
+            let points = points.iter().enumerate();
+            for (i, p) in points.filter(|(_, p)| p.family != "target_info") {
                 if let Ok(t) = TenantId::parse(&p.tenant) {
-                    count(&t, 1);
+                    sent.push((i, t));
                 }
             }
         }
-        for (_, error) in self.series.apply(points, Instant::now()) {
+        let refused = self.series.apply(points, Instant::now());
+        // Both in point order: walk them together.
+        let mut refused_at = refused.iter().map(|(i, _)| *i).peekable();
+        for (i, tenant) in &sent {
+            while refused_at.next_if(|r| r < i).is_some() {}
+            if refused_at.peek() != Some(i) {
+                count(tenant, 1);
+            }
+        }
+        for (_, error) in refused {
             refusals.refuse(error.reason(), || error.to_string());
         }
         Ok(Accepted {
