@@ -28,6 +28,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod ingest;
+pub mod net;
 pub mod otlp;
 pub mod pipeline;
 pub mod telemetry;

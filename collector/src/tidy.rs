@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 /// the tests' shared helpers, is compiled for tests only).
 const FLOORS: &[&[&str]] = &[
     &["config", "test_support"],
-    &["otlp"],
+    &["otlp", "net"],
     &["telemetry"],
     &["tenancy"],
     &["pipeline"],

@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod bad_input;
 mod cli;
+mod connections;
 mod dashboards;
 mod harness;
 mod http_json;

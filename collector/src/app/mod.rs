@@ -89,6 +89,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result<Running> {
     let (layout, lock) = open_data_dir(&config)?;
     let open_files = raise_open_files_limit();
+    warn_if_too_few_files(open_files, config.listen.connections.max_connections);
     let catalog = Catalog::with_tenant_labels(config.metrics.max_tenant_labels);
     let (auth, reloader) = tenancy(&config, path, &catalog)?;
     let listeners = Listeners::bind(&config).await?;
@@ -96,21 +97,27 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
     let core = Core::start(&config, &layout, &catalog, &auth)?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let connections = &config.listen.connections;
     let grpc = tokio::spawn(serve_grpc(
         core.ingest.clone(),
         usize::try_from(config.ingest.max_decompressed_body_size).unwrap_or(usize::MAX),
-        listeners.grpc,
+        (listeners.grpc, connections.clone()),
         stopped(stop_rx.clone()),
     ));
     let http = tokio::spawn(serve_http(
         core.ingest.clone(),
         config.ingest.clone(),
-        listeners.http,
+        (listeners.http, connections.clone()),
         stopped(stop_rx.clone()),
     ));
-    let metrics = serve_metrics(&core, &layout, listeners.metrics, &admin_stop_rx);
+    let metrics = serve_metrics(
+        &core,
+        &layout,
+        (listeners.metrics, connections),
+        &admin_stop_rx,
+    );
     let api_state = core.api_state(&config, &auth, &reloader, stop_rx)?;
-    let api = serve_api(api_state, listeners.api, &admin_stop_rx);
+    let api = serve_api(api_state, (listeners.api, connections), &admin_stop_rx);
     spawn_audit_jobs(&config, &core.logs, &auth, &catalog, &admin_stop_rx);
     if let (Some(reloader), Some(interval)) = (&reloader, config.reload.watch_interval) {
         tokio::spawn(reloader.clone().watch(interval, admin_stop_rx.clone()));
@@ -165,6 +172,19 @@ pub fn raise_open_files_limit() -> Option<u64> {
         }
     }
     getrlimit(Resource::Nofile).current
+}
+
+/// Each open connection is a file: a limit below `listen.max_connections` refuses connections
+/// (EMFILE) before the daemon's own bound does.
+fn warn_if_too_few_files(open_files: Option<u64>, max_connections: usize) {
+    if let Some(limit) = open_files.filter(|&n| n < max_connections as u64) {
+        tracing::warn!(
+            open_files_limit = limit,
+            max_connections,
+            "the open-files limit is below listen.max_connections: connections past it are \
+             refused by the kernel (raise the hard limit, e.g. LimitNOFILE= in systemd)"
+        );
+    }
 }
 
 /// Creates the data directory and takes its lock.

@@ -18,9 +18,10 @@ use tokio::task::JoinHandle;
 use super::Core;
 use crate::api;
 use crate::audit;
-use crate::config::{Config, IngestLimits};
+use crate::config::{Config, Connections, IngestLimits};
 use crate::ingest::grpc::ExportService;
 use crate::ingest::{self, Ingest};
+use crate::net;
 use crate::otlp::logs::LogsRequest;
 use crate::pipeline::PipelineTask;
 use crate::telemetry::{self, Catalog};
@@ -34,24 +35,24 @@ pub(super) async fn stopped(mut rx: watch::Receiver<bool>) {
 pub(super) fn serve_metrics(
     core: &Core,
     layout: &Layout,
-    listener: TcpListener,
+    (listener, connections): (TcpListener, &Connections),
     stop: &watch::Receiver<bool>,
 ) -> JoinHandle<std::io::Result<()>> {
     let data_dir = layout.data_dir().to_path_buf();
     let app = telemetry::endpoint::router(core.catalog.clone(), core.series.clone(), data_dir);
-    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop.clone()));
-    tokio::spawn(async move { server.await })
+    let server = net::serve(listener, app, connections.clone(), stopped(stop.clone()));
+    tokio::spawn(server)
 }
 
 /// Serves the query and admin API until the admin listeners stop.
 pub(super) fn serve_api(
     state: api::ApiState,
-    listener: TcpListener,
+    (listener, connections): (TcpListener, &Connections),
     stop: &watch::Receiver<bool>,
 ) -> JoinHandle<std::io::Result<()>> {
-    let app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(stopped(stop.clone()));
-    tokio::spawn(async move { server.await })
+    let app = api::router(state);
+    let server = net::serve(listener, app, connections.clone(), stopped(stop.clone()));
+    tokio::spawn(server)
 }
 
 /// What runs until shutdown; [`Serving::until_stopped`] stops it in the order the module's
@@ -59,7 +60,7 @@ pub(super) fn serve_api(
 pub(super) struct Serving {
     /// The data directory's lock, held until every file is committed and closed.
     pub(super) lock: std::fs::File,
-    pub(super) grpc: JoinHandle<Result<(), tonic::transport::Error>>,
+    pub(super) grpc: JoinHandle<std::io::Result<()>>,
     pub(super) http: JoinHandle<std::io::Result<()>>,
     pub(super) metrics: JoinHandle<std::io::Result<()>>,
     pub(super) api: JoinHandle<std::io::Result<()>>,
@@ -132,54 +133,37 @@ impl Listeners {
 pub(super) async fn serve_grpc(
     ingest: Ingest,
     max_message: usize,
-    listener: TcpListener,
+    (listener, connections): (TcpListener, Connections),
     stop: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), tonic::transport::Error> {
-    // HTTP/2 flow-control windows sized for OTLP batches (hundreds of KB): with the 64 KiB
-    // defaults a large export stalls on window updates.
-    tonic::transport::Server::builder()
-        .initial_stream_window_size(Some(4 << 20))
-        .initial_connection_window_size(Some(16 << 20))
-        .add_service(ExportService::<LogsRequest>::new(
-            ingest.clone(),
-            max_message,
-        ))
-        .add_service(ExportService::<ExportTraceServiceRequest>::new(
-            ingest.clone(),
-            max_message,
-        ))
-        .add_service(ExportService::<ExportMetricsServiceRequest>::new(
-            ingest,
-            max_message,
-        ))
-        .serve_with_incoming_shutdown(
-            // `serve_with_incoming` ignores the builder's TCP_NODELAY: without it on the
-            // accepted sockets, Nagle's algorithm holds the last frame of a response until the
-            // client's delayed ACK (~40 ms at p99 on loopback).
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            stop,
-        )
-        .await
+) -> std::io::Result<()> {
+    let routes = tonic::service::Routes::new(ExportService::<LogsRequest>::new(
+        ingest.clone(),
+        max_message,
+    ))
+    .add_service(ExportService::<ExportTraceServiceRequest>::new(
+        ingest.clone(),
+        max_message,
+    ))
+    .add_service(ExportService::<ExportMetricsServiceRequest>::new(
+        ingest,
+        max_message,
+    ));
+    net::serve(
+        listener,
+        routes.prepare().into_axum_router(),
+        connections,
+        stop,
+    )
+    .await
 }
 
 /// Serves OTLP/HTTP until `stop`.
 pub(super) async fn serve_http(
     ingest: Ingest,
     limits: IngestLimits,
-    listener: TcpListener,
+    (listener, connections): (TcpListener, Connections),
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = ingest::http::router(ingest, limits);
-    // axum leaves Nagle's algorithm on for a plain listener; acks are latency-sensitive.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %error, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(stop)
-    .await
+    net::serve(listener, app, connections, stop).await
 }

@@ -66,6 +66,64 @@ pub struct Listen {
     pub otlp_http: SocketAddr,
     pub metrics: SocketAddr,
     pub api: SocketAddr,
+    /// How each of the four listeners treats its connections.
+    pub connections: Connections,
+}
+
+/// Connection limits and timeouts, the same on every listener (`listen.*`). Defaults follow the
+/// OpenTelemetry Collector's `confighttp` (header and idle timeouts), nginx (concurrent HTTP/2
+/// streams, the body timeout's value) and grpc-go (keepalive); README, "Limits and what you get
+/// past them", says which.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Connections {
+    /// Open connections per listener; past it, new ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Largest request head (HTTP/1 request line and headers; HTTP/2 header list), in bytes.
+    pub max_header_size: u32,
+    /// An HTTP/1 request's head must arrive within this after its first byte (or after the
+    /// connection opened); otherwise the connection is closed (slowloris).
+    pub header_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (HTTP/2: GOAWAY).
+    pub idle_timeout: Duration,
+    /// A request's whole body must arrive within this after its head; otherwise it is answered
+    /// 408 / DEADLINE_EXCEEDED and the connection closed (slow body).
+    pub body_read_timeout: Duration,
+    /// Concurrent streams one HTTP/2 connection may open.
+    pub http2_max_concurrent_streams: u32,
+    /// Streams a client may reset before the server accepted them, at once, before the
+    /// connection is closed with `ENHANCE_YOUR_CALM` (HTTP/2 rapid reset, CVE-2023-44487).
+    pub http2_max_pending_accept_reset_streams: usize,
+    /// Streams the server may reset because of the client's errors before it closes the
+    /// connection.
+    pub http2_max_local_error_reset_streams: usize,
+    /// HTTP/2 (gRPC) keepalive: a PING after this long without frames...
+    pub keepalive_interval: Duration,
+    /// ... must be answered within this, or the connection is closed.
+    pub keepalive_timeout: Duration,
+    /// A connection older than this is asked to go away (HTTP/2 GOAWAY, HTTP/1 `Connection:
+    /// close` after its request), so clients rebalance across daemons; `None`: never.
+    pub max_connection_age: Option<Duration>,
+    /// ... and closed this long after that, whatever is in flight.
+    pub max_connection_age_grace: Duration,
+}
+
+impl Default for Connections {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_header_size: 64 << 10,
+            header_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            body_read_timeout: Duration::from_secs(60),
+            http2_max_concurrent_streams: 128,
+            http2_max_pending_accept_reset_streams: 20,
+            http2_max_local_error_reset_streams: 1024,
+            keepalive_interval: Duration::from_secs(2 * 3600),
+            keepalive_timeout: Duration::from_secs(20),
+            max_connection_age: None,
+            max_connection_age_grace: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Size limits on what one request may carry.
@@ -155,6 +213,7 @@ impl Default for Config {
                 otlp_http: ([127, 0, 0, 1], 4318).into(),
                 metrics: ([127, 0, 0, 1], 9464).into(),
                 api: ([127, 0, 0, 1], 8090).into(),
+                connections: Connections::default(),
             },
             ingest: IngestLimits {
                 max_request_body_size: 16 << 20,

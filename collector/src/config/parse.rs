@@ -12,7 +12,7 @@ use super::walker::{
     ConfigErrors, Walker, byte_size, duration, instance_id, integer, path, socket_addr, string,
     yaml,
 };
-use super::{Audit, Config, IngestLimits, Listen, LogFormat, Storage, tenants};
+use super::{Audit, Config, Connections, IngestLimits, Listen, LogFormat, Storage, tenants};
 
 /// Parses YAML config text. An empty document is the default config.
 pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
@@ -95,14 +95,103 @@ pub fn parse(text: &str) -> Result<Config, ConfigErrors> {
     }
 }
 
-/// `listen`: the four listeners.
+/// `listen`: the four listeners and how they treat connections.
 fn parse_listen(w: &mut Walker, m: &Mapping, c: &mut Listen) {
-    let keys = ["otlp_grpc", "otlp_http", "metrics", "api"];
+    let keys = [
+        "otlp_grpc",
+        "otlp_http",
+        "metrics",
+        "api",
+        "max_connections",
+        "max_header_size",
+        "header_read_timeout",
+        "idle_timeout",
+        "body_read_timeout",
+        "http2_max_concurrent_streams",
+        "http2_max_pending_accept_reset_streams",
+        "http2_max_local_error_reset_streams",
+        "keepalive_interval",
+        "keepalive_timeout",
+        "max_connection_age",
+        "max_connection_age_grace",
+    ];
     w.known_keys(m, "listen", &keys);
     w.field(m, "listen", "otlp_grpc", &mut c.otlp_grpc, socket_addr);
     w.field(m, "listen", "otlp_http", &mut c.otlp_http, socket_addr);
     w.field(m, "listen", "metrics", &mut c.metrics, socket_addr);
     w.field(m, "listen", "api", &mut c.api, socket_addr);
+    parse_connections(w, m, &mut c.connections);
+}
+
+/// `listen.*` connection limits and timeouts.
+fn parse_connections(w: &mut Walker, m: &Mapping, c: &mut Connections) {
+    let p = "listen";
+    w.field(m, p, "max_connections", &mut c.max_connections, |v| {
+        integer(v, 1, 1_000_000)
+    });
+    w.field(m, p, "max_header_size", &mut c.max_header_size, |v| {
+        let size = byte_size(v)?;
+        u32::try_from(size)
+            .ok()
+            .filter(|s| (1024..=16 << 20).contains(s))
+            .ok_or_else(|| format!("{size} bytes is out of range 1KiB..=16MiB"))
+    });
+    let count = |v: &Value| integer(v, 1, 1 << 20);
+    let streams = &mut c.http2_max_concurrent_streams;
+    w.field(m, p, "http2_max_concurrent_streams", streams, |v| {
+        count(v).map(|n| n as u32)
+    });
+    let resets = &mut c.http2_max_pending_accept_reset_streams;
+    w.field(
+        m,
+        p,
+        "http2_max_pending_accept_reset_streams",
+        resets,
+        count,
+    );
+    let resets = &mut c.http2_max_local_error_reset_streams;
+    w.field(m, p, "http2_max_local_error_reset_streams", resets, count);
+    parse_connection_times(w, m, c);
+}
+
+/// `listen.*` timeouts, keepalive and connection age.
+fn parse_connection_times(w: &mut Walker, m: &Mapping, c: &mut Connections) {
+    let p = "listen";
+    let between = |min_ms: u64, max_s: u64| {
+        move |v: &Value| duration(v, Duration::from_millis(min_ms), Duration::from_secs(max_s))
+    };
+    let day = 86_400;
+    let times = [
+        ("header_read_timeout", &mut c.header_read_timeout, 100, day),
+        ("idle_timeout", &mut c.idle_timeout, 100, 7 * day),
+        ("body_read_timeout", &mut c.body_read_timeout, 100, day),
+        (
+            "keepalive_interval",
+            &mut c.keepalive_interval,
+            1000,
+            7 * day,
+        ),
+        ("keepalive_timeout", &mut c.keepalive_timeout, 100, day),
+        (
+            "max_connection_age_grace",
+            &mut c.max_connection_age_grace,
+            0,
+            day,
+        ),
+    ];
+    for (key, slot, min_ms, max_s) in times {
+        w.field(m, p, key, slot, between(min_ms, max_s));
+    }
+    w.field(
+        m,
+        p,
+        "max_connection_age",
+        &mut c.max_connection_age,
+        |v| match v {
+            Value::Null => Ok(None),
+            v => between(1000, 365 * day)(v).map(Some),
+        },
+    );
 }
 
 /// `ingest`: request size limits (each at most its hard ceiling).

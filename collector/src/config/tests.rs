@@ -93,7 +93,7 @@ extra: 1
         .map(|(path, message)| format!("{path}: {message}\n"))
         .collect::<String>();
     let expected = r#"extra: unknown key; expected one of: listen, ingest, storage, log, auth, tenants, tenants_file, query, reload, metrics, tracing, audit
-listen.otlp_htp: unknown key; expected one of: otlp_grpc, otlp_http, metrics, api
+listen.otlp_htp: unknown key; expected one of: otlp_grpc, otlp_http, metrics, api, max_connections, max_header_size, header_read_timeout, idle_timeout, body_read_timeout, http2_max_concurrent_streams, http2_max_pending_accept_reset_streams, http2_max_local_error_reset_streams, keepalive_interval, keepalive_timeout, max_connection_age, max_connection_age_grace
 listen.otlp_grpc: "localhost" is not an address like 127.0.0.1:4317 or [::1]:4317
 ingest.max_request_body_size: must be greater than 0
 ingest.max_expanded_request_size: must be at most 1024MiB
@@ -321,6 +321,48 @@ fn the_audit_section_and_the_instance_id_parse_and_are_bounded() {
                 "audit.checkpoint_interval".to_owned(),
                 "10ms is out of range 1s..=1day".to_owned()
             ),
+        ]
+    );
+}
+
+#[test]
+fn connection_limits_parse_with_their_bounds() {
+    let config = parse(
+        r#"
+listen:
+  max_connections: 50000
+  max_header_size: 16KiB
+  header_read_timeout: 5s
+  idle_timeout: 2m
+  body_read_timeout: 90s
+  http2_max_concurrent_streams: 64
+  http2_max_pending_accept_reset_streams: 10
+  keepalive_interval: 30s
+  max_connection_age: 10m
+  max_connection_age_grace: 0s
+"#,
+    )
+    .unwrap();
+    let c = &config.listen.connections;
+    assert_eq!(c.max_connections, 50_000);
+    assert_eq!(c.max_header_size, 16 << 10);
+    assert_eq!(c.header_read_timeout, Duration::from_secs(5));
+    assert_eq!(c.idle_timeout, Duration::from_secs(120));
+    assert_eq!(c.body_read_timeout, Duration::from_secs(90));
+    assert_eq!(c.http2_max_concurrent_streams, 64);
+    assert_eq!(c.http2_max_pending_accept_reset_streams, 10);
+    assert_eq!(c.keepalive_interval, Duration::from_secs(30));
+    assert_eq!(c.max_connection_age, Some(Duration::from_secs(600)));
+    assert_eq!(c.max_connection_age_grace, Duration::ZERO);
+    let got =
+        errors("listen:\n  max_connections: 0\n  max_header_size: 100\n  idle_timeout: 1ms\n");
+    let paths: Vec<&str> = got.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "listen.max_connections",
+            "listen.max_header_size",
+            "listen.idle_timeout"
         ]
     );
 }

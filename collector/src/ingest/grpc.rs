@@ -220,12 +220,16 @@ where
                 .send_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(max);
             let unary = Unary::<E> {
-                ingest,
+                ingest: ingest.clone(),
                 tenancy: Some(tenancy),
                 _export: PhantomData,
             };
             let mut response = grpc.unary(unary, request).await;
-            fix_status(&mut response);
+            if fix_status(&mut response) == Some(Code::DeadlineExceeded) {
+                // The body did not arrive in time (`listen.body_read_timeout`, `crate::net`).
+                let error = IngestError::TimedOut("the request body arrived too late".into());
+                ingest.reject_undecoded(Transport::Grpc, E::SIGNAL, &error);
+            }
             Ok(response)
         })
     }
@@ -248,8 +252,9 @@ fn request_meta<B>(request: &http::Request<B>) -> RequestMeta<'_> {
 }
 
 /// Rewrites the codes tonic gives undecodable (INTERNAL) and oversized (OUT_OF_RANGE) requests
-/// to the ones the OTLP spec prescribes. Our own handlers never answer with either code.
-fn fix_status<B>(response: &mut http::Response<B>) {
+/// to the ones the OTLP spec prescribes. Our own handlers never answer with either code. The
+/// code answered.
+fn fix_status<B>(response: &mut http::Response<B>) -> Option<Code> {
     let headers = response.headers_mut();
     let code = headers
         .get(Status::GRPC_STATUS)
@@ -259,7 +264,8 @@ fn fix_status<B>(response: &mut http::Response<B>) {
     let replacement = match code {
         Some(Code::Internal) => Code::InvalidArgument,
         Some(Code::OutOfRange) => Code::ResourceExhausted,
-        _ => return,
+        code => return code,
     };
     headers.insert(Status::GRPC_STATUS, (replacement as i32).into());
+    Some(replacement)
 }

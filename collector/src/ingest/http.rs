@@ -185,6 +185,11 @@ async fn read_request<R: ExportRequest>(
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large_sent),
+        Err(e) if crate::net::body_timed_out(&*e).is_some() => {
+            return Err(IngestError::TimedOut(
+                crate::net::body_timed_out(&*e).unwrap_or_default(),
+            ));
+        }
         Err(e) => {
             return Err(IngestError::Malformed(format!(
                 "reading the request body failed: {e}"

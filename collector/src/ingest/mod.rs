@@ -42,6 +42,9 @@ pub enum IngestError {
     Malformed(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// The body did not arrive within `listen.body_read_timeout`.
+    #[error("{0}")]
+    TimedOut(String),
     #[error(
         "{what}{} exceed the limit of {limit} bytes ({key})",
         size.map(|s| format!(" ({s} bytes)")).unwrap_or_default()
@@ -86,6 +89,7 @@ impl IngestError {
         match self {
             IngestError::Malformed(_) => S::BAD_REQUEST,
             IngestError::UnsupportedMediaType(_) => S::UNSUPPORTED_MEDIA_TYPE,
+            IngestError::TimedOut(_) => S::REQUEST_TIMEOUT,
             IngestError::TooLarge { .. } => S::PAYLOAD_TOO_LARGE,
             IngestError::Tenancy(TenancyError::Unauthenticated(_)) => S::UNAUTHORIZED,
             IngestError::Tenancy(TenancyError::Throttled { .. }) => S::TOO_MANY_REQUESTS,
@@ -102,6 +106,7 @@ impl IngestError {
         use tonic::Code as C;
         match self {
             IngestError::Malformed(_) | IngestError::UnsupportedMediaType(_) => C::InvalidArgument,
+            IngestError::TimedOut(_) => C::DeadlineExceeded,
             // Without RetryInfo: a request that will never fit.
             IngestError::TooLarge { .. } => C::ResourceExhausted,
             IngestError::Tenancy(TenancyError::Unauthenticated(_)) => C::Unauthenticated,
@@ -135,6 +140,7 @@ impl IngestError {
         match self {
             IngestError::Malformed(_) => "malformed",
             IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
+            IngestError::TimedOut(_) => "timeout",
             IngestError::TooLarge { .. } => "too_large",
             IngestError::Tenancy(TenancyError::Missing) => "missing_tenant",
             IngestError::Tenancy(

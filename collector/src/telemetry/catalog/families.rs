@@ -15,6 +15,7 @@ pub mod names {
     pub const RECORDS_RECEIVED: &str = "tenantscope_ingest_records_received_total";
     pub const RECORDS_REJECTED: &str = "tenantscope_ingest_records_rejected_total";
     pub const REQUESTS_REJECTED: &str = "tenantscope_ingest_requests_rejected_total";
+    pub const REJECTED: &str = "tenantscope_ingest_rejected_total";
     pub const FILES_COMMITTED: &str = "tenantscope_store_files_committed_total";
     pub const ROWS_COMMITTED: &str = "tenantscope_store_rows_committed_total";
     pub const BYTES_COMMITTED: &str = "tenantscope_store_bytes_committed_total";
@@ -56,8 +57,9 @@ pub mod names {
 /// Every metric family name the daemon exposes (histograms also as `_bucket`, `_sum`, `_count`):
 /// [`FAMILIES`], the families the series store renders, and what Prometheus adds to a scrape.
 /// Dashboards and rules may use only these (a test checks it).
-pub const ALL_NAMES: [&str; 42] = [
+pub const ALL_NAMES: [&str; 43] = [
     names::RATE_LIMITED,
+    names::REJECTED,
     names::BUILD_INFO,
     names::RECORDS_RECEIVED,
     names::RECORDS_REJECTED,
@@ -102,7 +104,7 @@ pub const ALL_NAMES: [&str; 42] = [
 ];
 
 /// Why records or requests were refused: the metric label of an ingest error.
-pub const REJECT_REASONS: [&str; 15] = [
+pub const REJECT_REASONS: [&str; 16] = [
     "malformed",
     "unauthenticated",
     "auth_throttled",
@@ -118,6 +120,7 @@ pub const REJECT_REASONS: [&str; 15] = [
     "overloaded",
     "store_failed",
     "metric_families",
+    "timeout",
 ];
 
 /// The label value standing for tenants beyond `metrics.max_tenant_labels`.
@@ -233,6 +236,7 @@ pub const FAMILIES: &[Family] = &[
     counter(names::RECORDS_RECEIVED, Count, BY_SIGNAL, "Records decoded from OTLP requests, by transport and signal."),
     counter(names::RECORDS_REJECTED, Count, BY_REASON, "Records refused, by transport, signal and reason."),
     counter(names::REQUESTS_REJECTED, Count, BY_REASON, "OTLP requests refused, by transport, signal and reason."),
+    counter(names::REJECTED, Count, BY_REASON, "Refusals, by transport, signal and reason: a request refused whole counts one, and so does each record refused alone."),
     counter(names::RECORDS_ACCEPTED, Count, &["transport", "signal", "tenant"], "Records stored (acknowledged), by transport, signal and tenant."),
     counter(names::RATE_LIMITED, Count, &["tenant", "limit"], "Requests refused because a tenant was over its rate limit, by tenant and limit."),
     // Pipeline and write-ahead log.

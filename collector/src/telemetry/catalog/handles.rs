@@ -86,6 +86,8 @@ pub struct IngestCounters {
     pub records_received: Counter,
     records_rejected: HashMap<&'static str, Counter>,
     requests_rejected: HashMap<&'static str, Counter>,
+    /// Requests refused whole and records refused alone, together: where a limit bites.
+    rejected: HashMap<&'static str, Counter>,
 }
 
 impl IngestCounters {
@@ -114,6 +116,7 @@ impl IngestCounters {
                     records_received: r.counter(names::RECORDS_RECEIVED, base.clone()),
                     records_rejected: by_reason(names::RECORDS_REJECTED),
                     requests_rejected: by_reason(names::REQUESTS_REJECTED),
+                    rejected: by_reason(names::REJECTED),
                 };
                 all.insert((transport, signal), counters);
             }
@@ -127,6 +130,9 @@ impl IngestCounters {
         if let Some(c) = self.requests_rejected.get(reason) {
             c.increment(1);
         }
+        if let Some(c) = self.rejected.get(reason) {
+            c.increment(1);
+        }
         if let (Some(c), true) = (self.records_rejected.get(reason), records > 0) {
             c.increment(records);
         }
@@ -135,8 +141,13 @@ impl IngestCounters {
     /// Counts records refused one by one inside an accepted request.
     pub fn refused(&self, reason: &'static str, records: u64) {
         debug_assert!(REJECT_REASONS.contains(&reason), "unknown reason {reason}");
-        if let (Some(c), true) = (self.records_rejected.get(reason), records > 0) {
-            c.increment(records);
+        if records == 0 {
+            return;
+        }
+        for family in [&self.records_rejected, &self.rejected] {
+            if let Some(c) = family.get(reason) {
+                c.increment(records);
+            }
         }
     }
 }
