@@ -32,6 +32,9 @@ pub struct LoadOptions {
     pub rate: Option<f64>,
     /// Stop after this many requests (all connections together), even before `duration`.
     pub max_requests: Option<u64>,
+    /// Closed loop: resend at once after a refusal, as a misconfigured client does, instead of
+    /// pausing [`REFUSED_BACKOFF`].
+    pub retry_at_once: bool,
 }
 
 /// How long a closed-loop connection pauses after a refused request.
@@ -172,7 +175,7 @@ pub async fn run(payloads: &Payloads, options: &LoadOptions) -> anyhow::Result<R
                         t.failed += 1;
                     }
                 }
-                if !ok && interval.is_none() {
+                if !ok && interval.is_none() && !options.retry_at_once {
                     // Closed loop: a refused request's connection waits before its next one, as
                     // an exporter waits out Retry-After, rather than spinning on refusals.
                     tokio::time::sleep(REFUSED_BACKOFF).await;

@@ -60,6 +60,10 @@ struct LoadArgs {
     /// it, closed loop (a connection pauses 100 ms after a refused request).
     #[arg(long)]
     rate: Option<f64>,
+    /// Closed loop: resend at once after a refusal (no pause), as a misconfigured or non-OTel
+    /// client does.
+    #[arg(long, conflicts_with = "rate")]
+    retry_at_once: bool,
     /// Distinct pre-built requests to cycle through.
     #[arg(long, default_value_t = 256)]
     bodies: usize,
@@ -148,6 +152,7 @@ async fn load_command(args: LoadArgs) -> anyhow::Result<()> {
         duration: Duration::from_secs_f64(args.seconds),
         rate: args.rate.map(|r| r / records as f64),
         max_requests: args.total_records.map(|n| n.div_ceil(records as u64)),
+        retry_at_once: args.retry_at_once,
     };
     let before = args.pid.and_then(proc_stats::cpu_seconds);
     let report = load::run(&payloads, &options).await?;
@@ -164,7 +169,11 @@ async fn load_command(args: LoadArgs) -> anyhow::Result<()> {
         "compression": format!("{:?}", args.compression).to_lowercase(),
         "connections": options.connections,
         "records_per_request": records,
-        "mode": if args.rate.is_some() { "open" } else { "closed" },
+        "mode": match (args.rate, args.retry_at_once) {
+            (Some(_), _) => "open",
+            (None, true) => "closed, resending at once",
+            (None, false) => "closed",
+        },
         "seconds": secs,
         "requests_ok": report.requests_ok,
         "requests_failed": report.requests_failed,

@@ -14,4 +14,5 @@ mod metrics;
 mod otlp_clients;
 mod policy;
 mod query_api;
+mod record_limits;
 mod recovery;

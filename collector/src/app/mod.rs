@@ -250,7 +250,7 @@ impl Core {
         )?;
         let series = Arc::new(SeriesStore::new(config.metrics.clone()));
         let ingest = Ingest::new(
-            Intake::new(pipeline, series.clone(), config.ingest.max_value_depth),
+            Intake::new(pipeline, series.clone(), &config.ingest),
             catalog.clone(),
             auth.clone(),
             Arc::new(Quotas::default()),

@@ -142,6 +142,17 @@ pub struct IngestLimits {
     /// Deepest nesting of an attribute value or body (arrays and key-value lists in each other);
     /// a record with a deeper value is refused alone. At most [`MAX_VALUE_DEPTH`].
     pub max_value_depth: usize,
+    /// Longest key of an attribute (or of a key-value list inside one), in bytes; a record with
+    /// a longer one is refused alone.
+    pub max_attribute_key_length: usize,
+    /// Longest string or bytes value of an attribute, at any depth, in bytes; a record with a
+    /// longer one is refused alone. A log body is bounded by the request's size only.
+    pub max_attribute_value_length: usize,
+    /// Most elements of one array or key-value list in a value; a record with more is refused
+    /// alone.
+    pub max_value_elements: usize,
+    /// Most log records or spans one request may carry; those past it are refused alone.
+    pub max_records_per_request: u64,
 }
 
 /// The largest `ingest.max_value_depth` accepted: prost refuses deeper messages (its recursion
@@ -220,6 +231,10 @@ impl Default for Config {
                 max_decompressed_body_size: 64 << 20,
                 max_expanded_request_size: 256 << 20,
                 max_value_depth: 32,
+                max_attribute_key_length: 1024,
+                max_attribute_value_length: 256 << 10,
+                max_value_elements: 10_000,
+                max_records_per_request: 100_000,
             },
             storage: Storage {
                 data_dir: PathBuf::from("./data"),

@@ -201,6 +201,10 @@ fn parse_ingest(w: &mut Walker, m: &Mapping, c: &mut IngestLimits) {
         "max_decompressed_body_size",
         "max_expanded_request_size",
         "max_value_depth",
+        "max_attribute_key_length",
+        "max_attribute_value_length",
+        "max_value_elements",
+        "max_records_per_request",
     ];
     w.known_keys(m, "ingest", &keys);
     let p = "ingest";
@@ -228,6 +232,7 @@ fn parse_ingest(w: &mut Walker, m: &Mapping, c: &mut IngestLimits) {
     w.field(m, p, "max_value_depth", &mut c.max_value_depth, |v| {
         integer(v, 1, super::MAX_VALUE_DEPTH as u64)
     });
+    parse_record_limits(w, m, c);
     if c.max_decompressed_body_size < c.max_request_body_size {
         w.error(
             "ingest.max_decompressed_body_size",
@@ -254,6 +259,31 @@ fn parse_ingest(w: &mut Walker, m: &Mapping, c: &mut IngestLimits) {
             );
         }
     }
+}
+
+/// `ingest.*` bounds on a record's values and a request's records.
+fn parse_record_limits(w: &mut Walker, m: &Mapping, c: &mut IngestLimits) {
+    let p = "ingest";
+    let bytes = |v: &Value| {
+        let size = byte_size(v)?;
+        usize::try_from(size).map_err(|_| format!("{size} is too large for this machine"))
+    };
+    w.field(
+        m,
+        p,
+        "max_attribute_key_length",
+        &mut c.max_attribute_key_length,
+        bytes,
+    );
+    let values = &mut c.max_attribute_value_length;
+    w.field(m, p, "max_attribute_value_length", values, bytes);
+    w.field(m, p, "max_value_elements", &mut c.max_value_elements, |v| {
+        integer(v, 1, u32::MAX.into())
+    });
+    let records = &mut c.max_records_per_request;
+    w.field(m, p, "max_records_per_request", records, |v| {
+        integer(v, 1, u32::MAX.into()).map(|n| n as u64)
+    });
 }
 
 /// `storage`: where and how records are stored.

@@ -212,6 +212,11 @@ where
             }
         };
         Box::pin(async move {
+            // Waits for room before the message is read (see `Ingest::wait_for_room`).
+            if let Err(error) = ingest.wait_for_room().await {
+                ingest.reject_undecoded(Transport::Grpc, E::SIGNAL, &error);
+                return Ok(to_status(&error).into_http());
+            }
             let codec = ExportCodec::<E>(PhantomData);
             let mut grpc = Grpc::new(codec)
                 .accept_compressed(CompressionEncoding::Gzip)

@@ -127,6 +127,11 @@ async fn handle<R: ExportRequest>(
         Ok(e) => e,
         Err(error) => return reject(&state.ingest, R::SIGNAL, error, Encoding::Json),
     };
+    // Waits for room before the body is read; refused, the body is never read (hyper closes
+    // the connection rather than read what is left of it).
+    if let Err(error) = state.ingest.wait_for_room().await {
+        return reject(&state.ingest, R::SIGNAL, error, encoding);
+    }
     let request = match read_request::<R>(&state, &headers, body, encoding).await {
         Ok(r) => r,
         Err(error) => return reject(&state.ingest, R::SIGNAL, error, encoding),
@@ -196,17 +201,13 @@ async fn read_request<R: ExportRequest>(
             )));
         }
     };
-    // The body is read (so the connection stays usable) but not decoded while overloaded.
-    state.ingest.admit_load()?;
     let max_decompressed = limits.max_decompressed_body_size;
     let in_place = R::DECODES_IN_PLACE && compression.is_none() && encoding == Encoding::Protobuf;
     let decode = move || {
         let raw = decompress(compression.as_deref(), bytes, max_decompressed)?;
         match encoding {
             Encoding::Protobuf => R::decode_protobuf(raw),
-            Encoding::Json => R::decode_json(&raw)
-                .map(Decoded::whole)
-                .map_err(IngestError::Malformed),
+            Encoding::Json => R::decode_json(&raw).map_err(IngestError::Malformed),
         }
     };
     // Indexing an uncompressed request in place costs microseconds: no thread hop for it.

@@ -82,6 +82,10 @@ impl From<AcceptError> for IngestError {
     }
 }
 
+/// The longest a request waits for room in an overloaded pipeline before it is refused: the
+/// `Retry-After` it would get.
+pub const OVERLOAD_WAIT: Duration = Duration::from_secs(1);
+
 impl IngestError {
     /// The HTTP status. 429 and 503 are retryable (with `Retry-After`); the others are not.
     pub fn http_status(&self) -> ::http::StatusCode {
@@ -205,6 +209,23 @@ impl Ingest {
     pub fn admit_load(&self) -> Result<(), IngestError> {
         if self.intake.overloaded() {
             return Err(IngestError::Pipeline(PipelineError::Overloaded));
+        }
+        Ok(())
+    }
+
+    /// Before a body is read: while the pipeline is over its backlog bound, the request waits
+    /// (its body unread, in the kernel's buffers) up to [`OVERLOAD_WAIT`] for room, then is
+    /// refused. A client that resends at once after a 503 then costs a connection and a timer,
+    /// not a body read and refused: acknowledged throughput holds under retry storms.
+    pub async fn wait_for_room(&self) -> Result<(), IngestError> {
+        let deadline = tokio::time::Instant::now() + OVERLOAD_WAIT;
+        let mut pause = Duration::from_millis(1);
+        while self.intake.overloaded() {
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(IngestError::Pipeline(PipelineError::Overloaded));
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
         }
         Ok(())
     }
@@ -418,7 +439,8 @@ pub trait ExportRequest: Accept + Sized {
     /// of the request can be read (see [`salvage`]).
     fn decode_protobuf(bytes: bytes::Bytes) -> Result<Decoded<Self>, IngestError>;
     /// Decodes OTLP/JSON (see [`json`]).
-    fn decode_json(body: &[u8]) -> Result<Self, String>;
+    /// Records with invalid UTF-8 are refused alone (see [`crate::otlp::json`]).
+    fn decode_json(body: &[u8]) -> Result<Decoded<Self>, String>;
     fn record_count(&self) -> usize;
     fn resource_count(&self) -> usize;
     fn resource_records(&self, i: usize) -> u64;

@@ -54,8 +54,13 @@ impl ExportRequest for LogsRequest {
         Ok(LogsRequest::decode(bytes)?)
     }
 
-    fn decode_json(body: &[u8]) -> Result<Self, String> {
-        LogsRequest::from_message(&json::decode::<ExportLogsServiceRequest>(body)?)
+    fn decode_json(body: &[u8]) -> Result<Decoded<Self>, String> {
+        let decoded = json::decode::<ExportLogsServiceRequest>(body)?;
+        Ok(Decoded {
+            request: LogsRequest::from_message(&decoded.request)?,
+            refused: decoded.refused,
+            first_refusal: decoded.first_refusal,
+        })
     }
 
     fn record_count(&self) -> usize {
@@ -141,7 +146,7 @@ impl ExportRequest for ExportTraceServiceRequest {
         Ok(salvage::decode(bytes, salvage::traces)?)
     }
 
-    fn decode_json(body: &[u8]) -> Result<Self, String> {
+    fn decode_json(body: &[u8]) -> Result<Decoded<Self>, String> {
         json::decode(body)
     }
 
@@ -196,10 +201,10 @@ impl ExportRequest for ExportMetricsServiceRequest {
     }
 
     fn decode_protobuf(bytes: Bytes) -> Result<Decoded<Self>, IngestError> {
-        Ok(salvage::decode(bytes, |_| None)?)
+        Ok(salvage::decode(bytes, salvage::metrics)?)
     }
 
-    fn decode_json(body: &[u8]) -> Result<Self, String> {
+    fn decode_json(body: &[u8]) -> Result<Decoded<Self>, String> {
         json::decode(body)
     }
 

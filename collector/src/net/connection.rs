@@ -98,11 +98,34 @@ struct PerRequest {
     local: SocketAddr,
     peer: SocketAddr,
     body_timeout: std::time::Duration,
+    max_header_size: usize,
+}
+
+/// The bytes of a request's head: its request line and headers, as HTTP/1 sends them.
+fn head_size<B>(request: &http::Request<B>) -> usize {
+    let line = request.method().as_str().len() + request.uri().to_string().len() + 11;
+    let headers = request.headers().iter();
+    line + headers
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum::<usize>()
+}
+
+/// 431, closing the connection.
+fn too_large_head(max: usize) -> http::Response<axum::body::Body> {
+    let message = format!("the request head exceeds {max} bytes (listen.max_header_size)\n");
+    let mut response = http::Response::new(axum::body::Body::from(message));
+    *response.status_mut() = http::StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    response.headers_mut().insert(
+        http::header::CONNECTION,
+        http::HeaderValue::from_static("close"),
+    );
+    response
 }
 
 fn service(served: Served, activity: Arc<Activity>) -> PerRequest {
     PerRequest {
         body_timeout: served.limits.body_read_timeout,
+        max_header_size: served.limits.max_header_size as usize,
         app: served.app,
         activity,
         local: served.local,
@@ -119,6 +142,10 @@ impl hyper::service::Service<http::Request<Incoming>> for PerRequest {
 
     fn call(&self, mut request: http::Request<Incoming>) -> Self::Future {
         let guard = InFlight::start(self.activity.clone());
+        if head_size(&request) > self.max_header_size {
+            let response = too_large_head(self.max_header_size);
+            return Box::pin(async move { Ok(response.map(|body| Guarded::new(body, guard))) });
+        }
         let extensions = request.extensions_mut();
         extensions.insert(ConnectInfo(self.peer));
         extensions.insert(tonic::transport::server::TcpConnectInfo {

@@ -11,8 +11,6 @@ use base64::Engine;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
 use serde_json::Value as Json;
 
-/// The stored text of a value; `None` for an absent or empty value. A string is borrowed, not
-/// copied: this runs for every attribute of every record.
 /// How deeply `value` nests (a scalar is 1, an array of scalars 2), counted no further than
 /// `limit + 1`: enough to tell whether it is over `limit` without walking all of a deep value.
 pub fn depth(value: Option<&AnyValue>, limit: usize) -> usize {
@@ -43,6 +41,103 @@ pub fn attributes_depth(attributes: &[KeyValue], limit: usize) -> usize {
         .unwrap_or(0)
 }
 
+/// Bounds on a record's values (`ingest.max_value_depth`, `max_attribute_key_length`,
+/// `max_attribute_value_length`, `max_value_elements`).
+#[derive(Debug, Clone, Copy)]
+pub struct ValueLimits {
+    pub max_depth: usize,
+    /// Bytes of a key, in an attribute or a key-value list at any depth.
+    pub max_key_length: usize,
+    /// Bytes of a string or bytes value of an attribute, at any depth (a log body is bounded by
+    /// the request's size only).
+    pub max_value_length: usize,
+    /// Elements of one array or key-value list.
+    pub max_elements: usize,
+}
+
+/// The first bound a value breaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueProblem {
+    TooDeep,
+    KeyTooLong(usize),
+    ValueTooLong(usize),
+    TooManyElements(usize),
+}
+
+impl ValueLimits {
+    /// The same bounds without one on string length: a log body's.
+    pub fn for_body(self) -> Self {
+        Self {
+            max_value_length: usize::MAX,
+            ..self
+        }
+    }
+
+    pub fn key(&self, key: &str) -> Result<(), ValueProblem> {
+        if key.len() > self.max_key_length {
+            return Err(ValueProblem::KeyTooLong(key.len()));
+        }
+        Ok(())
+    }
+
+    pub fn length(&self, len: usize) -> Result<(), ValueProblem> {
+        if len > self.max_value_length {
+            return Err(ValueProblem::ValueTooLong(len));
+        }
+        Ok(())
+    }
+
+    /// Checks `value` (at nesting level 1) against every bound, stopping at the first broken.
+    pub fn check(&self, value: Option<&AnyValue>) -> Result<(), ValueProblem> {
+        match value.and_then(|v| v.value.as_ref()) {
+            Some(value) => self.check_at(value, 1),
+            None => Ok(()),
+        }
+    }
+
+    /// Checks every attribute's key and value.
+    pub fn check_attributes(&self, attributes: &[KeyValue]) -> Result<(), ValueProblem> {
+        attributes.iter().try_for_each(|kv| {
+            self.key(&kv.key)?;
+            self.check(kv.value.as_ref())
+        })
+    }
+
+    fn check_at(&self, value: &Value, level: usize) -> Result<(), ValueProblem> {
+        if level > self.max_depth {
+            return Err(ValueProblem::TooDeep);
+        }
+        let elements = |n: usize| {
+            if n > self.max_elements {
+                return Err(ValueProblem::TooManyElements(n));
+            }
+            Ok(())
+        };
+        let nested = |v: &AnyValue| match v.value.as_ref() {
+            Some(v) => self.check_at(v, level + 1),
+            None => Ok(()),
+        };
+        match value {
+            Value::StringValue(s) => self.length(s.len()),
+            Value::BytesValue(b) => self.length(b.len()),
+            Value::ArrayValue(a) => {
+                elements(a.values.len())?;
+                a.values.iter().try_for_each(nested)
+            }
+            Value::KvlistValue(l) => {
+                elements(l.values.len())?;
+                l.values.iter().try_for_each(|kv| {
+                    self.key(&kv.key)?;
+                    kv.value.as_ref().map_or(Ok(()), nested)
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The stored text of a value; `None` for an absent or empty value. A string is borrowed, not
+/// copied: this runs for every attribute of every record.
 pub fn to_text(value: Option<&AnyValue>) -> Option<Cow<'_, str>> {
     match value?.value.as_ref()? {
         Value::StringValue(s) => Some(Cow::Borrowed(s)),

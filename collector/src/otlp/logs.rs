@@ -21,6 +21,7 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
+use super::any_value::{ValueLimits, ValueProblem};
 use super::wire::{Reader, WireType};
 use super::{DecodeError, Decoded, salvage};
 use crate::otlp::any_value;
@@ -207,16 +208,18 @@ impl<'a> ValueRef<'a> {
         Some(Cow::Owned(any_value::to_json(Some(&value)).to_string()))
     }
 
-    /// How deeply the value nests (see [`any_value::depth`]); an array or key-value list is
-    /// decoded to tell.
-    pub fn depth(self, limit: usize) -> usize {
+    /// Checks the value against `limits` (see [`ValueLimits::check`]); an array or key-value
+    /// list is decoded to tell.
+    pub fn check(self, limits: &ValueLimits) -> Result<(), ValueProblem> {
         match self {
-            ValueRef::Empty => 0,
-            // What prost cannot read (nested past its recursion limit) is over any limit.
-            ValueRef::Other(raw) => AnyValue::decode(raw)
-                .map(|value| any_value::depth(Some(&value), limit))
-                .unwrap_or(limit + 1),
-            _ => 1,
+            ValueRef::Str(s) => limits.length(s.len()),
+            ValueRef::Bytes(b) => limits.length(b.len()),
+            // What prost cannot read (nested past its recursion limit) is over any depth limit.
+            ValueRef::Other(raw) => match AnyValue::decode(raw) {
+                Ok(value) => limits.check(Some(&value)),
+                Err(_) => Err(ValueProblem::TooDeep),
+            },
+            _ => Ok(()),
         }
     }
 
@@ -372,9 +375,9 @@ pub trait LogFields {
     fn trace_id(&self) -> &[u8];
     fn span_id(&self) -> &[u8];
     fn event_name_field(&self) -> &str;
-    /// How deeply the body and attribute values nest, counted no further than `limit + 1` (see
-    /// [`any_value::depth`]).
-    fn value_depth(&self, limit: usize) -> usize;
+    /// Checks the body and the attributes' keys and values against `limits` (the body's length
+    /// is not bounded).
+    fn check_values(&self, limits: &ValueLimits) -> Result<(), ValueProblem>;
 }
 
 impl LogFields for LogRecord {
@@ -419,9 +422,9 @@ impl LogFields for LogRecord {
     fn event_name_field(&self) -> &str {
         &self.event_name
     }
-    fn value_depth(&self, limit: usize) -> usize {
-        any_value::depth(self.body.as_ref(), limit)
-            .max(any_value::attributes_depth(&self.attributes, limit))
+    fn check_values(&self, limits: &ValueLimits) -> Result<(), ValueProblem> {
+        limits.for_body().check(self.body.as_ref())?;
+        limits.check_attributes(&self.attributes)
     }
 }
 
@@ -485,10 +488,11 @@ impl LogFields for ViewRecord<'_, '_> {
     fn event_name_field(&self) -> &str {
         self.view.event_name
     }
-    fn value_depth(&self, limit: usize) -> usize {
-        let body = self.view.body.map_or(0, |b| b.depth(limit));
-        let attributes = self.attributes.iter().map(|(_, v)| v.depth(limit));
-        attributes.fold(body, usize::max)
+    fn check_values(&self, limits: &ValueLimits) -> Result<(), ValueProblem> {
+        let body = self.view.body.map(|b| b.check(&limits.for_body()));
+        body.unwrap_or(Ok(()))?;
+        let mut attributes = self.attributes.iter();
+        attributes.try_for_each(|(key, value)| limits.key(key).and_then(|()| value.check(limits)))
     }
 }
 

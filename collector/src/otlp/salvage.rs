@@ -5,11 +5,13 @@
 //! decode fails the request is decoded again through mirror messages whose record list is raw
 //! bytes, and each record is decoded on its own: the ones that decode are kept, the others
 //! counted with their error. Only the failure path pays for this; a request whose envelope
-//! (resource, scope) is broken is still refused whole.
+//! (resource, scope) is broken is still refused whole. For OTLP metrics the unit is a metric:
+//! an undecodable one is counted as one refusal, however many points it held.
 
 use bytes::Bytes;
 use opentelemetry_proto::tonic::common::v1::InstrumentationScope;
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
@@ -97,6 +99,32 @@ struct LenientScopeSpans {
     scope: Option<InstrumentationScope>,
     #[prost(bytes = "bytes", repeated, tag = "2")]
     spans: Vec<Bytes>,
+    #[prost(string, tag = "3")]
+    schema_url: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct LenientMetricsRequest {
+    #[prost(message, repeated, tag = "1")]
+    resource_metrics: Vec<LenientResourceMetrics>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct LenientResourceMetrics {
+    #[prost(message, optional, tag = "1")]
+    resource: Option<Resource>,
+    #[prost(message, repeated, tag = "2")]
+    scope_metrics: Vec<LenientScopeMetrics>,
+    #[prost(string, tag = "3")]
+    schema_url: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct LenientScopeMetrics {
+    #[prost(message, optional, tag = "1")]
+    scope: Option<InstrumentationScope>,
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    metrics: Vec<Bytes>,
     #[prost(string, tag = "3")]
     schema_url: String,
 }
@@ -197,6 +225,46 @@ pub fn traces(
     })
 }
 
+/// An undecodable metric is refused as one: how many points it held cannot be known.
+pub fn metrics(
+    bytes: &[u8],
+) -> Option<Decoded<opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest>>
+{
+    let lenient = LenientMetricsRequest::decode(bytes).ok()?;
+    let (mut refused, mut first) = (0, None);
+    let resource_metrics = lenient
+        .resource_metrics
+        .into_iter()
+        .enumerate()
+        .map(|(r, rm)| ResourceMetrics {
+            resource: rm.resource,
+            schema_url: rm.schema_url,
+            scope_metrics: rm
+                .scope_metrics
+                .into_iter()
+                .enumerate()
+                .map(|(s, sm)| ScopeMetrics {
+                    scope: sm.scope,
+                    schema_url: sm.schema_url,
+                    metrics: records::<Metric>(
+                        sm.metrics,
+                        |i| format!("resourceMetrics[{r}].scopeMetrics[{s}].metrics[{i}]"),
+                        &mut refused,
+                        &mut first,
+                    ),
+                })
+                .collect(),
+        })
+        .collect();
+    Some(Decoded {
+        request: opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+            resource_metrics,
+        },
+        refused,
+        first_refusal: first,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +305,30 @@ mod tests {
         );
         let kept = &decoded.request.resource_logs[0].scope_logs[0].log_records;
         assert_eq!(kept.len(), 2);
+
+        // Metrics too: a metric whose name is not UTF-8 is refused alone.
+        let metric = |name: &str| Metric {
+            name: name.into(),
+            ..Default::default()
+        };
+        let request =
+            opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest {
+                resource_metrics: vec![ResourceMetrics {
+                    scope_metrics: vec![ScopeMetrics {
+                        metrics: vec![metric("ok_total"), metric("BAD!")],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+            };
+        let mut bytes = request.encode_to_vec();
+        let at = bytes.windows(4).position(|w| w == b"BAD!").unwrap();
+        bytes[at] = 0xc3;
+        let decoded = decode(Bytes::from(bytes), metrics).unwrap();
+        assert_eq!(decoded.refused, 1);
+        let kept = &decoded.request.resource_metrics[0].scope_metrics[0].metrics;
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].name, "ok_total");
 
         // Garbage is still refused whole.
         let err = decode(Bytes::from_static(&[0xff, 0xff, 0xff]), logs);

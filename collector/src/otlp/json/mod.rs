@@ -10,6 +10,12 @@
 //!
 //! Object keys are always field names in OTLP/JSON (attribute keys are values of `key` fields),
 //! so rewriting keys cannot touch user data. Id lengths are checked later by `validate`.
+//!
+//! A body that is not UTF-8 refuses only the records whose strings hold the invalid bytes
+//! (OTLP's `partial_success`, as protobuf's salvage does): each invalid sequence is read as a
+//! noncharacter the document does not otherwise contain, and the records holding it are
+//! removed before serde reads the request. Invalid bytes outside a record (in a resource or
+//! scope) still refuse the whole request.
 
 use opentelemetry_proto::tonic::logs::v1::SeverityNumber;
 use opentelemetry_proto::tonic::metrics::v1::AggregationTemporality;
@@ -17,16 +23,111 @@ use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-/// Decodes an OTLP/JSON request body.
-pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    let mut value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("invalid JSON: {e}"))?;
+use super::Decoded;
+
+/// Decodes an OTLP/JSON request body; records with invalid UTF-8 are refused alone.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<Decoded<T>, String> {
+    let (mut value, marked) = parse(body)?;
     if !value.is_object() {
         // serde would read a struct from an array, positionally.
         return Err("invalid OTLP/JSON: the request must be a JSON object".into());
     }
     normalize(&mut value, None);
-    serde_json::from_value(value).map_err(|e| format!("invalid OTLP/JSON: {e}"))
+    let (mut refused, mut first_refusal) = (0, None);
+    if marked {
+        for (resources, scopes, records) in RECORD_LISTS {
+            let at = [resources, scopes, records];
+            strip_marked(&mut value, at, &mut refused, &mut first_refusal);
+        }
+        if holds_mark(&value) {
+            return Err("invalid JSON: invalid UTF-8 outside the records".into());
+        }
+    }
+    let request = serde_json::from_value(value).map_err(|e| format!("invalid OTLP/JSON: {e}"))?;
+    Ok(Decoded {
+        request,
+        refused,
+        first_refusal,
+    })
+}
+
+/// Stands for an invalid UTF-8 sequence: a noncharacter, valid in JSON strings, never sent by
+/// OTLP exporters (a body holding it, raw or escaped, is refused whole if it is not UTF-8).
+const MARK: char = '\u{FDD0}';
+
+/// Where the records of each signal are.
+const RECORD_LISTS: [(&str, &str, &str); 3] = [
+    ("resourceLogs", "scopeLogs", "logRecords"),
+    ("resourceSpans", "scopeSpans", "spans"),
+    ("resourceMetrics", "scopeMetrics", "metrics"),
+];
+
+/// The JSON document, and whether invalid UTF-8 in it was replaced by [`MARK`].
+fn parse(body: &[u8]) -> Result<(Value, bool), String> {
+    let invalid = |e: serde_json::Error| format!("invalid JSON: {e}");
+    if std::str::from_utf8(body).is_ok() {
+        return serde_json::from_slice(body)
+            .map(|v| (v, false))
+            .map_err(invalid);
+    }
+    let mut text = String::with_capacity(body.len());
+    for chunk in body.utf8_chunks() {
+        let valid = chunk.valid();
+        if valid.contains(MARK) || valid.to_ascii_lowercase().contains("\\ufdd0") {
+            // The mark would be ambiguous: serde's own error for the whole request.
+            return serde_json::from_slice(body)
+                .map(|v| (v, false))
+                .map_err(invalid);
+        }
+        text.push_str(valid);
+        if !chunk.invalid().is_empty() {
+            text.push(MARK);
+        }
+    }
+    serde_json::from_str(&text)
+        .map(|v| (v, true))
+        .map_err(invalid)
+}
+
+/// Removes the records under `at` (resources, scopes, records) that hold [`MARK`].
+fn strip_marked(value: &mut Value, at: [&str; 3], refused: &mut u64, first: &mut Option<String>) {
+    let [resources, scopes, records] = at;
+    let Some(Value::Array(rs)) = value.get_mut(resources) else {
+        return;
+    };
+    for (r, resource) in rs.iter_mut().enumerate() {
+        let Some(Value::Array(ss)) = resource.get_mut(scopes) else {
+            continue;
+        };
+        for (s, scope) in ss.iter_mut().enumerate() {
+            let Some(Value::Array(list)) = scope.get_mut(records) else {
+                continue;
+            };
+            let mut i = 0;
+            list.retain(|record| {
+                i += 1;
+                if !holds_mark(record) {
+                    return true;
+                }
+                *refused += 1;
+                let i = i - 1;
+                first.get_or_insert_with(|| {
+                    format!("{resources}[{r}].{scopes}[{s}].{records}[{i}]: invalid UTF-8")
+                });
+                false
+            });
+        }
+    }
+}
+
+/// Whether a string or key anywhere in `value` holds [`MARK`].
+fn holds_mark(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains(MARK),
+        Value::Array(items) => items.iter().any(holds_mark),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains(MARK) || holds_mark(v)),
+        _ => false,
+    }
 }
 
 /// Rewrites snake_case keys to lowerCamelCase and enum names to numbers, recursively.

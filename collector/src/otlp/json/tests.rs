@@ -5,6 +5,13 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
 
+/// The request of a body whose every record decoded.
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    let decoded: Decoded<T> = super::decode(body)?;
+    assert_eq!(decoded.refused, 0);
+    Ok(decoded.request)
+}
+
 fn fixture(name: &str) -> Vec<u8> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../tests/fixtures/otlp")
@@ -140,4 +147,43 @@ fn camel_case_conversion() {
     assert_eq!(camel_case("time_unix_nano"), "timeUnixNano");
     assert_eq!(camel_case("key"), "key");
     assert_eq!(camel_case("_x"), "x");
+}
+
+#[test]
+fn invalid_utf8_refuses_only_its_record() {
+    let body = br#"{"resourceLogs":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"ok"}}]},"scopeLogs":[{"logRecords":[{"body":{"stringValue":"good"}},{"body":{"stringValue":"BAD"}},{"attributes":[{"key":"kBAD","value":{"intValue":"1"}}]},{"body":{"stringValue":"fine"}}]}]}]}"#;
+    let mut bytes = body.to_vec();
+    let bad: Vec<usize> = bytes
+        .windows(3)
+        .enumerate()
+        .filter(|(_, w)| *w == b"BAD")
+        .map(|(i, _)| i)
+        .collect();
+    for at in bad {
+        bytes[at] = 0xff; // a byte no UTF-8 text holds
+    }
+    let decoded: Decoded<ExportLogsServiceRequest> = super::decode(&bytes).unwrap();
+    assert_eq!(decoded.refused, 2);
+    let first = decoded.first_refusal.unwrap();
+    assert_eq!(
+        first,
+        "resourceLogs[0].scopeLogs[0].logRecords[1]: invalid UTF-8"
+    );
+    let kept = &decoded.request.resource_logs[0].scope_logs[0].log_records;
+    let bodies: Vec<_> = kept.iter().map(|r| format!("{:?}", r.body)).collect();
+    assert_eq!(kept.len(), 2, "{bodies:?}");
+
+    // In the resource: the whole request.
+    let mut bytes = body.to_vec();
+    let at = bytes.windows(2).position(|w| w == b"ok").unwrap();
+    bytes[at] = 0xc3;
+    let whole: Result<Decoded<ExportLogsServiceRequest>, _> = super::decode(&bytes);
+    assert!(whole.unwrap_err().contains("outside the records"));
+
+    // A body already holding the mark (escaped) cannot use it: serde's error, whole.
+    let mut bytes = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"\uFDD0 BAD"}}]}]}]}"#.to_vec();
+    let at = bytes.windows(3).position(|w| w == b"BAD").unwrap();
+    bytes[at] = 0xff;
+    let whole: Result<Decoded<ExportLogsServiceRequest>, _> = super::decode(&bytes);
+    assert!(whole.unwrap_err().starts_with("invalid JSON"));
 }

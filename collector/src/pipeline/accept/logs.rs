@@ -46,6 +46,9 @@ impl Accept for LogsRequest {
                 };
                 for (i, range) in sl.records.iter().enumerate() {
                     let at = || format!("resourceLogs[{r}].scopeLogs[{s}].logRecords[{i}]");
+                    if log.refusals.over_records(&at) {
+                        continue;
+                    }
                     let raw = self.raw(range);
                     // Redaction rewrites records: those of a tenant with rules are decoded owned.
                     let view = match redactor {

@@ -22,7 +22,9 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::convert::Converter;
 use super::{Pipeline, PipelineError, Record};
-use crate::otlp::{Decoded, Signal, any_value};
+use crate::config::IngestLimits;
+use crate::otlp::any_value::{self, ValueLimits};
+use crate::otlp::{Decoded, Signal};
 use crate::telemetry::derived::DerivedBatch;
 use crate::telemetry::series::SeriesStore;
 use crate::tenancy::Resolved;
@@ -40,8 +42,8 @@ pub trait Accept: Send + 'static {
 /// What accepting one request produces: rows being converted, write-ahead log records (log
 /// records kept as OTLP), refusals, and what derived metrics will see once it is stored.
 pub struct Acceptance {
-    /// `ingest.max_value_depth`.
-    max_depth: usize,
+    /// `ingest.max_value_depth` and the other bounds on values.
+    values: ValueLimits,
     converter: Converter,
     records: Vec<Record>,
     refusals: Refusals,
@@ -77,12 +79,16 @@ pub enum AcceptError {
     Pipeline(#[from] PipelineError),
 }
 
-/// Collects per-record refusals during acceptance.
+/// Collects per-record refusals during acceptance, and counts records against
+/// `ingest.max_records_per_request`.
 #[derive(Debug, Default)]
 struct Refusals {
     /// Records refused, by reason (a metric label of `REJECT_REASONS`).
     by_reason: Vec<(&'static str, u64)>,
     first: Option<String>,
+    /// `ingest.max_records_per_request`, and how many more records this request may carry.
+    max_records: u64,
+    records_left: u64,
 }
 
 impl Acceptance {
@@ -90,12 +96,29 @@ impl Acceptance {
     fn limits(&self, policy: &crate::config::TenantPolicy) -> validate::Limits {
         validate::Limits {
             max_attributes: policy.limits.max_attributes_per_record,
-            max_depth: self.max_depth,
+            values: self.values,
         }
     }
 }
 
 impl Refusals {
+    /// Counts one more record of the request; past `ingest.max_records_per_request`, refuses
+    /// it (`true`).
+    fn over_records(&mut self, at: &dyn Fn() -> String) -> bool {
+        if self.records_left > 0 {
+            self.records_left -= 1;
+            return false;
+        }
+        let max = self.max_records;
+        self.refuse("too_many_records", || {
+            format!(
+                "{}: past the request's first {max} records (ingest.max_records_per_request)",
+                at()
+            )
+        });
+        true
+    }
+
     fn refuse(&mut self, reason: &'static str, message: impl FnOnce() -> String) {
         self.count(reason, 1);
         if self.first.is_none() {
@@ -132,19 +155,27 @@ pub struct Intake {
     pipeline: Pipeline,
     series: Arc<SeriesStore>,
     span_buckets: Arc<[f64]>,
-    /// `ingest.max_value_depth`.
-    max_depth: usize,
+    /// `ingest.max_value_depth` and the other bounds on values.
+    values: ValueLimits,
+    /// `ingest.max_records_per_request`.
+    max_records: u64,
 }
 
 impl Intake {
-    /// `max_depth`: `ingest.max_value_depth`.
-    pub fn new(pipeline: Pipeline, series: Arc<SeriesStore>, max_depth: usize) -> Self {
+    /// `limits`: the `ingest.*` bounds on records.
+    pub fn new(pipeline: Pipeline, series: Arc<SeriesStore>, limits: &IngestLimits) -> Self {
         let span_buckets = Arc::from(series.config().span_duration_buckets.as_slice());
         Self {
             pipeline,
             series,
             span_buckets,
-            max_depth,
+            values: ValueLimits {
+                max_depth: limits.max_value_depth,
+                max_key_length: limits.max_attribute_key_length,
+                max_value_length: limits.max_attribute_value_length,
+                max_elements: limits.max_value_elements,
+            },
+            max_records: limits.max_records_per_request,
         }
     }
 
@@ -163,19 +194,21 @@ impl Intake {
     ) -> Result<Accepted, AcceptError> {
         let mut request = decoded.request;
         let mut into = Acceptance {
-            max_depth: self.max_depth,
+            values: self.values,
             converter: Converter::new(received_at),
             records: Vec::new(),
             refusals: Refusals {
                 by_reason: Vec::new(),
                 first: decoded.first_refusal,
+                max_records: self.max_records,
+                records_left: self.max_records,
             },
             derived: DerivedBatch::new(self.span_buckets.clone()),
         };
         into.refusals.count("invalid_record", decoded.refused);
         request.accept(resolved, &mut into);
         let Acceptance {
-            max_depth: _,
+            values: _,
             converter,
             mut records,
             mut refusals,

@@ -32,6 +32,9 @@ impl Accept for ExportTraceServiceRequest {
                 );
                 for (i, span) in ss.spans.iter_mut().enumerate() {
                     let at = || format!("resourceSpans[{r}].scopeSpans[{s}].spans[{i}]");
+                    if into.refusals.over_records(&at) {
+                        continue;
+                    }
                     if !policy.signals.traces {
                         into.refusals.refuse("signal_disabled", || {
                             format!("{}: tenant \"{tenant}\" may not send traces", at())

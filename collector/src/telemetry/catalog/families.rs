@@ -104,7 +104,7 @@ pub const ALL_NAMES: [&str; 43] = [
 ];
 
 /// Why records or requests were refused: the metric label of an ingest error.
-pub const REJECT_REASONS: [&str; 16] = [
+pub const REJECT_REASONS: [&str; 17] = [
     "malformed",
     "unauthenticated",
     "auth_throttled",
@@ -121,6 +121,7 @@ pub const REJECT_REASONS: [&str; 16] = [
     "store_failed",
     "metric_families",
     "timeout",
+    "too_many_records",
 ];
 
 /// The label value standing for tenants beyond `metrics.max_tenant_labels`.

@@ -1,0 +1,312 @@
+//! Records over a bound on their values or their request are refused alone, through
+//! `partialSuccess`, and the rest of the request is stored; the daemon's memory stays bounded.
+
+use http::StatusCode;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Value};
+use prost::Message as _;
+use serde_json::json;
+
+use crate::harness::{Daemon, post};
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+const PROTOBUF: (&str, &str) = ("content-type", "application/x-protobuf");
+const ACME: (&str, &str) = ("x-scope-orgid", "acme");
+
+/// Held by the tests that measure peak memory, so that they do not measure each other.
+static MEASURING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A field of /proc/self/status in bytes (the daemon runs in this process).
+fn status_bytes(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with(field)).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib << 10
+}
+
+/// Resets the peak resident memory to the current one (Linux's `clear_refs` 5) and returns it.
+fn start_measuring() -> u64 {
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    status_bytes("VmRSS:")
+}
+
+/// The peak resident memory since [`start_measuring`].
+fn peak_rss() -> u64 {
+    status_bytes("VmHWM:")
+}
+
+fn kv(key: impl Into<String>, value: Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn long_keys_long_values_and_long_lists_refuse_only_their_record() {
+    let _measuring = MEASURING.lock().await;
+    let mut d = Daemon::start().await;
+    let before = start_measuring();
+    let big_key = "k".repeat(1 << 20);
+    let long_value = "v".repeat(300 << 10);
+    let elements: Vec<_> = (0..20_000).map(|i| json!({"intValue": i})).collect();
+    let json = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [
+        {"body": {"stringValue": "fine"}},
+        {"body": {"stringValue": "key"}, "attributes": [{"key": big_key, "value": {"intValue": 1}}]},
+        {"body": {"stringValue": "value"}, "attributes": [{"key": "v", "value": {"stringValue": long_value}}]},
+        {"body": {"stringValue": "list"}, "attributes": [{"key": "l", "value": {"arrayValue": {"values": elements}}}]},
+        // A long body is not an attribute: stored.
+        {"body": {"stringValue": "b".repeat(300 << 10)}}
+    ]}]}]});
+    let (status, _, body) = post(d.http, "/v1/logs", &[JSON, ACME], json.to_string().into()).await;
+    assert_eq!(status, StatusCode::OK);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let partial = &body["partialSuccess"];
+    assert_eq!(partial["rejectedLogRecords"], "3", "{body}");
+    let message = partial["errorMessage"].as_str().unwrap();
+    assert!(message.contains("logRecords[1]"), "{message}");
+    assert!(
+        message.contains("ingest.max_attribute_key_length"),
+        "{message}"
+    );
+
+    // Spans: a 1 MiB key on a span event, a million attributes on a span.
+    let span = |name: &str| opentelemetry_proto::tonic::trace::v1::Span {
+        trace_id: vec![1; 16],
+        span_id: vec![2; 8],
+        name: name.into(),
+        start_time_unix_nano: 1_700_000_000_000_000_000,
+        end_time_unix_nano: 1_700_000_000_000_000_001,
+        ..Default::default()
+    };
+    let mut keyed = span("keyed");
+    keyed
+        .events
+        .push(opentelemetry_proto::tonic::trace::v1::span::Event {
+            name: "e".into(),
+            attributes: vec![kv(big_key.clone(), Value::BoolValue(true))],
+            ..Default::default()
+        });
+    let mut crowded = span("crowded");
+    crowded.attributes = (0..1_000_000)
+        .map(|i| kv("a", Value::IntValue(i)))
+        .collect();
+    let spans = ExportTraceServiceRequest {
+        resource_spans: vec![opentelemetry_proto::tonic::trace::v1::ResourceSpans {
+            scope_spans: vec![opentelemetry_proto::tonic::trace::v1::ScopeSpans {
+                spans: vec![span("fine"), keyed, crowded],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let bytes = spans.encode_to_vec();
+    assert!(bytes.len() < 16 << 20, "{} bytes", bytes.len());
+    let (status, _, body) = post(d.http, "/v1/traces", &[PROTOBUF, ACME], bytes).await;
+    assert_eq!(status, StatusCode::OK);
+    let partial = ExportTraceServiceResponse::decode(body)
+        .unwrap()
+        .partial_success
+        .unwrap();
+    assert_eq!(partial.rejected_spans, 2, "{}", partial.error_message);
+
+    d.flush().await;
+    assert_eq!(d.count("acme", "logs").await, 2);
+    assert_eq!(d.count("acme", "spans").await, 1);
+    let series = r#"tenantscope_ingest_rejected_total{transport="http",signal="logs",reason="invalid_record"}"#;
+    assert_eq!(d.metric(series).await, 3.0);
+    let grown = peak_rss().saturating_sub(before);
+    eprintln!("peak memory grew by {} MiB", grown >> 20);
+    assert!(grown < 1 << 30, "peak memory grew by {} MiB", grown >> 20);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn records_past_max_records_per_request_are_refused_alone() {
+    let mut d = Daemon::start_with(|c| c.ingest.max_records_per_request = 5).await;
+    let records: Vec<_> = (0..8)
+        .map(|i| json!({"body": {"stringValue": format!("r{i}")}}))
+        .collect();
+    let json = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": records}]}]});
+    let (status, _, body) = post(d.http, "/v1/logs", &[JSON, ACME], json.to_string().into()).await;
+    assert_eq!(status, StatusCode::OK);
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["partialSuccess"]["rejectedLogRecords"], "3", "{body}");
+    let message = body["partialSuccess"]["errorMessage"].as_str().unwrap();
+    assert!(message.contains("logRecords[5]"), "{message}");
+    assert!(
+        message.contains("ingest.max_records_per_request"),
+        "{message}"
+    );
+    d.flush().await;
+    let rows = d.query("acme", "SELECT body FROM logs ORDER BY body").await;
+    let bodies: Vec<_> = rows.iter().map(|r| r["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["r0", "r1", "r2", "r3", "r4"]);
+    let series = r#"tenantscope_ingest_rejected_total{transport="http",signal="logs",reason="too_many_records"}"#;
+    assert_eq!(d.metric(series).await, 3.0);
+    d.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_utf8_in_a_metric_refuses_only_that_metric() {
+    use opentelemetry_proto::tonic::metrics::v1::{
+        Gauge, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, metric::Data,
+        number_data_point,
+    };
+    let mut d = Daemon::start().await;
+    let gauge = |name: &str| Metric {
+        name: name.into(),
+        data: Some(Data::Gauge(Gauge {
+            data_points: vec![NumberDataPoint {
+                time_unix_nano: 1_700_000_000_000_000_000,
+                value: Some(number_data_point::Value::AsDouble(7.0)),
+                ..Default::default()
+            }],
+        })),
+        ..Default::default()
+    };
+    let request = ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            scope_metrics: vec![ScopeMetrics {
+                metrics: vec![gauge("queue_depth"), gauge("BAD!_depth")],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut bytes = request.encode_to_vec();
+    let at = bytes.windows(4).position(|w| w == b"BAD!").unwrap();
+    bytes[at] = 0xff;
+    let (status, _, body) = post(d.http, "/v1/metrics", &[PROTOBUF, ACME], bytes).await;
+    assert_eq!(status, StatusCode::OK);
+    let partial = ExportMetricsServiceResponse::decode(body)
+        .unwrap()
+        .partial_success
+        .unwrap();
+    assert_eq!(partial.rejected_data_points, 1, "{}", partial.error_message);
+    assert!(
+        partial.error_message.contains("metrics[1]"),
+        "{}",
+        partial.error_message
+    );
+    let (_, _, text) = crate::harness::get(d.metrics, "/metrics").await;
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("queue_depth{") && l.ends_with(" 7")),
+        "the good metric is not exposed"
+    );
+    assert!(!text.contains("_depth{") || text.contains("queue_depth{"));
+    d.stop().await;
+}
+
+/// A zstd body inflating to 200 MiB of zeros (a few KB on the wire): 413 / RESOURCE_EXHAUSTED on
+/// both transports, decompression stopped at `ingest.max_decompressed_body_size`, memory bounded.
+#[tokio::test]
+async fn a_zstd_bomb_is_refused_and_memory_stays_bounded() {
+    let _measuring = MEASURING.lock().await;
+    let mut d = Daemon::start().await;
+    let before = start_measuring();
+    let bomb = {
+        use std::io::Write as _;
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..200 {
+            encoder.write_all(&zeros).unwrap();
+        }
+        encoder.finish().unwrap()
+    };
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    let headers = [PROTOBUF, ACME, ("content-encoding", "zstd")];
+    let (status, _, body) = post(d.http, "/v1/logs", &headers, bomb).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body:?}");
+    let grown = peak_rss().saturating_sub(before);
+    eprintln!("peak memory grew by {} MiB", grown >> 20);
+    // Decompression stops at `ingest.max_decompressed_body_size` (64 MiB); its buffer doubles
+    // on the way there, so at most twice that is held at once.
+    assert!(
+        grown < 3 * (64 << 20),
+        "peak memory grew by {} MiB",
+        grown >> 20
+    );
+    let json = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"stringValue": "after"}}]}]}]});
+    let (status, _, _) = post(d.http, "/v1/logs", &[JSON, ACME], json.to_string().into()).await;
+    assert_eq!(status, StatusCode::OK);
+    d.stop().await;
+}
+
+/// Invalid UTF-8 in OTLP/JSON refuses only its record; ids of 15 and 17 bytes and absurd times
+/// are refused alone; empty and all-zero ids and duplicate keys are stored; truncated protobuf
+/// is 400. Never a panic.
+#[tokio::test]
+async fn hostile_records_are_refused_alone_and_odd_ones_stored() {
+    let mut d = Daemon::start().await;
+    let records = json!([
+        {"body": {"stringValue": "good"}},
+        {"body": {"stringValue": "BAD"}},
+        {"body": {"stringValue": "fine"}}
+    ]);
+    let text = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": records}]}]}).to_string();
+    let mut bytes = text.into_bytes();
+    let at = bytes.windows(3).position(|w| w == b"BAD").unwrap();
+    bytes[at] = 0xff;
+    let (status, _, body) = post(d.http, "/v1/logs", &[JSON, ACME], bytes).await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["partialSuccess"]["rejectedLogRecords"], "1", "{body}");
+    let message = body["partialSuccess"]["errorMessage"].as_str().unwrap();
+    assert!(
+        message.contains("logRecords[1]: invalid UTF-8"),
+        "{message}"
+    );
+
+    let span = |trace: &str, span: &str, start: &str| {
+        json!({"traceId": trace, "spanId": span, "name": "s", "startTimeUnixNano": start,
+               "endTimeUnixNano": start})
+    };
+    let ok = "1700000000000000000";
+    let spans = json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+        span(&"ab".repeat(15), &"01".repeat(8), ok),
+        span(&"ab".repeat(17), &"01".repeat(8), ok),
+        span("", "", ok),
+        span(&"00".repeat(16), &"00".repeat(8), ok),
+        span(&"ab".repeat(16), &"01".repeat(8), "18446744073709551615")
+    ]}]}]});
+    let (status, _, body) = post(
+        d.http,
+        "/v1/traces",
+        &[JSON, ACME],
+        spans.to_string().into(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body:?}");
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["partialSuccess"]["rejectedSpans"], "3", "{body}");
+
+    // Duplicate keys: the last one counts, as in any JSON object reader that does not refuse.
+    let duplicated = r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"first"},"body":{"stringValue":"last"}}]}]}]}"#;
+    let (status, _, _) = post(d.http, "/v1/logs", &[JSON, ACME], duplicated.into()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Truncated protobuf: the whole request is malformed.
+    let whole = ExportTraceServiceRequest {
+        resource_spans: vec![Default::default()],
+    };
+    let mut truncated = whole.encode_to_vec();
+    truncated.extend_from_slice(&[0x0a, 0x40, 0x01]);
+    let (status, _, _) = post(d.http, "/v1/traces", &[PROTOBUF, ACME], truncated).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    d.flush().await;
+    let rows = d.query("acme", "SELECT body FROM logs ORDER BY body").await;
+    let bodies: Vec<_> = rows.iter().map(|r| r["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["fine", "good", "last"]);
+    assert_eq!(d.count("acme", "spans").await, 2);
+    d.stop().await;
+}
