@@ -3,13 +3,14 @@
 #
 #   start_daemon WORK_DIR [PREFIX...]   # PREFIX: e.g. `taskset -c 0`
 #
-# Sets `pid`, `http`, `grpc`, `api`; needs `target` (the release directory). With
+# Sets `pid`, `http`, `grpc`, `api`; needs `target` (the release directory; `daemon_target`, if
+# set, is where the daemon's binary is instead). With
 # `DAEMON_CONFIG` set, the daemon reads that config file too.
 start_daemon() {
     local work="$1"
     shift
     rm -rf "$work/data" "$work/log"
-    "$@" "$target/tenantscope" run ${DAEMON_CONFIG:+--config "$DAEMON_CONFIG"} \
+    "$@" "${daemon_target:-$target}/tenantscope" run ${DAEMON_CONFIG:+--config "$DAEMON_CONFIG"} \
         --data-dir "$work/data" --log-format json \
         --otlp-grpc 127.0.0.1:0 --otlp-http 127.0.0.1:0 --metrics 127.0.0.1:0 --api 127.0.0.1:0 \
         2> "$work/log" &

@@ -35,6 +35,9 @@ pub struct LoadOptions {
     /// Closed loop: resend at once after a refusal, as a misconfigured client does, instead of
     /// pausing [`REFUSED_BACKOFF`].
     pub retry_at_once: bool,
+    /// Sent as `X-Scope-OrgID` (gRPC metadata `x-scope-orgid`): the tenant every request names
+    /// in its headers, so a tenant over its rate is refused before its body is read.
+    pub tenant_header: Option<String>,
 }
 
 /// How long a closed-loop connection pauses after a refused request.
@@ -151,15 +154,24 @@ pub async fn run(payloads: &Payloads, options: &LoadOptions) -> anyhow::Result<R
                     Some(channel) => {
                         let body = payloads.raw[n].clone();
                         let bytes = body.len() as u64;
-                        let (status, ok) =
-                            send_grpc(channel.clone(), grpc_path, options.compression, body).await;
+                        let tenant = options.tenant_header.as_deref();
+                        let (status, ok) = send_grpc(
+                            channel.clone(),
+                            grpc_path,
+                            options.compression,
+                            body,
+                            tenant,
+                        )
+                        .await;
                         (status, ok, bytes)
                     }
                     None => {
                         let body = payloads.http[n].clone();
                         let bytes = body.len() as u64;
                         let uri = format!("http://{}{path}", options.target);
-                        let (status, ok) = send_http(&http, uri, options.compression, body).await;
+                        let tenant = options.tenant_header.as_deref();
+                        let (status, ok) =
+                            send_http(&http, uri, options.compression, body, tenant).await;
                         (status, ok, bytes)
                     }
                 };
@@ -205,8 +217,12 @@ async fn send_http(
     uri: String,
     compression: Compression,
     body: Bytes,
+    tenant: Option<&str>,
 ) -> (String, bool) {
     let mut request = http::Request::post(uri).header("content-type", "application/x-protobuf");
+    if let Some(tenant) = tenant {
+        request = request.header("x-scope-orgid", tenant);
+    }
     if let Some(encoding) = compression.content_encoding() {
         request = request.header("content-encoding", encoding);
     }
@@ -229,6 +245,7 @@ async fn send_grpc(
     path: &'static str,
     compression: Compression,
     body: Bytes,
+    tenant: Option<&str>,
 ) -> (String, bool) {
     let mut client = tonic::client::Grpc::new(channel);
     client = match compression {
@@ -239,9 +256,13 @@ async fn send_grpc(
     if client.ready().await.is_err() {
         return ("error".into(), false);
     }
+    let mut request = tonic::Request::new(body);
+    if let Some(value) = tenant.and_then(|t| t.parse().ok()) {
+        request.metadata_mut().insert("x-scope-orgid", value);
+    }
     let result = client
         .unary(
-            tonic::Request::new(body),
+            request,
             http::uri::PathAndQuery::from_static(path),
             RawCodec,
         )

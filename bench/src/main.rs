@@ -54,6 +54,13 @@ struct LoadArgs {
     records: Option<usize>,
     #[arg(long, default_value_t = 100)]
     tenants: usize,
+    /// Number the tenants from this one (`tenant-003` is 3).
+    #[arg(long, default_value_t = 0)]
+    first_tenant: usize,
+    /// Name the tenant in `X-Scope-OrgID` too (with `--tenants 1`), so a tenant over its rate is
+    /// refused before its body is read.
+    #[arg(long)]
+    tenant_header: bool,
     #[arg(long, default_value_t = 10.0)]
     seconds: f64,
     /// Open loop at this many records per second (latency from each request's slot); without
@@ -134,10 +141,10 @@ async fn load_command(args: LoadArgs) -> anyhow::Result<()> {
             args.compression,
             args.seed,
         ),
-        None => Payloads::build(
+        None => Payloads::build_from(
             args.shape,
             args.bodies,
-            args.tenants,
+            args.first_tenant..args.first_tenant + args.tenants.max(1),
             records,
             args.compression,
             args.seed,
@@ -153,6 +160,9 @@ async fn load_command(args: LoadArgs) -> anyhow::Result<()> {
         rate: args.rate.map(|r| r / records as f64),
         max_requests: args.total_records.map(|n| n.div_ceil(records as u64)),
         retry_at_once: args.retry_at_once,
+        tenant_header: args
+            .tenant_header
+            .then(|| tenantscope_bench::shapes::tenant_name(args.first_tenant)),
     };
     let before = args.pid.and_then(proc_stats::cpu_seconds);
     let report = load::run(&payloads, &options).await?;

@@ -146,6 +146,11 @@ const ACTIONS: [&str; 10] = [
 ];
 const METHODS: [&str; 4] = ["GET", "POST", "PUT", "DELETE"];
 
+/// The id of tenant number `n`.
+pub fn tenant_name(n: usize) -> String {
+    format!("tenant-{n:03}")
+}
+
 fn resource(rng: &mut Rng, tenant: usize) -> Resource {
     let service = rng.below(20);
     let host = rng.below(200);
@@ -165,7 +170,7 @@ fn resource(rng: &mut Rng, tenant: usize) -> Resource {
                 "k8s.pod.name",
                 s(format!("service-{service:02}-7d9f8b6c4-{host:05x}")),
             ),
-            kv("tenant.id", s(format!("tenant-{tenant:03}"))),
+            kv("tenant.id", s(tenant_name(tenant))),
         ],
         ..Default::default()
     }
@@ -385,6 +390,26 @@ impl Payloads {
         compression: Compression,
         seed: u64,
     ) -> Self {
+        Self::build_from(
+            shape,
+            count,
+            0..tenants,
+            records_per_request,
+            compression,
+            seed,
+        )
+    }
+
+    /// [`Payloads::build`] over the tenants numbered `tenants` (`tenant-003` is 3).
+    pub fn build_from(
+        shape: Shape,
+        count: usize,
+        tenants: std::ops::Range<usize>,
+        records_per_request: usize,
+        compression: Compression,
+        seed: u64,
+    ) -> Self {
+        let (first, tenants) = (tenants.start, tenants.len());
         let mut rng = Rng::new(seed);
         let start = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -395,7 +420,7 @@ impl Payloads {
                 Bytes::from(request(
                     shape,
                     &mut rng,
-                    i % tenants.max(1),
+                    first + i % tenants.max(1),
                     records_per_request,
                     t,
                 ))

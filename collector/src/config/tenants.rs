@@ -99,6 +99,15 @@ pub(super) fn parse_tenants(
                 continue;
             }
         };
+        // Ids differing only in case would share a directory on a case-insensitive filesystem
+        // (macOS, Windows) and are easily confused: refused everywhere.
+        if let Some(twin) = out
+            .keys()
+            .find(|t| t.as_str() != id && t.as_str().eq_ignore_ascii_case(id))
+        {
+            w.error(&p, format!("differs from tenant {twin} only in case"));
+            continue;
+        }
         if out.insert(tenant, policy).is_some() {
             w.error(&p, "tenant listed twice");
         }

@@ -366,3 +366,15 @@ listen:
         ]
     );
 }
+
+#[test]
+fn tenant_ids_differing_only_in_case_are_refused() {
+    let got = errors("tenants:\n  acme: {}\n  ACME: {}\n  globex: {}\n");
+    assert_eq!(
+        got,
+        [(
+            "tenants.ACME".to_owned(),
+            "differs from tenant acme only in case".to_owned()
+        )]
+    );
+}

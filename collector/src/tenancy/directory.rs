@@ -117,6 +117,18 @@ impl Directory {
         self.tenants.get(tenant)
     }
 
+    /// The listed tenant whose id differs from `tenant`'s only in case, if any (a tenant listed
+    /// as itself has none).
+    pub fn case_twin(&self, tenant: &TenantId) -> Option<&TenantId> {
+        if self.tenants.contains_key(tenant) {
+            return None;
+        }
+        let id = tenant.as_str();
+        self.tenants
+            .keys()
+            .find(|t| t.as_str().eq_ignore_ascii_case(id))
+    }
+
     /// The state of any tenant: a listed one's, or the default policy.
     pub fn state(&self, tenant: &TenantId) -> Arc<TenantState> {
         self.tenants

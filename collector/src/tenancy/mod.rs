@@ -61,6 +61,9 @@ pub enum TenancyError {
     NoQueryTenant,
     #[error("the resource attribute tenant.id must be a string value")]
     NotAString,
+    /// Would share a configured tenant's directory on a case-insensitive filesystem.
+    #[error("tenant {named:?} differs from the configured tenant {listed:?} only in case")]
+    CaseTwin { named: String, listed: String },
     #[error(
         "resource attribute tenant.id {attribute:?} contradicts the X-Scope-OrgID header {header:?}"
     )]
@@ -213,6 +216,12 @@ impl Access {
     }
 
     fn check_enabled(&self, tenant: &TenantId) -> Result<(), TenancyError> {
+        if let Some(twin) = self.directory.case_twin(tenant) {
+            return Err(TenancyError::CaseTwin {
+                named: tenant.to_string(),
+                listed: twin.to_string(),
+            });
+        }
         match self.directory.listed(tenant) {
             Some(state) if !state.policy.enabled => Err(TenancyError::Forbidden(format!(
                 "tenant \"{tenant}\" is disabled"

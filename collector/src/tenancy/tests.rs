@@ -242,3 +242,23 @@ fn failed_authentications_are_throttled() {
             .is_ok()
     );
 }
+
+#[test]
+fn a_tenant_differing_from_a_listed_one_only_in_case_is_refused() {
+    let access = authenticator("tenants:\n  acme: {}\n")
+        .authenticate(None, None)
+        .unwrap();
+    for (header, attribute) in [(Some("ACME"), None), (None, Some("Acme"))] {
+        let got = access
+            .for_ingest(header.map(str::as_bytes))
+            .and_then(|rt| rt.resolve(&attrs(attribute)));
+        let error = got.unwrap_err();
+        assert!(matches!(error, TenancyError::CaseTwin { .. }), "{error}");
+        assert!(error.to_string().contains("only in case"), "{error}");
+    }
+    let got = access
+        .for_ingest(Some(b"acme"))
+        .and_then(|rt| rt.resolve(&attrs(None)));
+    assert_eq!(got.unwrap().0.as_str(), "acme");
+    assert!(access.for_query(Some("aCme")).is_err());
+}
