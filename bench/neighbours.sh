@@ -6,7 +6,10 @@
 # does), so its excess is refused from the headers.
 #
 #   bench/neighbours.sh [--shape audit-v1] [--seconds 20] [--quota 20000] [--b-rate 20000]
-#                       [--grpc] [--daemon DIR]
+#                       [--grpc] [--daemon DIR] [--a-by-attribute]
+#
+# `--a-by-attribute`: A names its tenant only in the resource attribute `tenant.id`, so each of
+# its requests is read and decoded before its rate limit refuses it.
 #
 # Loopback only. Needs the release binaries, taskset and python3.
 set -euo pipefail
@@ -14,6 +17,7 @@ cd "$(dirname "$0")/.."
 . bench/daemon.sh
 target="${CARGO_TARGET_DIR:-target}/release"
 shape=audit-v1 seconds=20 quota=20000 b_rate=20000 transport=http daemon_target=""
+a_header=--tenant-header
 while [ $# -gt 0 ]; do
     case "$1" in
         --shape) shape="$2"; shift 2 ;;
@@ -22,6 +26,7 @@ while [ $# -gt 0 ]; do
         --b-rate) b_rate="$2"; shift 2 ;;
         --grpc) transport=grpc; shift ;;
         --daemon) daemon_target="$2"; shift 2 ;;
+        --a-by-attribute) a_header=""; shift ;;
         *) echo "unknown option $1" >&2; exit 2 ;;
     esac
 done
@@ -31,21 +36,22 @@ trap '[ -n "$flood" ] && kill "$flood" 2>/dev/null; [ -n "$pid" ] && kill "$pid"
 printf 'tenants:\n  tenant-000:\n    limits: {records_per_second: %s}\n' "$quota" > "$work/config.yaml"
 export DAEMON_CONFIG="$work/config.yaml"
 load() {
-    local addr="$http"
+    local addr="$http" secs="$1"
+    shift
     [ "$transport" = grpc ] && addr="$grpc"
     taskset -c 1 "$target/tenantscope-bench" load "--$transport" "$addr" --shape "$shape" \
-        --seconds "$seconds" --tenants 1 --json "$@"
+        --seconds "$secs" --tenants 1 --json "$@"
 }
 run() {
     start_daemon "$work" taskset -c 0
     sleep 1
     if [ "$1" = with-flood ]; then
-        load --first-tenant 0 --tenant-header --connections 4 \
+        load "$seconds" --first-tenant 0 $a_header --connections 4 \
             --rate "$((quota * 10))" > "$work/flood.json" &
         flood=$!
         sleep 1
     fi
-    load --first-tenant 1 --connections 2 --rate "$b_rate" --seconds "$((seconds - 2))"
+    load "$((seconds - 2))" --first-tenant 1 --connections 2 --rate "$b_rate"
     if [ -n "$flood" ]; then wait "$flood" || true; flood=""; fi
     kill -TERM "$pid"; wait "$pid" || true; pid=""
 }
