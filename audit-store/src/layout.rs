@@ -112,6 +112,27 @@ pub fn parse_date_dir(name: &str) -> Option<NaiveDate> {
 /// Parses a data file's path relative to its tenant directory,
 /// `signal=<table>/date=<YYYY-MM-DD>/<name>.parquet`, as [`Layout`] builds them: nothing else
 /// (no `..`, no absolute path, no other directory) is accepted.
+/// Why the store file `relative` (under `base`, a tenant's directory) must not be read: `base` or
+/// a component of `relative` is a symbolic link. The store never follows one, so a link placed in
+/// the store cannot lead a tenant's query, export or verify to a file outside its directory.
+/// `Ok` when nothing is a link (a missing file is the caller's to report).
+pub fn no_links(base: &Path, relative: &str) -> Result<(), String> {
+    let check = |p: &Path| match std::fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_symlink() => Err(format!(
+            "{} is a symbolic link; the store does not follow links",
+            p.display()
+        )),
+        _ => Ok(()),
+    };
+    let mut path = base.to_path_buf();
+    check(&path)?;
+    for part in relative.split('/') {
+        path.push(part);
+        check(&path)?;
+    }
+    Ok(())
+}
+
 pub fn parse_file_path(relative: &str) -> Option<(Table, NaiveDate)> {
     let mut parts = relative.split('/');
     let table = Table::from_name(parts.next()?.strip_prefix("signal=")?)?;

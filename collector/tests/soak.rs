@@ -196,10 +196,16 @@ async fn soak() {
     let mut daemon = start(dir.path(), Some(&config));
     while started.elapsed() < total {
         let kill_at = (Instant::now() + kill_every).min(started + total);
+        // The clients keep sending past the kill, so it lands in the middle of the load.
+        let sending_until = if kill_at < started + total {
+            kill_at + Duration::from_secs(5)
+        } else {
+            kill_at
+        };
         let sender = tokio::spawn(load(
             daemon.http.clone(),
             run,
-            kill_at,
+            sending_until,
             Some(interval),
             ledger.clone(),
         ));

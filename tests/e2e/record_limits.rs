@@ -310,3 +310,71 @@ async fn hostile_records_are_refused_alone_and_odd_ones_stored() {
     assert_eq!(d.count("acme", "spans").await, 2);
     d.stop().await;
 }
+
+/// Request bodies in flight share `ingest.max_memory`: past it, 503 / UNAVAILABLE with a retry
+/// hint, and the bytes are released when their request is answered.
+#[tokio::test]
+async fn request_bodies_in_flight_share_one_memory_ceiling() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut d = Daemon::start_with(|c| c.ingest.max_memory = 1 << 20).await;
+    let logs = |body_len: usize| {
+        let body = "b".repeat(body_len);
+        json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"stringValue": body}}]}]}]})
+            .to_string()
+            .into_bytes()
+    };
+    // A client holds 900 KiB of a 1,000 KiB body in flight.
+    let mut slow = tokio::net::TcpStream::connect(d.http).await.unwrap();
+    let head = "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                X-Scope-OrgID: acme\r\nContent-Length: 1024000\r\n\r\n";
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&vec![b' '; 900 << 10]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    // 200 KiB more do not fit: retry later.
+    let (status, headers, body) = post(d.http, "/v1/logs", &[JSON, ACME], logs(200 << 10)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body:?}");
+    assert_eq!(headers["retry-after"], "1");
+    assert!(String::from_utf8_lossy(&body).contains("ingest.max_memory"));
+    // A small request still fits.
+    let (status, _, _) = post(d.http, "/v1/logs", &[JSON, ACME], logs(1000)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The held body ends (blank, so malformed) and its bytes are released.
+    slow.write_all(&vec![b' '; (1024000 - (900 << 10)) as usize])
+        .await
+        .unwrap();
+    let mut answer = [0u8; 64];
+    let n = slow.read(&mut answer).await.unwrap();
+    assert!(answer[..n].starts_with(b"HTTP/1.1 400"));
+    let (status, _, _) = post(d.http, "/v1/logs", &[JSON, ACME], logs(200 << 10)).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // gRPC: a message larger than the whole budget is UNAVAILABLE with a retry hint.
+    let big = logs(0);
+    let request: opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest =
+        serde_json::from_slice(&big).unwrap();
+    let mut request = request;
+    let record = &mut request.resource_logs[0].scope_logs[0].log_records[0];
+    record.body = Some(AnyValue {
+        value: Some(Value::StringValue("g".repeat(2 << 20))),
+    });
+    let metadata = [("x-scope-orgid", "acme")];
+    let refused = crate::harness::grpc_raw(
+        &d,
+        crate::harness::LOGS_EXPORT,
+        &metadata,
+        request.encode_to_vec(),
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    let series =
+        r#"tenantscope_ingest_rejected_total{transport="http",signal="logs",reason="memory"}"#;
+    assert_eq!(d.metric(series).await, 1.0);
+    let series =
+        r#"tenantscope_ingest_rejected_total{transport="grpc",signal="logs",reason="memory"}"#;
+    assert_eq!(d.metric(series).await, 1.0);
+    d.stop().await;
+}

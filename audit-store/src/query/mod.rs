@@ -224,6 +224,7 @@ fn table_provider(
         .filter(|f| crate::layout::parse_file_path(&f.path).is_some_and(|(t, _)| t == table))
         .filter(|f| range.overlaps(f.min_timestamp, f.max_timestamp))
         .map(|f| {
+            crate::layout::no_links(&tenant_dir, &f.path).map_err(QueryError::Invalid)?;
             let path = tenant_dir.join(&f.path);
             ListingTableUrl::parse(path.to_string_lossy()).map_err(QueryError::Execution)
         })

@@ -36,7 +36,7 @@ pub(super) fn check_files(
     report_deletions(dir, &entries.deleted, &seen, report);
     // Hash the live files, a file per thread at a time.
     let results = super::parallel_map(&live, threads, |(_, entry)| {
-        check_one(&dir.join(&entry.path), entry, options.skip_rows_digest)
+        check_one(dir, entry, options.skip_rows_digest)
     });
     for ((index, entry), result) in live.iter().zip(results) {
         compare_file(*index, entry, result, report);
@@ -244,8 +244,11 @@ fn report_unrecorded_quarantine(
     }
 }
 
-/// Hashes one file's bytes and, unless skipped, its rows.
-fn check_one(path: &Path, entry: &FileEntry, skip_rows: bool) -> Result<Checked, std::io::Error> {
+/// Hashes one file's bytes and, unless skipped, its rows; a file reached through a symbolic
+/// link is not read (`layout::no_links`).
+fn check_one(dir: &Path, entry: &FileEntry, skip_rows: bool) -> Result<Checked, std::io::Error> {
+    crate::layout::no_links(dir, &entry.path).map_err(std::io::Error::other)?;
+    let path = &dir.join(&entry.path);
     let (sha256, bytes) = crate::log::sha256_file(path)?;
     let rows = (!skip_rows).then(|| rows_digest(path, &entry.table));
     Ok(Checked {

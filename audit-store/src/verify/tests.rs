@@ -140,3 +140,32 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// A committed file replaced by a symbolic link, even to a byte-identical copy outside the
+/// tenant's directory, is not followed: verify names it and a query refuses it.
+#[tokio::test]
+async fn a_file_replaced_by_a_symbolic_link_is_not_followed() {
+    let (dir, layout, options) = store();
+    let acme = TenantId::parse("acme").unwrap();
+    let tenant = dir.path().join("audit/tenant=acme");
+    let log = TenantLog::read(&layout, &acme).unwrap();
+    let victim = log.files(Table::Logs).next().unwrap().path.clone();
+    let outside = dir.path().join("outside.parquet");
+    std::fs::rename(tenant.join(&victim), &outside).unwrap();
+    std::os::unix::fs::symlink(&outside, tenant.join(&victim)).unwrap();
+    let report = verify(&layout, &options).unwrap();
+    let acme_findings = &report.tenants[0].findings;
+    let linked = acme_findings
+        .iter()
+        .find(|f| f.kind == "file_unreadable")
+        .unwrap_or_else(|| panic!("{acme_findings:#?}"));
+    assert!(linked.detail.contains("symbolic link"), "{linked:?}");
+    let range = crate::query::TimeRange::all();
+    let refused = crate::query::TenantScope::open(&layout, &acme, range).await;
+    let refused = match refused {
+        Ok(scope) => scope.execute("SELECT count(*) FROM logs").await.err(),
+        Err(e) => Some(e),
+    };
+    let message = refused.expect("the query followed the link").to_string();
+    assert!(message.contains("symbolic link"), "{message}");
+}

@@ -254,7 +254,7 @@ impl Core {
             catalog.clone(),
             auth.clone(),
             Arc::new(Quotas::default()),
-            config.ingest.max_expanded_request_size,
+            &config.ingest,
         );
         Ok(Self {
             logs,

@@ -153,6 +153,9 @@ pub struct IngestLimits {
     pub max_value_elements: usize,
     /// Most log records or spans one request may carry; those past it are refused alone.
     pub max_records_per_request: u64,
+    /// Most bytes request bodies in flight may hold together, as received and decompressed
+    /// (`ingest::memory`); past it, 503 / UNAVAILABLE with `Retry-After`.
+    pub max_memory: u64,
 }
 
 /// The largest `ingest.max_value_depth` accepted: prost refuses deeper messages (its recursion
@@ -235,6 +238,7 @@ impl Default for Config {
                 max_attribute_value_length: 256 << 10,
                 max_value_elements: 10_000,
                 max_records_per_request: 100_000,
+                max_memory: 1 << 30,
             },
             storage: Storage {
                 data_dir: PathBuf::from("./data"),

@@ -205,6 +205,7 @@ fn parse_ingest(w: &mut Walker, m: &Mapping, c: &mut IngestLimits) {
         "max_attribute_value_length",
         "max_value_elements",
         "max_records_per_request",
+        "max_memory",
     ];
     w.known_keys(m, "ingest", &keys);
     let p = "ingest";
@@ -280,6 +281,7 @@ fn parse_record_limits(w: &mut Walker, m: &Mapping, c: &mut IngestLimits) {
     w.field(m, p, "max_value_elements", &mut c.max_value_elements, |v| {
         integer(v, 1, u32::MAX.into())
     });
+    w.field(m, p, "max_memory", &mut c.max_memory, byte_size);
     let records = &mut c.max_records_per_request;
     w.field(m, p, "max_records_per_request", records, |v| {
         integer(v, 1, u32::MAX.into()).map(|n| n as u64)

@@ -26,6 +26,7 @@ use bytes::Buf;
 use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic_prost::ProstEncoder;
 
+use super::memory::Charge;
 use super::{Decoded, ExportRequest, Ingest, IngestError, RequestMeta};
 use crate::otlp::Transport;
 use crate::tenancy::{RequestTenant, TENANT_HEADER};
@@ -72,12 +73,13 @@ struct Unary<E> {
 }
 
 /// Decodes requests with [`ExportRequest::decode_protobuf`] (records with invalid UTF-8 are
-/// refused alone) and encodes responses with prost.
-struct ExportCodec<E>(PhantomData<fn() -> E>);
+/// refused alone), their (decompressed) message charged to the memory budget, and encodes
+/// responses with prost.
+struct ExportCodec<E>(Ingest, PhantomData<fn() -> E>);
 
 impl<E: ExportRequest> Codec for ExportCodec<E> {
     type Encode = E::Response;
-    type Decode = Decoded<E>;
+    type Decode = (Decoded<E>, Charge);
     type Encoder = ProstEncoder<E::Response>;
     type Decoder = ExportDecoder<E>;
 
@@ -86,29 +88,36 @@ impl<E: ExportRequest> Codec for ExportCodec<E> {
     }
 
     fn decoder(&mut self) -> Self::Decoder {
-        ExportDecoder(PhantomData)
+        ExportDecoder(self.0.clone(), PhantomData)
     }
 }
 
-struct ExportDecoder<E>(PhantomData<fn() -> E>);
+struct ExportDecoder<E>(Ingest, PhantomData<fn() -> E>);
 
 impl<E: ExportRequest> Decoder for ExportDecoder<E> {
-    type Item = Decoded<E>;
+    type Item = (Decoded<E>, Charge);
     type Error = Status;
 
-    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Decoded<E>>, Status> {
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<Self::Item>, Status> {
+        // tonic holds the whole message by now (at most `max_decoding_message_size`); past the
+        // budget it is dropped unread and the client told to retry.
+        let mut charge = self.0.memory().start();
+        if let Err(error) = charge.grow(buf.remaining() as u64) {
+            self.0.reject_undecoded(Transport::Grpc, E::SIGNAL, &error);
+            return Err(to_status(&error));
+        }
         let bytes = buf.copy_to_bytes(buf.remaining());
         E::decode_protobuf(bytes)
-            .map(Some)
+            .map(|decoded| Some((decoded, charge)))
             .map_err(|e| Status::invalid_argument(e.to_string()))
     }
 }
 
-impl<E: ExportRequest> UnaryService<Decoded<E>> for Unary<E> {
+impl<E: ExportRequest> UnaryService<(Decoded<E>, Charge)> for Unary<E> {
     type Response = E::Response;
     type Future = BoxFuture<Result<Response<E::Response>, Status>>;
 
-    fn call(&mut self, request: Request<Decoded<E>>) -> Self::Future {
+    fn call(&mut self, request: Request<(Decoded<E>, Charge)>) -> Self::Future {
         let ingest = self.ingest.clone();
         let tenancy = self.tenancy.take();
         let header = request
@@ -127,10 +136,9 @@ impl<E: ExportRequest> UnaryService<Decoded<E>> for Unary<E> {
                 self_export,
                 ..RequestMeta::default()
             };
-            match ingest
-                .export(Transport::Grpc, meta, tenancy, request.into_inner())
-                .await
-            {
+            // `_held`: the message stays charged until it is answered.
+            let (decoded, _held) = request.into_inner();
+            match ingest.export(Transport::Grpc, meta, tenancy, decoded).await {
                 Ok(outcome) => Ok(Response::new(E::response(&outcome))),
                 Err(error) => Err(to_status(&error)),
             }
@@ -217,7 +225,7 @@ where
                 ingest.reject_undecoded(Transport::Grpc, E::SIGNAL, &error);
                 return Ok(to_status(&error).into_http());
             }
-            let codec = ExportCodec::<E>(PhantomData);
+            let codec = ExportCodec::<E>(ingest.clone(), PhantomData);
             let mut grpc = Grpc::new(codec)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)

@@ -20,11 +20,12 @@ use std::net::{IpAddr, SocketAddr};
 
 use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
+use super::memory::Charge;
 use super::{Decoded, ExportRequest, Ingest, IngestError, Outcome, RequestMeta};
 use crate::config::IngestLimits;
 use crate::otlp::logs::LogsRequest;
@@ -132,7 +133,8 @@ async fn handle<R: ExportRequest>(
     if let Err(error) = state.ingest.wait_for_room().await {
         return reject(&state.ingest, R::SIGNAL, error, encoding);
     }
-    let request = match read_request::<R>(&state, &headers, body, encoding).await {
+    // `_held`: the request's bytes stay charged to `ingest.max_memory` until it is answered.
+    let (request, _held) = match read_request::<R>(&state, &headers, body, encoding).await {
         Ok(r) => r,
         Err(error) => return reject(&state.ingest, R::SIGNAL, error, encoding),
     };
@@ -152,13 +154,14 @@ async fn handle<R: ExportRequest>(
     }
 }
 
-/// Reads, bounds, decompresses and decodes a request body.
+/// Reads, bounds, decompresses and decodes a request body; its bytes charged to the memory
+/// budget, as long as the returned charge lives.
 async fn read_request<R: ExportRequest>(
     state: &HttpState,
     headers: &HeaderMap,
     body: Body,
     encoding: Encoding,
-) -> Result<Decoded<R>, IngestError> {
+) -> Result<(Decoded<R>, Charge), IngestError> {
     let compression = headers
         .get(CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
@@ -186,29 +189,19 @@ async fn read_request<R: ExportRequest>(
     if declared.is_some_and(|len| len > sent_limit) {
         return Err(too_large_sent);
     }
-    let limit = usize::try_from(sent_limit).unwrap_or(usize::MAX);
-    let bytes = match Limited::new(body, limit).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large_sent),
-        Err(e) if crate::net::body_timed_out(&*e).is_some() => {
-            return Err(IngestError::TimedOut(
-                crate::net::body_timed_out(&*e).unwrap_or_default(),
-            ));
-        }
-        Err(e) => {
-            return Err(IngestError::Malformed(format!(
-                "reading the request body failed: {e}"
-            )));
-        }
-    };
+    let mut charge = state.ingest.memory().start();
+    let bytes = read_body(body, sent_limit, &mut charge)
+        .await?
+        .ok_or(too_large_sent)?;
     let max_decompressed = limits.max_decompressed_body_size;
     let in_place = R::DECODES_IN_PLACE && compression.is_none() && encoding == Encoding::Protobuf;
     let decode = move || {
-        let raw = decompress(compression.as_deref(), bytes, max_decompressed)?;
-        match encoding {
+        let raw = decompress(compression.as_deref(), bytes, max_decompressed, &mut charge)?;
+        let decoded = match encoding {
             Encoding::Protobuf => R::decode_protobuf(raw),
             Encoding::Json => R::decode_json(&raw).map_err(IngestError::Malformed),
-        }
+        };
+        decoded.map(|d| (d, charge))
     };
     // Indexing an uncompressed request in place costs microseconds: no thread hop for it.
     if in_place {
@@ -219,8 +212,45 @@ async fn read_request<R: ExportRequest>(
         .map_err(|e| IngestError::Malformed(format!("decoding failed: {e}")))?
 }
 
-fn decompress(encoding: Option<&str>, body: Bytes, limit: u64) -> Result<Bytes, IngestError> {
-    let reader: Box<dyn Read + '_> = match encoding {
+/// Collects a body of at most `limit` bytes (`None`: larger), charging each frame to `charge` as
+/// it arrives.
+async fn read_body(
+    mut body: Body,
+    limit: u64,
+    charge: &mut Charge,
+) -> Result<Option<Bytes>, IngestError> {
+    let mut parts: Vec<Bytes> = Vec::new();
+    let mut len = 0u64;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| match crate::net::body_timed_out(&e) {
+            Some(message) => IngestError::TimedOut(message),
+            None => IngestError::Malformed(format!("reading the request body failed: {e}")),
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        len += data.len() as u64;
+        if len > limit {
+            return Ok(None);
+        }
+        charge.grow(data.len() as u64)?;
+        parts.push(data);
+    }
+    Ok(Some(match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.swap_remove(0),
+        _ => Bytes::from(parts.concat()),
+    }))
+}
+
+/// Decompresses `body`, charging what it makes to `charge` as it grows.
+fn decompress(
+    encoding: Option<&str>,
+    body: Bytes,
+    limit: u64,
+    charge: &mut Charge,
+) -> Result<Bytes, IngestError> {
+    let mut reader: Box<dyn Read + '_> = match encoding {
         None => return Ok(body),
         Some("gzip" | "x-gzip") => Box::new(flate2::read::MultiGzDecoder::new(&body[..])),
         Some("deflate") => Box::new(flate2::read::ZlibDecoder::new(&body[..])),
@@ -234,23 +264,30 @@ fn decompress(encoding: Option<&str>, body: Bytes, limit: u64) -> Result<Bytes, 
             )));
         }
     };
+    const STEP: u64 = 256 << 10;
     let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit as usize));
-    reader
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| {
-            IngestError::Malformed(format!(
-                "cannot decompress the {} request body: {e}",
-                encoding.unwrap_or_default()
-            ))
-        })?;
-    if out.len() as u64 > limit {
-        return Err(IngestError::TooLarge {
-            what: "the request body's bytes after decompression",
-            size: None,
-            limit,
-            key: "ingest.max_decompressed_body_size",
-        });
+    loop {
+        let read = (&mut reader)
+            .take(STEP)
+            .read_to_end(&mut out)
+            .map_err(|e| {
+                IngestError::Malformed(format!(
+                    "cannot decompress the {} request body: {e}",
+                    encoding.unwrap_or_default()
+                ))
+            })?;
+        if out.len() as u64 > limit {
+            return Err(IngestError::TooLarge {
+                what: "the request body's bytes after decompression",
+                size: None,
+                limit,
+                key: "ingest.max_decompressed_body_size",
+            });
+        }
+        if read == 0 {
+            break;
+        }
+        charge.grow(read as u64)?;
     }
     Ok(Bytes::from(out))
 }
@@ -329,25 +366,35 @@ mod tests {
     }
 
     #[test]
-    fn decompression_is_bounded() {
+    fn decompression_is_bounded_and_charged() {
+        let budget = super::super::memory::MemoryBudget::new(1 << 20);
+        let mut charge = budget.start();
         let raw = vec![b'a'; 10_000];
         let gz = {
             let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             std::io::Write::write_all(&mut enc, &raw).unwrap();
             enc.finish().unwrap()
         };
-        let ok = decompress(Some("gzip"), Bytes::from(gz.clone()), 10_000).unwrap();
+        let ok = decompress(Some("gzip"), Bytes::from(gz.clone()), 10_000, &mut charge).unwrap();
         assert_eq!(ok.len(), 10_000);
-        let err = decompress(Some("gzip"), Bytes::from(gz), 9_999).unwrap_err();
+        assert_eq!(budget.used(), 10_000);
+        let err = decompress(Some("gzip"), Bytes::from(gz), 9_999, &mut charge).unwrap_err();
         assert_eq!(err.http_status(), StatusCode::PAYLOAD_TOO_LARGE);
         let zst = zstd::encode_all(&raw[..], 1).unwrap();
-        assert_eq!(
-            decompress(Some("zstd"), Bytes::from(zst), 10_000)
-                .unwrap()
-                .len(),
-            10_000
-        );
-        let err = decompress(Some("gzip"), Bytes::from_static(b"not gzip"), 100).unwrap_err();
+        let zstd = decompress(Some("zstd"), Bytes::from(zst), 10_000, &mut charge).unwrap();
+        assert_eq!(zstd.len(), 10_000);
+        let bad = Bytes::from_static(b"not gzip");
+        let err = decompress(Some("gzip"), bad, 100, &mut charge).unwrap_err();
         assert_eq!(err.http_status(), StatusCode::BAD_REQUEST);
+        drop(charge);
+        assert_eq!(budget.used(), 0);
+
+        // Past the budget: 503, retryable.
+        let small = super::super::memory::MemoryBudget::new(5_000);
+        let mut charge = small.start();
+        let zst = zstd::encode_all(&raw[..], 1).unwrap();
+        let err = decompress(Some("zstd"), Bytes::from(zst), 10_000, &mut charge).unwrap_err();
+        assert_eq!(err.http_status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(err.retry_after().is_some());
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod grpc;
 pub mod http;
+pub mod memory;
 mod signals;
 
 use std::net::IpAddr;
@@ -34,6 +35,7 @@ use crate::pipeline::accept::{Accept, AcceptError, Accepted, Intake};
 use crate::telemetry::Catalog;
 use crate::tenancy::limits::{Demand, Quotas, RateLimited};
 use crate::tenancy::{Authenticator, RequestTenant, Resolved, TenancyError, TenantState};
+use memory::MemoryBudget;
 
 /// Why a request was refused.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -45,6 +47,12 @@ pub enum IngestError {
     /// The body did not arrive within `listen.body_read_timeout`.
     #[error("{0}")]
     TimedOut(String),
+    /// Requests in flight hold `ingest.max_memory` already.
+    #[error(
+        "requests in flight hold the daemon's request memory ({limit} bytes, ingest.max_memory); \
+         retry shortly"
+    )]
+    OutOfMemory { limit: u64 },
     #[error(
         "{what}{} exceed the limit of {limit} bytes ({key})",
         size.map(|s| format!(" ({s} bytes)")).unwrap_or_default()
@@ -94,6 +102,7 @@ impl IngestError {
             IngestError::Malformed(_) => S::BAD_REQUEST,
             IngestError::UnsupportedMediaType(_) => S::UNSUPPORTED_MEDIA_TYPE,
             IngestError::TimedOut(_) => S::REQUEST_TIMEOUT,
+            IngestError::OutOfMemory { .. } => S::SERVICE_UNAVAILABLE,
             IngestError::TooLarge { .. } => S::PAYLOAD_TOO_LARGE,
             IngestError::Tenancy(TenancyError::Unauthenticated(_)) => S::UNAUTHORIZED,
             IngestError::Tenancy(TenancyError::Throttled { .. }) => S::TOO_MANY_REQUESTS,
@@ -111,6 +120,7 @@ impl IngestError {
         match self {
             IngestError::Malformed(_) | IngestError::UnsupportedMediaType(_) => C::InvalidArgument,
             IngestError::TimedOut(_) => C::DeadlineExceeded,
+            IngestError::OutOfMemory { .. } => C::Unavailable,
             // Without RetryInfo: a request that will never fit.
             IngestError::TooLarge { .. } => C::ResourceExhausted,
             IngestError::Tenancy(TenancyError::Unauthenticated(_)) => C::Unauthenticated,
@@ -125,7 +135,9 @@ impl IngestError {
     /// How long a client should wait before retrying, for retryable errors.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            IngestError::Pipeline(_) => Some(Duration::from_secs(1)),
+            IngestError::Pipeline(_) | IngestError::OutOfMemory { .. } => {
+                Some(Duration::from_secs(1))
+            }
             IngestError::RateLimited(r) => Some(r.retry_after),
             IngestError::Tenancy(TenancyError::Throttled { retry_after }) => Some(*retry_after),
             _ => None,
@@ -145,6 +157,7 @@ impl IngestError {
             IngestError::Malformed(_) => "malformed",
             IngestError::UnsupportedMediaType(_) => "unsupported_media_type",
             IngestError::TimedOut(_) => "timeout",
+            IngestError::OutOfMemory { .. } => "memory",
             IngestError::TooLarge { .. } => "too_large",
             IngestError::Tenancy(TenancyError::Missing) => "missing_tenant",
             IngestError::Tenancy(
@@ -185,6 +198,8 @@ pub struct Ingest {
     quotas: Arc<Quotas>,
     /// `ingest.max_expanded_request_size`.
     max_expanded_request_size: u64,
+    /// `ingest.max_memory`: what requests in flight may hold.
+    memory: Arc<MemoryBudget>,
 }
 
 impl Ingest {
@@ -193,15 +208,21 @@ impl Ingest {
         catalog: Catalog,
         auth: Arc<Authenticator>,
         quotas: Arc<Quotas>,
-        max_expanded_request_size: u64,
+        limits: &crate::config::IngestLimits,
     ) -> Self {
         Self {
             intake,
             catalog,
             auth,
             quotas,
-            max_expanded_request_size,
+            max_expanded_request_size: limits.max_expanded_request_size,
+            memory: MemoryBudget::new(limits.max_memory),
         }
+    }
+
+    /// The budget request bodies are charged to.
+    pub fn memory(&self) -> &Arc<MemoryBudget> {
+        &self.memory
     }
 
     /// Refuses work early while the pipeline is over its backlog bound (see

@@ -104,7 +104,7 @@ pub const ALL_NAMES: [&str; 43] = [
 ];
 
 /// Why records or requests were refused: the metric label of an ingest error.
-pub const REJECT_REASONS: [&str; 17] = [
+pub const REJECT_REASONS: [&str; 18] = [
     "malformed",
     "unauthenticated",
     "auth_throttled",
@@ -122,6 +122,7 @@ pub const REJECT_REASONS: [&str; 17] = [
     "metric_families",
     "timeout",
     "too_many_records",
+    "memory",
 ];
 
 /// The label value standing for tenants beyond `metrics.max_tenant_labels`.
