@@ -12,6 +12,7 @@ mod http_json;
 mod lifecycle;
 mod metrics;
 mod otlp_clients;
+mod overload;
 mod policy;
 mod query_api;
 mod record_limits;

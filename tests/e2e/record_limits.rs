@@ -19,7 +19,7 @@ const PROTOBUF: (&str, &str) = ("content-type", "application/x-protobuf");
 const ACME: (&str, &str) = ("x-scope-orgid", "acme");
 
 /// Held by the tests that measure peak memory, so that they do not measure each other.
-static MEASURING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static MEASURING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A field of /proc/self/status in bytes (the daemon runs in this process).
 fn status_bytes(field: &str) -> u64 {
@@ -30,13 +30,13 @@ fn status_bytes(field: &str) -> u64 {
 }
 
 /// Resets the peak resident memory to the current one (Linux's `clear_refs` 5) and returns it.
-fn start_measuring() -> u64 {
+pub(crate) fn start_measuring() -> u64 {
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
     status_bytes("VmRSS:")
 }
 
 /// The peak resident memory since [`start_measuring`].
-fn peak_rss() -> u64 {
+pub(crate) fn peak_rss() -> u64 {
     status_bytes("VmHWM:")
 }
 
