@@ -232,10 +232,14 @@ impl Activity {
     /// Bytes arrived: the first ones tell HTTP/2 (its preface) from HTTP/1; on HTTP/1, bytes
     /// with no request in flight start a request head.
     fn read(&self, bytes: &[u8]) {
-        if !self.sniffed.swap(true, Ordering::Relaxed) && bytes.starts_with(b"PRI ") {
-            self.http2.store(true, Ordering::Relaxed);
-            self.head_started.store(NONE, Ordering::SeqCst);
-            return;
+        // A load, not a swap, on every read after the first: this runs for every read.
+        if !self.sniffed.load(Ordering::Relaxed) {
+            self.sniffed.store(true, Ordering::Relaxed);
+            if bytes.starts_with(b"PRI ") {
+                self.http2.store(true, Ordering::Relaxed);
+                self.head_started.store(NONE, Ordering::SeqCst);
+                return;
+            }
         }
         if self.http2.load(Ordering::Relaxed) || self.in_flight.load(Ordering::SeqCst) > 0 {
             return;
