@@ -169,6 +169,7 @@ fn production_files() -> Vec<PathBuf> {
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);
     rust_files(&root.join("../audit-store/src"), &mut files);
+    rust_files(&root.join("../fuzz/src"), &mut files);
     files.retain(|p| {
         let name = p.file_name().unwrap().to_string_lossy();
         name != "tests.rs" && name != "tidy.rs" && name != "test_support.rs"
@@ -248,4 +249,43 @@ fn files_and_functions_stay_small_enough_to_hold_in_ones_head() {
         "files over 500 lines: {long_files:?}"
     );
     assert!(long_fns.is_empty(), "functions over 80 lines: {long_fns:?}");
+}
+
+/// The packages of a `Cargo.lock`, as (name, version).
+fn locked(path: &Path) -> BTreeSet<(String, String)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut out = BTreeSet::new();
+    let mut name = None;
+    for line in text.lines() {
+        let value = |l: &str| l.split('"').nth(1).map(str::to_string);
+        if line.starts_with("name = ") {
+            name = value(line);
+        } else if line.starts_with("version = ")
+            && let (Some(n), Some(v)) = (name.take(), value(line))
+        {
+            out.insert((n, v));
+        }
+    }
+    out
+}
+
+/// The fuzz targets (a workspace of their own, as cargo-fuzz wants) build the versions the
+/// daemon ships: every package of `fuzz/Cargo.lock` is in `Cargo.lock` at the same version,
+/// apart from the fuzzing crates themselves.
+#[test]
+fn the_fuzz_lock_file_holds_the_versions_of_the_main_one() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let main = locked(&root.join("Cargo.lock"));
+    let fuzz = locked(&root.join("fuzz/Cargo.lock"));
+    assert!(fuzz.len() > 100, "{} packages read", fuzz.len());
+    let own = ["arbitrary", "libfuzzer-sys", "tenantscope-fuzz"];
+    let drifted: Vec<_> = fuzz
+        .iter()
+        .filter(|(name, _)| !own.contains(&name.as_str()))
+        .filter(|p| !main.contains(*p))
+        .collect();
+    assert!(
+        drifted.is_empty(),
+        "fuzz/Cargo.lock differs from Cargo.lock (copy Cargo.lock over it and rebuild): {drifted:?}"
+    );
 }

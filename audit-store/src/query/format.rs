@@ -6,7 +6,6 @@
 //! columns.
 
 use std::io::Write;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, MapArray, RecordBatch, StringArray, StringBuilder};
@@ -15,48 +14,8 @@ use arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::execution::SendableRecordBatchStream;
 use futures::StreamExt;
 
+pub use super::OutputFormat;
 use super::QueryError;
-
-/// A result format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputFormat {
-    Table,
-    Json,
-    Csv,
-    Parquet,
-    /// Arrow IPC stream format.
-    Arrow,
-}
-
-impl OutputFormat {
-    /// The media type of a result in this format.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            OutputFormat::Table => "text/plain; charset=utf-8",
-            OutputFormat::Json => "application/x-ndjson",
-            OutputFormat::Csv => "text/csv; charset=utf-8",
-            OutputFormat::Parquet => "application/vnd.apache.parquet",
-            OutputFormat::Arrow => "application/vnd.apache.arrow.stream",
-        }
-    }
-}
-
-impl FromStr for OutputFormat {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "table" => Ok(Self::Table),
-            "json" | "jsonl" => Ok(Self::Json),
-            "csv" => Ok(Self::Csv),
-            "parquet" => Ok(Self::Parquet),
-            "arrow" => Ok(Self::Arrow),
-            other => Err(format!(
-                "unknown format {other:?}; expected table, json, csv, parquet or arrow"
-            )),
-        }
-    }
-}
 
 /// Writes every batch of `stream` to `out` in `format`; returns the number of rows written.
 pub async fn write_stream<W: Write + Send>(

@@ -8,9 +8,12 @@ use chrono::TimeZone;
 use futures::TryStreamExt;
 
 use super::*;
+use crate::layout::Layout;
 use crate::log::TenantLog;
 use crate::test_support::{BASE, DAY, batch, identity};
 use crate::writer::{WriterOptions, commit};
+use crate::{Table, TenantId};
+use chrono::NaiveDate;
 
 /// A tiny deterministic generator, so failures reproduce.
 struct Lcg(u64);

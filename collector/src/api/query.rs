@@ -27,76 +27,15 @@ use audit_store::query::format::{OutputFormat, write_stream};
 use audit_store::query::{QueryError, SendableRecordBatchStream, TimeRange};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
-use serde::Deserialize;
 use tracing::Instrument as _;
 
 use super::ApiState;
-use crate::tenancy::{TENANT_HEADER, TenancyError};
-
-/// The request body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct QueryRequest {
-    pub sql: String,
-    #[serde(default)]
-    pub from: Option<String>,
-    #[serde(default)]
-    pub to: Option<String>,
-    #[serde(default)]
-    pub since: Option<String>,
-    #[serde(default)]
-    pub format: Option<String>,
-    #[serde(default)]
-    pub tenant: Option<String>,
-}
-
-/// A refused query: status, metric result and message.
-struct Refusal {
-    status: StatusCode,
-    result: &'static str,
-    error_type: &'static str,
-    message: String,
-    retry_after: Option<u64>,
-}
-
-impl Refusal {
-    fn new(status: StatusCode, result: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            result,
-            error_type: result,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    fn bad(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid", message)
-    }
-}
-
-impl From<TenancyError> for Refusal {
-    fn from(e: TenancyError) -> Self {
-        match &e {
-            TenancyError::Unauthenticated(_) => {
-                Refusal::new(StatusCode::UNAUTHORIZED, "unauthenticated", e.to_string())
-            }
-            TenancyError::Throttled { retry_after } => Refusal {
-                retry_after: Some(retry_after.as_secs().max(1)),
-                ..Refusal::new(StatusCode::TOO_MANY_REQUESTS, "throttled", e.to_string())
-            },
-            _ if e.is_forbidden() => {
-                Refusal::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
-            }
-            _ => Refusal::bad(e.to_string()),
-        }
-    }
-}
+use super::request::{self, Refusal};
+use crate::tenancy::TENANT_HEADER;
 
 impl From<QueryError> for Refusal {
     fn from(e: QueryError) -> Self {
@@ -193,23 +132,17 @@ async fn read_query(state: &ApiState, request: axum::extract::Request) -> Result
             format!("cannot read the request body: {e}"),
         )
     })?;
-    let req: QueryRequest = serde_json::from_slice(&body).map_err(|e| {
-        Refusal::bad(format!(
-            "the body must be JSON like {{\"sql\": \"SELECT ...\", \"from\": \"2026-01-01T00:00:00Z\"}}: {e}"
-        ))
-    })?;
+    let req = request::parse(&body, headers)?;
     let header_tenant = headers
         .get(TENANT_HEADER)
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
-    let named = req.tenant.clone().or(header_tenant);
+    let named = req.tenant.or(header_tenant);
     let tenant = access.for_query(named.as_deref())?;
-    let format = output_format(req.format.as_deref(), headers)?;
-    let range = time_range(&req)?;
     Ok(Query {
         tenant,
         sql: req.sql,
-        range,
-        format,
+        range: req.range,
+        format: req.format,
     })
 }
 
@@ -330,80 +263,6 @@ fn tokio_stream_from(
     mut rx: tokio::sync::mpsc::Receiver<Result<Bytes, std::io::Error>>,
 ) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-fn output_format(field: Option<&str>, headers: &HeaderMap) -> Result<OutputFormat, Refusal> {
-    if let Some(f) = field {
-        return match f.parse::<OutputFormat>() {
-            Ok(OutputFormat::Table) | Err(_) => Err(Refusal::bad(format!(
-                "unknown format {f:?}; expected json, csv, arrow or parquet"
-            ))),
-            Ok(format) => Ok(format),
-        };
-    }
-    let accept = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    for media in accept.split(',') {
-        let media = media
-            .split(';')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        let format = match media.as_str() {
-            "application/x-ndjson" | "application/jsonl" | "application/json" => OutputFormat::Json,
-            "text/csv" => OutputFormat::Csv,
-            "application/vnd.apache.arrow.stream" => OutputFormat::Arrow,
-            "application/vnd.apache.parquet" => OutputFormat::Parquet,
-            _ => continue,
-        };
-        return Ok(format);
-    }
-    Ok(OutputFormat::Json)
-}
-
-fn rfc3339(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, Refusal> {
-    value
-        .map(|v| {
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| {
-                    Refusal::bad(format!(
-                        "{field} {v:?} is not an RFC 3339 time like 2026-11-27T00:00:00Z: {e}"
-                    ))
-                })
-        })
-        .transpose()
-}
-
-fn time_range(req: &QueryRequest) -> Result<TimeRange, Refusal> {
-    let range = match &req.since {
-        Some(since) => {
-            if req.from.is_some() || req.to.is_some() {
-                return Err(Refusal::bad("use either since or from/to, not both"));
-            }
-            let d = humantime::parse_duration(since)
-                .map_err(|e| Refusal::bad(format!("since {since:?} is not a duration: {e}")))?;
-            let d = chrono::Duration::from_std(d)
-                .map_err(|_| Refusal::bad(format!("since {since:?} is too long")))?;
-            TimeRange {
-                from: Some(Utc::now() - d),
-                to: None,
-            }
-        }
-        None => TimeRange {
-            from: rfc3339("from", req.from.as_deref())?,
-            to: rfc3339("to", req.to.as_deref())?,
-        },
-    };
-    if let (Some(from), Some(to)) = (range.from, range.to)
-        && from >= to
-    {
-        return Err(Refusal::bad("from must be before to"));
-    }
-    Ok(range)
 }
 
 /// The runtime queries execute on: a separate, small thread pool, so that a heavy query delays

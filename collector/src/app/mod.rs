@@ -273,6 +273,7 @@ impl Core {
         reloader: &Option<Arc<Reloader>>,
         stopping: watch::Receiver<bool>,
     ) -> anyhow::Result<api::ApiState> {
+        #[cfg(feature = "query")]
         let pool = api::query::QueryPool::new(config.query.threads)
             .context("cannot start the query runtime")?;
         Ok(api::ApiState {
@@ -283,6 +284,7 @@ impl Core {
             data_dir: config.storage.data_dir.clone(),
             limits: config.query.clone(),
             catalog: self.catalog.clone(),
+            #[cfg(feature = "query")]
             pool: Arc::new(pool),
             logs: self.logs.clone(),
         })

@@ -12,10 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use audit_store::TenantId;
-use audit_store::layout::Layout;
-use audit_store::query::TimeRange;
-use audit_store::query::format::{OutputFormat, write_stream};
+use audit_store::query::{OutputFormat, TimeRange};
 use chrono::{DateTime, Utc};
 use clap::{Args, Parser, Subcommand};
 
@@ -170,6 +167,7 @@ impl QueryArgs {
 }
 
 /// Runs `tenantscope query`, writing the result to `--output` or `stdout`. Returns the row count.
+#[cfg(feature = "query")]
 pub async fn query(args: &QueryArgs, stdout: &mut (dyn Write + Send)) -> anyhow::Result<usize> {
     let tenant = TenantId::parse(&args.tenant)
         .with_context(|| format!("invalid --tenant {:?}", args.tenant))?;
@@ -182,6 +180,9 @@ pub async fn query(args: &QueryArgs, stdout: &mut (dyn Write + Send)) -> anyhow:
     }
     let range = args.time_range(Utc::now())?;
     let limits = crate::config::Config::default().query;
+    use audit_store::TenantId;
+    use audit_store::layout::Layout;
+    use audit_store::query::format::write_stream;
     let stream =
         audit_store::query::run(&layout, &tenant, range, &args.sql, limits.store_limits()).await?;
     let rows = match &args.output {
@@ -193,6 +194,12 @@ pub async fn query(args: &QueryArgs, stdout: &mut (dyn Write + Send)) -> anyhow:
         None => write_stream(stream, args.format, stdout).await?,
     };
     Ok(rows)
+}
+
+/// `tenantscope query` in a build without the `query` feature (the fuzz targets' build).
+#[cfg(not(feature = "query"))]
+pub async fn query(_: &QueryArgs, _: &mut (dyn Write + Send)) -> anyhow::Result<usize> {
+    bail!("this build of tenantscope has no query engine (built without the `query` feature)")
 }
 
 /// Runs `tenantscope config check`: `Ok` with a summary, or the errors.

@@ -261,7 +261,8 @@ fn explicit(p: &HistogramDataPoint) -> Result<Option<Buckets>, String> {
             bounds.len()
         ));
     };
-    if counts.iter().sum::<u64>() != p.count {
+    // Checked: counts near u64::MAX must not wrap round to a matching total.
+    if counts.iter().try_fold(0u64, |a, &c| a.checked_add(c)) != Some(p.count) {
         return Err("histogram bucket counts do not add up to its count".into());
     }
     Ok(Some(Buckets {
@@ -305,7 +306,7 @@ fn exponential(p: &ExponentialHistogramDataPoint) -> Result<Option<Buckets>, Str
             buckets.len()
         ));
     }
-    if buckets.iter().map(|b| b.1).sum::<u64>() != p.count {
+    if buckets.iter().try_fold(0u64, |a, b| a.checked_add(b.1)) != Some(p.count) {
         return Err("exponential histogram bucket counts do not add up to its count".into());
     }
     // Bounds must strictly increase; float rounding at extreme scales could tie them.

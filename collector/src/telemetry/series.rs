@@ -81,21 +81,22 @@ impl Buckets {
     }
 
     /// Adds `other`'s counts; bucket by bucket when the bounds agree, else each of `other`'s
-    /// buckets into the bucket of ours that holds its upper bound.
+    /// buckets into the bucket of ours that holds its upper bound. Counts saturate at u64::MAX
+    /// (a sender's absurd deltas must not wrap a series round, nor panic).
     fn add(&mut self, other: &Buckets) {
         if self.bounds == other.bounds {
             for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-                *a += b;
+                *a = a.saturating_add(*b);
             }
         } else {
             for (i, &c) in other.counts.iter().enumerate() {
                 let upper = other.bounds.get(i).copied().unwrap_or(f64::INFINITY);
                 let j = self.bounds.partition_point(|&b| b < upper);
-                self.counts[j] += c;
+                self.counts[j] = self.counts[j].saturating_add(c);
             }
         }
         self.sum += other.sum;
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
     }
 }
 
@@ -416,9 +417,9 @@ fn write_histogram(
     labels: &[(String, String)],
     h: &Buckets,
 ) {
-    let mut cumulative = 0;
+    let mut cumulative = 0u64;
     for (i, c) in h.counts.iter().enumerate() {
-        cumulative += c;
+        cumulative = cumulative.saturating_add(*c);
         let le = h.bounds.get(i).map_or("+Inf".to_owned(), |b| number(*b));
         let _ = write!(out, "{name}_bucket");
         write_labels(out, tenant, labels, Some(&le));

@@ -22,7 +22,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 
 use super::convert::Converter;
 use super::{Pipeline, PipelineError, Record};
-use crate::config::IngestLimits;
+use crate::config::{IngestLimits, MetricsConfig};
 use crate::otlp::any_value::{self, ValueLimits};
 use crate::otlp::{Decoded, Signal};
 use crate::telemetry::derived::DerivedBatch;
@@ -154,28 +154,17 @@ impl Refusals {
 pub struct Intake {
     pipeline: Pipeline,
     series: Arc<SeriesStore>,
-    span_buckets: Arc<[f64]>,
-    /// `ingest.max_value_depth` and the other bounds on values.
-    values: ValueLimits,
-    /// `ingest.max_records_per_request`.
-    max_records: u64,
+    bounds: Bounds,
 }
 
 impl Intake {
     /// `limits`: the `ingest.*` bounds on records.
     pub fn new(pipeline: Pipeline, series: Arc<SeriesStore>, limits: &IngestLimits) -> Self {
-        let span_buckets = Arc::from(series.config().span_duration_buckets.as_slice());
+        let bounds = Bounds::new(limits, series.config());
         Self {
             pipeline,
             series,
-            span_buckets,
-            values: ValueLimits {
-                max_depth: limits.max_value_depth,
-                max_key_length: limits.max_attribute_key_length,
-                max_value_length: limits.max_attribute_value_length,
-                max_elements: limits.max_value_elements,
-            },
-            max_records: limits.max_records_per_request,
+            bounds,
         }
     }
 
@@ -192,6 +181,60 @@ impl Intake {
         resolved: &[Resolved],
         received_at: i64,
     ) -> Result<Accepted, AcceptError> {
+        let mut prepared = self.bounds.prepare(decoded, resolved, received_at)?;
+        let records = std::mem::take(&mut prepared.records);
+        if !records.is_empty() {
+            self.pipeline.submit(records).await?;
+        }
+        // Stored (or, for OTLP metrics, nothing to store): now it counts.
+        Ok(prepared.stored(&self.series))
+    }
+}
+
+/// The bounds a request is accepted under: `ingest.*` limits and the span duration buckets of
+/// derived metrics.
+#[derive(Clone)]
+pub struct Bounds {
+    pub values: ValueLimits,
+    pub max_records: u64,
+    pub span_buckets: Arc<[f64]>,
+}
+
+/// A request validated, redacted and converted, not yet stored: the write-ahead log records,
+/// and what is counted once they are stored.
+pub struct Prepared {
+    pub records: Vec<Record>,
+    /// Rows of `records` by tenant (counted as stored once they are).
+    rows: Vec<(TenantId, u64)>,
+    refusals: Refusals,
+    derived: DerivedBatch,
+    signal: Signal,
+}
+
+impl Bounds {
+    /// The `ingest.*` bounds on records and the span buckets of `metrics`.
+    pub fn new(limits: &IngestLimits, metrics: &MetricsConfig) -> Self {
+        Self {
+            values: ValueLimits {
+                max_depth: limits.max_value_depth,
+                max_key_length: limits.max_attribute_key_length,
+                max_value_length: limits.max_attribute_value_length,
+                max_elements: limits.max_value_elements,
+            },
+            max_records: limits.max_records_per_request,
+            span_buckets: Arc::from(metrics.span_duration_buckets.as_slice()),
+        }
+    }
+
+    /// Everything accepting a request does before the write-ahead log: per-record checks and
+    /// refusals, redaction, conversion to write-ahead log records. Pure (no I/O), so the fuzz
+    /// targets run it on arbitrary requests.
+    pub fn prepare<R: Accept>(
+        &self,
+        decoded: Decoded<R>,
+        resolved: &[Resolved],
+        received_at: i64,
+    ) -> Result<Prepared, AcceptError> {
         let mut request = decoded.request;
         let mut into = Acceptance {
             values: self.values,
@@ -211,7 +254,7 @@ impl Intake {
             values: _,
             converter,
             mut records,
-            mut refusals,
+            refusals,
             derived,
         } = into;
         let batches = converter
@@ -220,23 +263,43 @@ impl Intake {
         for batch in batches {
             records.push(Record::from_batch(batch)?);
         }
-        let mut stored: Vec<(TenantId, u64)> = Vec::new();
+        let mut rows: Vec<(TenantId, u64)> = Vec::new();
+        for r in &records {
+            match rows.iter_mut().find(|a| a.0 == r.tenant) {
+                Some(a) => a.1 += r.rows as u64,
+                None => rows.push((r.tenant.clone(), r.rows as u64)),
+            }
+        }
+        Ok(Prepared {
+            records,
+            rows,
+            refusals,
+            derived,
+            signal: R::SIGNAL,
+        })
+    }
+}
+
+impl Prepared {
+    /// Once its records are stored: hands derived metrics and OTLP metric points to `series`
+    /// (which may refuse points past a family budget) and counts what was stored and refused.
+    pub fn stored(self, series: &SeriesStore) -> Accepted {
+        let Prepared {
+            records: _,
+            rows: mut stored,
+            mut refusals,
+            derived,
+            signal,
+        } = self;
         let mut count = |tenant: &TenantId, n: u64| match stored.iter_mut().find(|a| &a.0 == tenant)
         {
             Some(a) => a.1 += n,
             None => stored.push((tenant.clone(), n)),
         };
-        for r in &records {
-            count(&r.tenant, r.rows as u64);
-        }
-        if !records.is_empty() {
-            self.pipeline.submit(records).await?;
-        }
-        // Stored (or, for OTLP metrics, nothing to store): now it counts.
         let points = derived.into_points();
         // OTLP metric points count as stored once the series store has taken them.
         let mut sent: Vec<(usize, TenantId)> = Vec::new();
-        if R::SIGNAL == Signal::Metrics {
+        if signal == Signal::Metrics {
             let points = points.iter().enumerate();
             for (i, p) in points.filter(|(_, p)| p.family != "target_info") {
                 if let Ok(t) = TenantId::parse(&p.tenant) {
@@ -244,7 +307,7 @@ impl Intake {
                 }
             }
         }
-        let refused = self.series.apply(points, Instant::now());
+        let refused = series.apply(points, Instant::now());
         // Both in point order: walk them together.
         let mut refused_at = refused.iter().map(|(i, _)| *i).peekable();
         for (i, tenant) in &sent {
@@ -256,11 +319,11 @@ impl Intake {
         for (_, error) in refused {
             refusals.refuse(error.reason(), || error.to_string());
         }
-        Ok(Accepted {
+        Accepted {
             outcome: refusals.outcome(),
             refused: refusals.by_reason,
             stored,
-        })
+        }
     }
 }
 

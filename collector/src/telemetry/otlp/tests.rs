@@ -156,3 +156,30 @@ fn explicit_histograms_are_checked() {
     };
     assert!(explicit(&no_value).unwrap().is_none());
 }
+
+/// Found by the `otlp_protobuf` fuzz target: bucket counts whose sum passes u64::MAX wrapped
+/// round (and panicked with overflow checks on) instead of being refused.
+#[test]
+fn bucket_counts_that_overflow_do_not_add_up() {
+    let explicit_point = HistogramDataPoint {
+        count: 1,
+        bucket_counts: vec![u64::MAX, 2],
+        explicit_bounds: vec![1.0],
+        ..Default::default()
+    };
+    assert!(explicit(&explicit_point).unwrap_err().contains("add up"));
+    let exponential_point = ExponentialHistogramDataPoint {
+        count: 0,
+        zero_count: u64::MAX,
+        positive: Some(ExpBuckets {
+            offset: 0,
+            bucket_counts: vec![1],
+        }),
+        ..Default::default()
+    };
+    assert!(
+        exponential(&exponential_point)
+            .unwrap_err()
+            .contains("add up")
+    );
+}

@@ -298,3 +298,33 @@ fn metric_names_are_budgeted_per_tenant_and_in_all_and_freed_when_stale() {
             .is_empty()
     );
 }
+
+/// Found by the `otlp_protobuf` fuzz target: histogram deltas near u64::MAX overflowed a
+/// series' counts. They saturate instead, and so does the rendered cumulative count.
+#[test]
+fn histogram_counts_saturate_instead_of_overflowing() {
+    let store = SeriesStore::new(config());
+    let now = Instant::now();
+    let huge = Buckets {
+        bounds: Arc::from(vec![1.0]),
+        counts: vec![u64::MAX - 1, u64::MAX - 1],
+        sum: 1.0,
+        count: u64::MAX,
+    };
+    let update = || Update::AddHistogram(huge.clone());
+    let points = vec![
+        point("h", Kind::Histogram, "acme", &[], update()),
+        point("h", Kind::Histogram, "acme", &[], update()),
+    ];
+    assert!(store.apply(points, now).is_empty());
+    let max = u64::MAX;
+    assert_eq!(
+        lines(&store.render(now), "h_"),
+        [
+            format!(r#"h_bucket{{tenant="acme",le="1"}} {max}"#),
+            format!(r#"h_bucket{{tenant="acme",le="+Inf"}} {max}"#),
+            r#"h_sum{tenant="acme"} 2"#.to_string(),
+            format!(r#"h_count{{tenant="acme"}} {max}"#),
+        ]
+    );
+}

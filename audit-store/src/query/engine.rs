@@ -1,0 +1,195 @@
+//! The DataFusion side of queries (the `query` feature): sessions that hold one tenant's tables.
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use chrono::{DateTime, Utc};
+use datafusion::catalog::TableProvider;
+use datafusion::common::ScalarValue;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit};
+
+use crate::layout::{Layout, PARQUET_EXTENSION};
+use crate::log::{LogError, TenantLog};
+use crate::{Table, TenantId};
+
+use super::{QueryLimits, TimeRange};
+
+pub use datafusion::error::DataFusionError;
+pub use datafusion::execution::SendableRecordBatchStream;
+pub use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The SQL is not valid or not allowed (DDL, DML, unknown table or column...).
+    #[error("invalid query: {0}")]
+    Invalid(String),
+    #[error("reading the audit store failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("the SQL text is {len} bytes long; the limit is {max} (query.max_sql_length)")]
+    TooLong { len: usize, max: usize },
+    #[error("the query needs more memory than query.memory_limit allows: {0}")]
+    MemoryLimit(String),
+    #[error("query execution failed: {0}")]
+    Execution(DataFusionError),
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(e: DataFusionError) -> Self {
+        match e.find_root() {
+            DataFusionError::ResourcesExhausted(what) => QueryError::MemoryLimit(what.clone()),
+            _ => QueryError::Execution(e),
+        }
+    }
+}
+
+/// The one way to run a tenant's query, shared by the CLI and the HTTP API: opens the tenant's
+/// scope over `range` and starts `sql` under `limits`.
+pub async fn run(
+    layout: &Layout,
+    tenant: &TenantId,
+    range: TimeRange,
+    sql: &str,
+    limits: QueryLimits,
+) -> Result<SendableRecordBatchStream, QueryError> {
+    if let Some(max) = limits.max_sql_length
+        && sql.len() > max
+    {
+        return Err(QueryError::TooLong {
+            len: sql.len(),
+            max,
+        });
+    }
+    let scope = TenantScope::open_with(layout, tenant, range, limits).await?;
+    scope.execute(sql).await
+}
+
+/// A query session that holds one tenant's tables and nothing else.
+pub struct TenantScope {
+    tenant: TenantId,
+    ctx: SessionContext,
+}
+
+impl TenantScope {
+    /// Builds the session for `tenant` over `range`. A tenant without data gets empty tables.
+    pub async fn open(
+        layout: &Layout,
+        tenant: &TenantId,
+        range: TimeRange,
+    ) -> Result<Self, QueryError> {
+        Self::open_with(layout, tenant, range, QueryLimits::default()).await
+    }
+
+    /// [`TenantScope::open`] with a memory limit.
+    pub async fn open_with(
+        layout: &Layout,
+        tenant: &TenantId,
+        range: TimeRange,
+        limits: QueryLimits,
+    ) -> Result<Self, QueryError> {
+        let config = SessionConfig::new()
+            .with_information_schema(false)
+            .with_target_partitions(2);
+        // No spilling: a query over its memory limit fails instead of filling the disk with
+        // temporary copies of a tenant's data.
+        let mut runtime = RuntimeEnvBuilder::new().with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        );
+        if let Some(limit) = limits.memory_limit {
+            runtime = runtime.with_memory_limit(limit, 1.0);
+        }
+        let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
+        let log = TenantLog::read(layout, tenant)?;
+        for table in Table::ALL {
+            let provider = table_provider(layout, &log, tenant, table, &range)?;
+            let mut frame = ctx.read_table(provider)?;
+            if let Some(filter) = time_filter(&range) {
+                frame = frame.filter(filter)?;
+            }
+            ctx.register_table(table.name(), frame.into_view())?;
+        }
+        Ok(Self {
+            tenant: tenant.clone(),
+            ctx,
+        })
+    }
+
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// Plans and starts `sql`. Only queries are allowed: DDL, DML and statements (`SET`,
+    /// `COPY`, `CREATE EXTERNAL TABLE`...) are refused.
+    pub async fn execute(&self, sql: &str) -> Result<SendableRecordBatchStream, QueryError> {
+        let options = datafusion::execution::context::SQLOptions::new()
+            .with_allow_ddl(false)
+            .with_allow_dml(false)
+            .with_allow_statements(false);
+        let frame = self
+            .ctx
+            .sql_with_options(sql, options)
+            .await
+            // Everything that fails before execution is the query's fault.
+            .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
+        Ok(frame.execute_stream().await?)
+    }
+}
+
+/// A table over the files the log names for `table` whose time range meets `range` (and whose
+/// path is one the layout builds for that table: an edited entry cannot point elsewhere).
+fn table_provider(
+    layout: &Layout,
+    log: &TenantLog,
+    tenant: &TenantId,
+    table: Table,
+    range: &TimeRange,
+) -> Result<Arc<dyn TableProvider>, QueryError> {
+    let schema: SchemaRef = table.schema();
+    let tenant_dir = std::path::absolute(layout.tenant_dir(tenant))?;
+    let urls = log
+        .files(table)
+        .filter(|f| crate::layout::parse_file_path(&f.path).is_some_and(|(t, _)| t == table))
+        .filter(|f| range.overlaps(f.min_timestamp, f.max_timestamp))
+        .map(|f| {
+            crate::layout::no_links(&tenant_dir, &f.path).map_err(QueryError::Invalid)?;
+            let path = tenant_dir.join(&f.path);
+            ListingTableUrl::parse(path.to_string_lossy()).map_err(QueryError::Execution)
+        })
+        .collect::<Result<Vec<_>, QueryError>>()?;
+    if urls.is_empty() {
+        return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
+    }
+    let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+        .with_file_extension(PARQUET_EXTENSION)
+        // Every file is written sorted by time (see `writer`).
+        .with_file_sort_order(vec![vec![col("timestamp").sort(true, false)]]);
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(schema);
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// The `timestamp` filter of `range`, `None` for all of time.
+fn time_filter(range: &TimeRange) -> Option<Expr> {
+    let bound = |t: DateTime<Utc>| {
+        lit(ScalarValue::TimestampNanosecond(
+            t.timestamp_nanos_opt(),
+            Some("UTC".into()),
+        ))
+    };
+    let from = range.from.map(|f| col("timestamp").gt_eq(bound(f)));
+    let to = range.to.map(|t| col("timestamp").lt(bound(t)));
+    match (from, to) {
+        (Some(a), Some(b)) => Some(a.and(b)),
+        (a, b) => a.or(b),
+    }
+}
