@@ -151,6 +151,7 @@ pub fn audit_log(data: &[u8]) {
         trusted_checkpoints: trusted.into_iter().collect(),
         threads: Some(1),
         skip_rows_digest: false,
+        unlisted_grace: Some(std::time::Duration::ZERO),
     };
     let _ = verify(&store.layout, &options);
 }

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::time::Duration;
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -41,7 +42,8 @@ pub(super) fn check_files(
     for ((index, entry), result) in live.iter().zip(results) {
         compare_file(*index, entry, result, report);
     }
-    report_unnamed(layout, tenant, entries, report)?;
+    let grace = options.unlisted_grace.unwrap_or(Duration::from_secs(1));
+    report_unnamed(layout, tenant, entries, grace, report)?;
     report_unrecorded_quarantine(layout, tenant, &entries.quarantined, report);
     Ok(())
 }
@@ -189,21 +191,22 @@ fn report_unnamed(
     layout: &Layout,
     tenant: &TenantId,
     entries: &EntryIndex,
+    grace: Duration,
     report: &mut TenantReport,
 ) -> Result<(), VerifyError> {
     // Beside a running daemon a file is renamed into place a moment before its entry is
-    // appended: such a file is named once the log is read again, so the log is re-read for a
-    // second before what is still unnamed is reported.
+    // appended: such a file is named once the log is read again, so the log is re-read for
+    // `grace` (a second by default) before what is still unnamed is reported.
     let named: HashSet<&str> = entries.files.iter().map(|(_, f)| f.path.as_str()).collect();
     let mut unnamed: Vec<String> = parquet_files(layout, tenant)?
         .into_keys()
         .filter(|relative| !named.contains(relative.as_str()))
         .collect();
-    for _ in 0..10 {
-        if unnamed.is_empty() {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    let step = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
+    while !unnamed.is_empty() && waited < grace {
+        std::thread::sleep(step.min(grace - waited));
+        waited += step;
         if let Ok(log) = crate::log::TenantLog::read(layout, tenant) {
             unnamed.retain(|relative| log.file(relative).is_none());
         }

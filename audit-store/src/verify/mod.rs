@@ -43,6 +43,10 @@ pub struct VerifyOptions {
     pub threads: Option<usize>,
     /// Skip recomputing rows digests (bytes are still hashed).
     pub skip_rows_digest: bool,
+    /// How long a Parquet file no entry names is given to be named (a running daemon renames a
+    /// file into place a moment before it appends its entry) before it is reported; `None`:
+    /// one second. (The `audit_log` fuzz target sets none.)
+    pub unlisted_grace: Option<std::time::Duration>,
 }
 
 /// How bad a finding is.

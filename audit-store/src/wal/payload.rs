@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use arrow::array::RecordBatch;
 use arrow::buffer::Buffer;
 use arrow::error::ArrowError;
-use arrow::ipc::reader::{StreamReader, read_record_batch};
+use arrow::ipc::reader::{StreamDecoder, read_record_batch};
 use arrow::ipc::writer::{
     DictionaryTracker, IpcDataGenerator, IpcWriteContext, IpcWriteOptions, write_message,
 };
@@ -186,6 +186,15 @@ fn parts(payload: &[u8]) -> Result<Parts<'_>, ArrowError> {
     if header.compression().is_some() {
         return Err(bad("compressed batches are not written here"));
     }
+    // Arrow's reader sizes buffers by the row counts before it checks them against the body: a
+    // count no body this long can hold (every column needs at least a bit per row) is damage,
+    // refused before anything that large is allocated (found by the `wal_replay` fuzz target).
+    let most = (body_length as u64).saturating_mul(8).saturating_add(8);
+    let nodes = header.nodes().into_iter().flatten();
+    let mut lengths = std::iter::once(header.length()).chain(nodes.map(|n| n.length()));
+    if !lengths.all(|n| u64::try_from(n).is_ok_and(|n| n <= most)) {
+        return Err(bad("a row count larger than its body can hold"));
+    }
     Ok(Parts {
         message,
         header,
@@ -220,7 +229,7 @@ fn decode_unguarded(table: Table, payload: Vec<u8>) -> Result<Vec<RecordBatch>, 
         ));
     }
     if !payload.starts_with(&FORMAT) {
-        return StreamReader::try_new(payload.as_slice(), None)?.collect();
+        return decode_stream(payload);
     }
     let buffer = Buffer::from_vec(payload);
     let parts = parts(buffer.as_slice())?;
@@ -234,6 +243,25 @@ fn decode_unguarded(table: Table, payload: Vec<u8>) -> Result<Vec<RecordBatch>, 
         &parts.message.version(),
     )?;
     Ok(vec![batch])
+}
+
+/// A whole IPC stream (records of older versions), decoded from memory: unlike `StreamReader`,
+/// the decoder never allocates a message body before it has its bytes, so a damaged body
+/// length cannot make it allocate more than the payload (found by the `wal_replay` fuzz target).
+fn decode_stream(payload: Vec<u8>) -> Result<Vec<RecordBatch>, ArrowError> {
+    let mut decoder = StreamDecoder::new();
+    let mut buffer = Buffer::from_vec(payload);
+    let mut batches = Vec::new();
+    while !buffer.is_empty() {
+        let before = buffer.len();
+        if let Some(batch) = decoder.decode(&mut buffer)? {
+            batches.push(batch);
+        } else if buffer.len() == before {
+            break;
+        }
+    }
+    decoder.finish()?;
+    Ok(batches)
 }
 
 /// The number of rows in a payload, read from its header alone where it can be.

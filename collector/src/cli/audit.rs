@@ -110,6 +110,7 @@ pub fn verify(args: &VerifyArgs, out: &mut dyn Write) -> anyhow::Result<bool> {
                 trusted_checkpoints,
                 threads: args.threads,
                 skip_rows_digest: args.no_rows_digest,
+                unlisted_grace: None,
             },
         )?,
     };

@@ -149,7 +149,12 @@ impl QueryArgs {
     pub fn time_range(&self, now: DateTime<Utc>) -> anyhow::Result<TimeRange> {
         let range = match self.since {
             Some(since) => TimeRange {
-                from: Some(now - chrono::Duration::from_std(since).context("--since is too long")?),
+                from: Some(
+                    chrono::Duration::from_std(since)
+                        .ok()
+                        .and_then(|d| now.checked_sub_signed(d))
+                        .context("--since is too long")?,
+                ),
                 to: None,
             },
             None => TimeRange {
@@ -245,4 +250,28 @@ pub fn hash_key(input: &mut dyn std::io::BufRead, out: &mut dyn Write) -> anyhow
         crate::tenancy::directory::hash_key(key.as_bytes())
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser as _;
+
+    use super::*;
+
+    /// Like the API's (found there by the `query_request` fuzz target): `--since` longer than
+    /// chrono's time is an error, not a panic.
+    #[test]
+    fn a_since_longer_than_time_is_an_error() {
+        let cli = Cli::parse_from(
+            ["tenantscope", "query", "--tenant", "acme"]
+                .into_iter()
+                .chain(["--since", "100000000000y", "SELECT 1"]),
+        );
+        let Some(Command::Query(args)) = cli.command else {
+            panic!("a query command")
+        };
+        let error = args.time_range(Utc::now()).unwrap_err();
+        assert!(error.to_string().contains("too long"), "{error}");
+        assert!(args.time_range(Utc::now()).is_err());
+    }
 }
