@@ -415,3 +415,18 @@ fn a_large_resource_attribute_ends_batches_early() {
         "batches of about {COMMIT_BATCH_BYTES} bytes, each row with its attribute"
     );
 }
+
+/// Found by the `wal_replay` fuzz target: a framing announcing far more rows than its request
+/// holds (damage that a CRC does not catch, or a hostile log) sized a 28 GB buffer.
+#[test]
+fn a_framing_announcing_more_rows_than_it_holds_allocates_by_what_it_holds() {
+    let (records, _) = log_and_convert(0);
+    let record = &records[0];
+    let mut payload = record.payload.clone();
+    OtlpLogs::set_rows(&mut payload, u32::MAX);
+    let logged = Logged::parse(payload).unwrap();
+    assert_eq!(logged.rows(), u32::MAX as usize);
+    let (batches, converted) = to_sorted_batches(&record.tenant, record.table, &[logged]);
+    let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+    assert_eq!((rows, converted.rows), (record.rows, record.rows));
+}
