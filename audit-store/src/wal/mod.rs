@@ -192,6 +192,11 @@ fn decode_body(body: &[u8], location: Location) -> Option<(Record, bool)> {
         return None;
     }
     let lsn = u64::from_le_bytes(rest[..8].try_into().ok()?);
+    // The next LSN must exist: u64::MAX is damage (the `wal_replay` fuzz target found it
+    // overflowing the replay's next LSN).
+    if lsn == u64::MAX {
+        return None;
+    }
     let table = table_from_id(rest[8])?;
     let durability = Durability::from_u8(rest[9])?;
     let ends_request = rest[10] & END_OF_REQUEST != 0;

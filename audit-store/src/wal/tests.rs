@@ -332,3 +332,25 @@ fn damage_before_more_records_is_corruption_even_with_zeros_after() {
     assert_eq!(report.corrupt_segments.len(), 1);
     assert_eq!(report.torn_tails, 0);
 }
+
+/// Found by the `wal_replay` fuzz target: a frame whose CRC matches but whose LSN is u64::MAX
+/// overflowed the replay's next LSN. It is damage: the records before it replay, it does not.
+#[test]
+fn a_record_with_the_last_lsn_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let acme = tenant("acme");
+    let entry = |payload: &'static [u8]| Entry {
+        tenant: &acme,
+        table: Table::Events,
+        durability: Durability::Sync,
+        ends_request: true,
+        payload,
+    };
+    let mut frames = Vec::new();
+    encode(&mut frames, 7, &entry(b"kept")).unwrap();
+    encode(&mut frames, u64::MAX, &entry(b"last")).unwrap();
+    std::fs::write(segment_path(dir.path(), 7), &frames).unwrap();
+    let (records, report) = read_all(dir.path());
+    assert_eq!(records, vec![(7, "acme".into(), b"kept".to_vec())]);
+    assert_eq!((report.next_lsn, report.torn_tails), (8, 1));
+}
