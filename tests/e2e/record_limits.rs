@@ -206,26 +206,89 @@ async fn invalid_utf8_in_a_metric_refuses_only_that_metric() {
     d.stop().await;
 }
 
-/// A zstd body inflating to 200 MiB of zeros (a few KB on the wire): 413 / RESOURCE_EXHAUSTED on
-/// both transports, decompression stopped at `ingest.max_decompressed_body_size`, memory bounded.
+/// 200 MiB of zeros compressed with `encoding` (a few hundred KB at most), without ever holding
+/// them: the test measures this process's peak memory.
+fn bomb(encoding: &str) -> Vec<u8> {
+    use std::io::Write as _;
+    let zeros = vec![0u8; 1 << 20];
+    let mut out = Vec::new();
+    match encoding {
+        "zstd" => {
+            let mut encoder = zstd::stream::Encoder::new(&mut out, 1).unwrap();
+            for _ in 0..200 {
+                encoder.write_all(&zeros).unwrap();
+            }
+            encoder.finish().unwrap();
+        }
+        _ => {
+            let mut encoder = flate2::write::GzEncoder::new(&mut out, flate2::Compression::best());
+            for _ in 0..200 {
+                encoder.write_all(&zeros).unwrap();
+            }
+            encoder.finish().unwrap();
+        }
+    }
+    out
+}
+
+/// The `grpc-status` of a gzip-compressed gRPC message sent raw (one frame, flag set).
+async fn grpc_gzip_status(d: &Daemon, compressed: Vec<u8>) -> Option<String> {
+    let tcp = tokio::net::TcpStream::connect(d.grpc).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut client = client.ready().await.unwrap();
+    let request = http::Request::post(format!("http://{}{}", d.grpc, crate::harness::LOGS_EXPORT))
+        .header("content-type", "application/grpc")
+        .header("grpc-encoding", "gzip")
+        .header("te", "trailers")
+        .header("x-scope-orgid", "acme")
+        .body(())
+        .unwrap();
+    let (response, mut stream) = client.send_request(request, false).unwrap();
+    let mut frame = vec![1];
+    frame.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&compressed);
+    stream.send_data(frame.into(), true).unwrap();
+    let response = response.await.unwrap();
+    let value = |h: &http::HeaderMap| h.get("grpc-status").map(|v| v.to_str().unwrap().to_owned());
+    if let Some(status) = value(response.headers()) {
+        return Some(status);
+    }
+    let mut body = response.into_body();
+    while let Some(data) = body.data().await {
+        data.unwrap();
+    }
+    body.trailers().await.unwrap().as_ref().and_then(value)
+}
+
+/// gzip and zstd bodies inflating to 200 MiB of zeros (a few hundred KB on the wire): 413 over
+/// HTTP, RESOURCE_EXHAUSTED over gRPC, decompression stopped at
+/// `ingest.max_decompressed_body_size`, memory bounded, and the daemon serves on.
 #[tokio::test]
-async fn a_zstd_bomb_is_refused_and_memory_stays_bounded() {
+async fn gzip_and_zstd_bombs_are_refused_and_memory_stays_bounded() {
     let _measuring = MEASURING.lock().await;
     let mut d = Daemon::start().await;
+    let (gzip, zstd) = (bomb("gzip"), bomb("zstd"));
+    assert!(
+        gzip.len() < 512 << 10 && zstd.len() < 64 << 10,
+        "{} / {}",
+        gzip.len(),
+        zstd.len()
+    );
     let before = start_measuring();
-    let bomb = {
-        use std::io::Write as _;
-        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
-        let zeros = vec![0u8; 1 << 20];
-        for _ in 0..200 {
-            encoder.write_all(&zeros).unwrap();
-        }
-        encoder.finish().unwrap()
-    };
-    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
-    let headers = [PROTOBUF, ACME, ("content-encoding", "zstd")];
-    let (status, _, body) = post(d.http, "/v1/logs", &headers, bomb).await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body:?}");
+    for (encoding, bomb) in [("gzip", &gzip), ("zstd", &zstd)] {
+        let headers = [PROTOBUF, ACME, ("content-encoding", encoding)];
+        let (status, _, body) = post(d.http, "/v1/logs", &headers, bomb.clone()).await;
+        assert_eq!(
+            status,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "{encoding}: {body:?}"
+        );
+    }
+    assert_eq!(
+        grpc_gzip_status(&d, gzip.clone()).await.as_deref(),
+        Some("8")
+    );
     let grown = peak_rss().saturating_sub(before);
     eprintln!("peak memory grew by {} MiB", grown >> 20);
     // Decompression stops at `ingest.max_decompressed_body_size` (64 MiB); its buffer doubles
@@ -235,6 +298,10 @@ async fn a_zstd_bomb_is_refused_and_memory_stays_bounded() {
         "peak memory grew by {} MiB",
         grown >> 20
     );
+    let rejected = d
+        .metric(r#"tenantscope_ingest_rejected_total{transport="http",signal="logs",reason="too_large"}"#)
+        .await;
+    assert_eq!(rejected, 2.0);
     let json = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"stringValue": "after"}}]}]}]});
     let (status, _, _) = post(d.http, "/v1/logs", &[JSON, ACME], json.to_string().into()).await;
     assert_eq!(status, StatusCode::OK);
@@ -288,6 +355,21 @@ async fn hostile_records_are_refused_alone_and_odd_ones_stored() {
     assert_eq!(status, StatusCode::OK, "{body:?}");
     let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(body["partialSuccess"]["rejectedSpans"], "3", "{body}");
+
+    // A negative time is not a uint64 at all: the request is not OTLP/JSON (400), as protobuf
+    // cannot even carry one.
+    let negative = json!({"resourceSpans": [{"scopeSpans": [{"spans": [
+        span(&"ab".repeat(16), &"01".repeat(8), "-1")
+    ]}]}]});
+    let (status, _, body) = post(
+        d.http,
+        "/v1/traces",
+        &[JSON, ACME],
+        negative.to_string().into(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body:?}");
+    assert!(String::from_utf8_lossy(&body).contains("invalid OTLP/JSON"));
 
     // Duplicate keys: the last one counts, as in any JSON object reader that does not refuse.
     let duplicated = r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"stringValue":"first"},"body":{"stringValue":"last"}}]}]}]}"#;

@@ -320,7 +320,11 @@ impl Unpacked {
                 format!("SHA-256 {sha}, entry {index} says {}", entry.sha256),
             );
         }
-        match crate::verify::rows_digest(&self.scratch.path().join(&file), &entry.table) {
+        match crate::verify::rows_digest(
+            &self.scratch.path().join(&file),
+            &entry.table,
+            Some(entry.rows),
+        ) {
             Ok((digest, rows)) if digest == entry.rows_digest && rows == entry.rows => {}
             Ok((digest, rows)) => report.tamper(
                 "rows_altered",

@@ -66,7 +66,7 @@ pub(super) fn migrate(log: &mut TenantLog) -> Result<usize, LogError> {
                     reason: format!("{:?} is not a data file of the tenant's directory", f.path),
                 });
             }
-            let digest = crate::verify::rows_digest(&log.dir().join(&f.path), &commit.table)
+            let digest = crate::verify::rows_digest(&log.dir().join(&f.path), &commit.table, None)
                 .map(|(d, _)| d)
                 .unwrap_or_else(|e| {
                     tracing::warn!(path = %f.path, error = %e, "cannot read a file while migrating its manifest line");

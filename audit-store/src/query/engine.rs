@@ -19,6 +19,7 @@ use crate::layout::{Layout, PARQUET_EXTENSION};
 use crate::log::{LogError, TenantLog};
 use crate::{Table, TenantId};
 
+use super::damage::{ScopeFiles, start_guarded};
 use super::{QueryLimits, TimeRange};
 
 pub use datafusion::error::DataFusionError;
@@ -77,6 +78,8 @@ pub async fn run(
 pub struct TenantScope {
     tenant: TenantId,
     ctx: SessionContext,
+    /// The files the tables read, to name a damaged one when reading fails.
+    files: ScopeFiles,
 }
 
 impl TenantScope {
@@ -109,8 +112,9 @@ impl TenantScope {
         }
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
         let log = TenantLog::read(layout, tenant)?;
+        let mut files = Vec::new();
         for table in Table::ALL {
-            let provider = table_provider(layout, &log, tenant, table, &range)?;
+            let provider = table_provider(layout, &log, tenant, table, &range, &mut files)?;
             let mut frame = ctx.read_table(provider)?;
             if let Some(filter) = time_filter(&range) {
                 frame = frame.filter(filter)?;
@@ -120,6 +124,7 @@ impl TenantScope {
         Ok(Self {
             tenant: tenant.clone(),
             ctx,
+            files: Arc::new(files),
         })
     }
 
@@ -140,7 +145,7 @@ impl TenantScope {
             .await
             // Everything that fails before execution is the query's fault.
             .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
-        Ok(frame.execute_stream().await?)
+        Ok(start_guarded(frame.execute_stream(), self.files.clone()).await?)
     }
 }
 
@@ -152,6 +157,7 @@ fn table_provider(
     tenant: &TenantId,
     table: Table,
     range: &TimeRange,
+    files: &mut Vec<(std::path::PathBuf, crate::log::entry::FileEntry)>,
 ) -> Result<Arc<dyn TableProvider>, QueryError> {
     let schema: SchemaRef = table.schema();
     let tenant_dir = std::path::absolute(layout.tenant_dir(tenant))?;
@@ -162,6 +168,7 @@ fn table_provider(
         .map(|f| {
             crate::layout::no_links(&tenant_dir, &f.path).map_err(QueryError::Invalid)?;
             let path = tenant_dir.join(&f.path);
+            files.push((path.clone(), f.clone()));
             ListingTableUrl::parse(path.to_string_lossy()).map_err(QueryError::Execution)
         })
         .collect::<Result<Vec<_>, QueryError>>()?;

@@ -14,6 +14,8 @@
 //! default; the fuzz targets build without it, and so without DataFusion).
 
 #[cfg(feature = "query")]
+mod damage;
+#[cfg(feature = "query")]
 mod engine;
 #[cfg(feature = "query")]
 pub mod format;
