@@ -170,9 +170,9 @@ async fn a_file_replaced_by_a_symbolic_link_is_not_followed() {
     assert!(message.contains("symbolic link"), "{message}");
 }
 
-/// Found by the `parquet_file` fuzz target: a few KB of run-length-encoded pages can announce
-/// billions of rows, and hashing them took minutes. Given the rows its entry names, a file
-/// announcing more is an error before any row is decoded.
+/// A few KB of run-length-encoded pages can announce billions of rows: given the rows its entry
+/// names, a file announcing more is an error before any row is decoded (added while looking
+/// into a slow input of the `parquet_file` fuzz target).
 #[test]
 fn a_file_announcing_more_rows_than_its_entry_is_not_read() {
     let (dir, _layout, _) = store();
