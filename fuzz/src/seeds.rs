@@ -70,8 +70,19 @@ pub fn write_all(corpus: &Path) {
         std::fs::create_dir_all(&dir).expect("a corpus directory");
         std::fs::write(dir.join(name), bytes).expect("a seed");
     };
-    let prefixed = |selector: u8, body: &[u8]| [&[selector][..], body].concat();
-    // OTLP: each request sent without a header (tenant.id alone), as acme and as globex.
+    otlp_seeds(&write);
+    write("wal_replay", "segment", &prefixed(0, &wal_segment()));
+    store_seeds(&write);
+    text_seeds(&write);
+}
+
+/// A seed of a target whose first byte selects: `selector`, then `body`.
+fn prefixed(selector: u8, body: &[u8]) -> Vec<u8> {
+    [&[selector][..], body].concat()
+}
+
+/// OTLP: each request sent without a header (tenant.id alone), as acme and as globex.
+fn otlp_seeds(write: &dyn Fn(&str, &str, &[u8])) {
     let requests: [(&str, u8, &str, Vec<u8>); 4] = [
         ("logs", 0, LOGS, protobuf::<ExportLogsServiceRequest>(LOGS)),
         (
@@ -108,7 +119,10 @@ pub fn write_all(corpus: &Path) {
             );
         }
     }
-    write("wal_replay", "segment", &prefixed(0, &wal_segment()));
+}
+
+/// The audit log and Parquet files of a store the daemon's own writer commits.
+fn store_seeds(write: &dyn Fn(&str, &str, &[u8])) {
     let scratch = tempfile::tempdir().expect("a directory");
     let tenant = TenantId::parse("acme").expect("a tenant");
     build_store(scratch.path(), &tenant);
@@ -134,6 +148,10 @@ pub fn write_all(corpus: &Path) {
             );
         }
     }
+}
+
+/// The example configs and query request bodies.
+fn text_seeds(write: &dyn Fn(&str, &str, &[u8])) {
     let configs = [
         (
             "example",
