@@ -28,4 +28,14 @@ pub mod writer;
 mod test_support;
 
 pub use schema::Table;
+
+/// The message of a caught panic (what the readers of damaged files panic with, turned into
+/// errors by `verify`, the write-ahead log reader and queries).
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default()
+}
 pub use tenant::{TenantId, TenantIdError};

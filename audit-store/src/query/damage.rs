@@ -55,11 +55,7 @@ fn naming_damage(
 }
 
 fn panicked(panic: Box<dyn std::any::Any + Send>) -> DataFusionError {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_default();
+    let what = crate::panic_message(panic.as_ref());
     DataFusionError::External(format!("the query engine panicked: {what}").into())
 }
 

@@ -274,11 +274,7 @@ pub fn rows_digest(
     at_most: Option<u64>,
 ) -> Result<(String, u64), String> {
     std::panic::catch_unwind(|| read_rows_digest(path, table, at_most)).unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let what = crate::panic_message(panic.as_ref());
         Err(format!("the Parquet reader failed on the file: {what}"))
     })
 }

@@ -211,11 +211,7 @@ fn parts(payload: &[u8]) -> Result<Parts<'_>, ArrowError> {
 pub fn decode_batches(table: Table, payload: Vec<u8>) -> Result<Vec<RecordBatch>, ArrowError> {
     let decode = std::panic::AssertUnwindSafe(|| decode_unguarded(table, payload));
     std::panic::catch_unwind(decode).unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let what = crate::panic_message(panic.as_ref());
         Err(ArrowError::IpcError(format!(
             "the Arrow IPC reader failed on the payload: {what}"
         )))
