@@ -9,6 +9,7 @@
 
 use std::sync::{Arc, LazyLock};
 
+use arrow::array::{MapBuilder, MapFieldNames, StringBuilder};
 use arrow::datatypes::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 
 /// A table of the audit store. Closed set: each variant is a `signal=` partition on disk.
@@ -49,15 +50,37 @@ pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into()))
 }
 
-/// `MAP<string, string>`, with the field names arrow's `MapBuilder` produces.
+/// `MAP<string, string>`, with the field names of [`string_map_field_names`].
 pub fn string_map_type() -> DataType {
+    let names = string_map_field_names();
     let entries = Fields::from(vec![
-        Field::new("keys", DataType::Utf8, false),
-        Field::new("values", DataType::Utf8, true),
+        Field::new(names.key, DataType::Utf8, false),
+        Field::new(names.value, DataType::Utf8, true),
     ]);
     DataType::Map(
-        Arc::new(Field::new("entries", DataType::Struct(entries), false)),
+        Arc::new(Field::new(names.entry, DataType::Struct(entries), false)),
         false,
+    )
+}
+
+/// The field names of every map column: `entries` / `keys` / `values`, what arrow's `MapBuilder`
+/// produced by default until arrow 60 (which moved to `key` / `value`). Stores written since
+/// the first release hold these names, and files of one table must keep one schema for a query
+/// over old and new files alike, so they are named here rather than taken from the default.
+pub fn string_map_field_names() -> MapFieldNames {
+    MapFieldNames {
+        entry: "entries".into(),
+        key: "keys".into(),
+        value: "values".into(),
+    }
+}
+
+/// A builder for a `MAP<string, string>` column of [`string_map_type`].
+pub fn string_map_builder() -> MapBuilder<StringBuilder, StringBuilder> {
+    MapBuilder::new(
+        Some(string_map_field_names()),
+        StringBuilder::new(),
+        StringBuilder::new(),
     )
 }
 

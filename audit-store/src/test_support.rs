@@ -4,8 +4,8 @@
 use std::sync::{Arc, LazyLock};
 
 use arrow::array::{
-    ArrayRef, Int32Array, Int64Array, MapBuilder, RecordBatch, StringArray, StringBuilder,
-    TimestampNanosecondArray, UInt32Array,
+    ArrayRef, Int32Array, Int64Array, RecordBatch, StringArray, TimestampNanosecondArray,
+    UInt32Array,
 };
 use arrow::datatypes::DataType;
 
@@ -51,7 +51,7 @@ pub(crate) fn batch(table: Table, tenant: &str, rows: &[(i64, String)]) -> Recor
                 (_, DataType::Int64) => Arc::new(Int64Array::from(vec![0; n])),
                 (_, DataType::UInt32) => Arc::new(UInt32Array::from(vec![0; n])),
                 (_, DataType::Map(_, _)) => {
-                    let mut b = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+                    let mut b = crate::schema::string_map_builder();
                     for _ in 0..n {
                         b.keys().append_value("k");
                         b.values().append_value(tenant);

@@ -124,13 +124,12 @@ fn rows_out_of_time_order_are_refused() {
 type MapRow<'a> = Option<Vec<(&'a str, Option<&'a str>)>>;
 
 fn repeating(bodies: &[Option<&str>], maps: &[MapRow]) -> RecordBatch {
-    use arrow::array::{MapBuilder, StringBuilder};
     let n = bodies.len();
     let b = batch(Table::Logs, "acme", &rows(n, 1));
     let mut columns = b.columns().to_vec();
     columns[b.schema().index_of("body").unwrap()] =
         std::sync::Arc::new(StringArray::from(bodies.to_vec()));
-    let mut m = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+    let mut m = crate::schema::string_map_builder();
     for row in maps {
         match row {
             Some(entries) => {

@@ -108,7 +108,7 @@ pub(super) fn append_entries(builder: &mut StringMapBuilder, entries: &Entries) 
 }
 
 pub(super) fn new_map() -> StringMapBuilder {
-    MapBuilder::new(None, StringBuilder::new(), StringBuilder::new())
+    audit_store::schema::string_map_builder()
 }
 
 pub(super) fn new_ts() -> TimestampNanosecondBuilder {
