@@ -233,6 +233,45 @@ async fn only_reads_are_allowed_and_only_the_tenants_own() {
     d.stop().await;
 }
 
+/// `query --config FILE` reads the data directory and the query limits of the daemon's file.
+#[tokio::test]
+async fn query_takes_the_daemons_config() {
+    let mut d = daemon_with_spec_logs().await;
+    d.flush().await;
+    let config = d.dir.path().join("offline.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "storage:\n  data_dir: {}\nquery:\n  max_sql_length: 25\n",
+            d.dir.path().display()
+        ),
+    )
+    .unwrap();
+    let query = |sql: &str| {
+        use clap::Parser;
+        let argv = ["tenantscope", "query", "--config", config.to_str().unwrap()];
+        let argv = argv
+            .into_iter()
+            .chain(["--tenant", "acme", "--format", "csv", sql]);
+        match tenantscope::cli::Cli::try_parse_from(argv).unwrap().command {
+            Some(tenantscope::cli::Command::Query(args)) => args,
+            other => panic!("not a query: {other:?}"),
+        }
+    };
+    let sql = "SELECT count(*) FROM logs";
+    assert_eq!(sql.len(), 25);
+    let mut out = Vec::new();
+    tenantscope::cli::query(&query(sql), &mut out)
+        .await
+        .unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), "count(*)\n1\n");
+    let err = tenantscope::cli::query(&query(&format!("{sql} ")), &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("the limit is 25"), "{err}");
+    d.stop().await;
+}
+
 #[test]
 fn config_check_reports_success_and_every_error() {
     let example =

@@ -292,6 +292,12 @@ impl AuditLogs {
         Ok(log)
     }
 
+    /// The log of `tenant` if it is open (never opens or creates one).
+    pub fn get_opened(&self, tenant: &TenantId) -> Option<Arc<Mutex<TenantLog>>> {
+        let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        logs.get(tenant).cloned()
+    }
+
     /// Every log opened so far.
     pub fn opened(&self) -> Vec<(TenantId, Arc<Mutex<TenantLog>>)> {
         let logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());

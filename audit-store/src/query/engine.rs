@@ -18,7 +18,8 @@ use datafusion::logical_expr::{LogicalPlan, ShowKind};
 use datafusion::prelude::{Expr, SessionConfig, SessionContext, col, lit};
 
 use crate::layout::{Layout, PARQUET_EXTENSION};
-use crate::log::{LogError, TenantLog};
+use crate::log::entry::FileEntry;
+use crate::log::{AuditLogs, LogError, TenantLog};
 use crate::{Table, TenantId};
 
 use super::damage::{ScopeFiles, start_guarded};
@@ -59,6 +60,7 @@ impl From<DataFusionError> for QueryError {
 /// scope over `range` and starts `sql` under `limits`.
 pub async fn run(
     layout: &Layout,
+    source: LogSource<'_>,
     tenant: &TenantId,
     range: TimeRange,
     sql: &str,
@@ -72,8 +74,52 @@ pub async fn run(
             max,
         });
     }
-    let scope = TenantScope::open_with(layout, tenant, range, limits).await?;
+    let scope = TenantScope::open_with(layout, source, tenant, range, limits).await?;
     scope.execute(sql).await
+}
+
+/// Where a query finds the files a tenant's audit log names.
+#[derive(Debug, Clone, Copy)]
+pub enum LogSource<'a> {
+    /// The tenant's log read from disk for this query (the offline commands).
+    Disk,
+    /// The daemon's open logs, which its commits and retention keep current: no log is re-read
+    /// per query, so planning costs the same on a store's first day as on its thousandth. A
+    /// tenant whose log is not open is read from disk.
+    Open(&'a AuditLogs),
+}
+
+impl LogSource<'_> {
+    /// The files of each table whose time range meets `range`, and whose path is one the
+    /// layout builds for that table (an edited entry cannot point elsewhere).
+    fn files(
+        self,
+        layout: &Layout,
+        tenant: &TenantId,
+        range: &TimeRange,
+    ) -> Result<Vec<(Table, FileEntry)>, QueryError> {
+        let opened = match self {
+            LogSource::Open(logs) => logs.get_opened(tenant),
+            LogSource::Disk => None,
+        };
+        let pick = |log: &TenantLog| {
+            Table::ALL
+                .into_iter()
+                .flat_map(|table| {
+                    log.files(table)
+                        .filter(move |f| {
+                            crate::layout::parse_file_path(&f.path).is_some_and(|(t, _)| t == table)
+                        })
+                        .filter(|f| range.overlaps(f.min_timestamp, f.max_timestamp))
+                        .map(move |f| (table, f.clone()))
+                })
+                .collect()
+        };
+        Ok(match opened {
+            Some(log) => pick(&log.lock().unwrap_or_else(|e| e.into_inner())),
+            None => pick(&TenantLog::read(layout, tenant)?),
+        })
+    }
 }
 
 /// A query session that holds one tenant's tables and nothing else.
@@ -91,12 +137,20 @@ impl TenantScope {
         tenant: &TenantId,
         range: TimeRange,
     ) -> Result<Self, QueryError> {
-        Self::open_with(layout, tenant, range, QueryLimits::default()).await
+        Self::open_with(
+            layout,
+            LogSource::Disk,
+            tenant,
+            range,
+            QueryLimits::default(),
+        )
+        .await
     }
 
     /// [`TenantScope::open`] with a memory limit.
     pub async fn open_with(
         layout: &Layout,
+        source: LogSource<'_>,
         tenant: &TenantId,
         range: TimeRange,
         limits: QueryLimits,
@@ -113,10 +167,11 @@ impl TenantScope {
             runtime = runtime.with_memory_limit(limit, 1.0);
         }
         let ctx = SessionContext::new_with_config_rt(config, runtime.build_arc()?);
-        let log = TenantLog::read(layout, tenant)?;
+        let named = source.files(layout, tenant, &range)?;
         let mut files = Vec::new();
         for table in Table::ALL {
-            let provider = table_provider(layout, &log, tenant, table, &range, &mut files)?;
+            let entries = named.iter().filter(|(t, _)| *t == table).map(|(_, f)| f);
+            let provider = table_provider(layout, tenant, table, entries, &mut files)?;
             let mut frame = ctx.read_table(provider)?;
             if let Some(filter) = time_filter(&range) {
                 frame = frame.filter(filter)?;
@@ -174,22 +229,17 @@ fn refuse_show(plan: &LogicalPlan) -> datafusion::error::Result<()> {
     Ok(())
 }
 
-/// A table over the files the log names for `table` whose time range meets `range` (and whose
-/// path is one the layout builds for that table: an edited entry cannot point elsewhere).
-fn table_provider(
+/// A table over `entries`, files of `table` the tenant's log names.
+fn table_provider<'e>(
     layout: &Layout,
-    log: &TenantLog,
     tenant: &TenantId,
     table: Table,
-    range: &TimeRange,
-    files: &mut Vec<(std::path::PathBuf, crate::log::entry::FileEntry)>,
+    entries: impl Iterator<Item = &'e FileEntry>,
+    files: &mut Vec<(std::path::PathBuf, FileEntry)>,
 ) -> Result<Arc<dyn TableProvider>, QueryError> {
     let schema: SchemaRef = table.schema();
     let tenant_dir = std::path::absolute(layout.tenant_dir(tenant))?;
-    let urls = log
-        .files(table)
-        .filter(|f| crate::layout::parse_file_path(&f.path).is_some_and(|(t, _)| t == table))
-        .filter(|f| range.overlaps(f.min_timestamp, f.max_timestamp))
+    let urls = entries
         .map(|f| {
             crate::layout::no_links(&tenant_dir, &f.path).map_err(QueryError::Invalid)?;
             let path = tenant_dir.join(&f.path);

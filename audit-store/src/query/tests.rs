@@ -294,9 +294,16 @@ async fn memory_limit_fails_the_query_cleanly() {
         max_sql_length: Some(200),
     };
     let sql = "SELECT n FROM (SELECT unnest(range(0, 200000)) AS n) ORDER BY n DESC";
-    let mut stream = crate::query::run(&layout, &tenant, TimeRange::all(), sql, limits)
-        .await
-        .unwrap();
+    let mut stream = crate::query::run(
+        &layout,
+        LogSource::Disk,
+        &tenant,
+        TimeRange::all(),
+        sql,
+        limits,
+    )
+    .await
+    .unwrap();
     let mut error = None;
     while let Some(batch) = futures::StreamExt::next(&mut stream).await {
         if let Err(e) = batch {
@@ -309,10 +316,17 @@ async fn memory_limit_fails_the_query_cleanly() {
         "{error:?}"
     );
     let long = format!("SELECT 1 {}", " ".repeat(200));
-    let err = crate::query::run(&layout, &tenant, TimeRange::all(), &long, limits)
-        .await
-        .err()
-        .unwrap();
+    let err = crate::query::run(
+        &layout,
+        LogSource::Disk,
+        &tenant,
+        TimeRange::all(),
+        &long,
+        limits,
+    )
+    .await
+    .err()
+    .unwrap();
     assert!(matches!(err, QueryError::TooLong { max: 200, .. }), "{err}");
 }
 
@@ -351,17 +365,96 @@ async fn a_damaged_file_fails_the_query_and_is_named() {
     let sql = "SELECT count(*), max(body) FROM logs";
     for (what, bytes) in damages {
         std::fs::write(&path, bytes).unwrap();
-        let outcome =
-            match crate::query::run(&layout, &tenant, TimeRange::all(), sql, Default::default())
+        let outcome = match crate::query::run(
+            &layout,
+            LogSource::Disk,
+            &tenant,
+            TimeRange::all(),
+            sql,
+            Default::default(),
+        )
+        .await
+        {
+            Ok(stream) => stream
+                .try_collect::<Vec<_>>()
                 .await
-            {
-                Ok(stream) => stream
-                    .try_collect::<Vec<_>>()
-                    .await
-                    .map_err(QueryError::from),
-                Err(e) => Err(e),
-            };
+                .map_err(QueryError::from),
+            Err(e) => Err(e),
+        };
         let error = outcome.expect_err(what).to_string();
         assert!(error.contains(&name), "{what}: {error}");
     }
+}
+
+async fn count_logs(
+    layout: &Layout,
+    source: LogSource<'_>,
+    tenant: &TenantId,
+) -> Result<i64, QueryError> {
+    let sql = "SELECT count(*) AS n FROM logs";
+    let stream = run(
+        layout,
+        source,
+        tenant,
+        TimeRange::all(),
+        sql,
+        Default::default(),
+    )
+    .await?;
+    let batches: Vec<RecordBatch> = stream.try_collect().await?;
+    let n = batches[0].column(0).as_any().downcast_ref::<Int64Array>();
+    Ok(n.unwrap().value(0))
+}
+
+/// The daemon's queries read the open logs, not the log files: a file committed through the
+/// open log is seen at once, and a query does not re-read (or depend on) `_log.jsonl`.
+#[tokio::test]
+async fn queries_through_the_open_logs_do_not_reread_the_log_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let layout = Layout::new(dir.path());
+    let tenant = TenantId::parse("acme").unwrap();
+    let logs = crate::log::AuditLogs::new(layout.clone(), identity());
+    let rows = vec![(BASE + 1, "one".to_owned()), (BASE + DAY, "two".to_owned())];
+    {
+        let log = logs.get(&tenant).unwrap();
+        let mut log = log.lock().unwrap();
+        let batches = [batch(Table::Logs, "acme", &rows)];
+        commit(
+            &layout,
+            &mut log,
+            Table::Logs,
+            &batches,
+            0..=1,
+            &WriterOptions::default(),
+        )
+        .unwrap();
+    }
+    assert_eq!(
+        count_logs(&layout, LogSource::Open(&logs), &tenant)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        count_logs(&layout, LogSource::Disk, &tenant).await.unwrap(),
+        2
+    );
+    // The log file damaged on disk: a query reading it fails, one through the open log does not.
+    let log_file = layout.tenant_dir(&tenant).join(crate::log::LOG_FILE);
+    std::fs::write(&log_file, b"not a log\n").unwrap();
+    assert!(matches!(
+        count_logs(&layout, LogSource::Disk, &tenant).await,
+        Err(QueryError::Log(_))
+    ));
+    assert_eq!(
+        count_logs(&layout, LogSource::Open(&logs), &tenant)
+            .await
+            .unwrap(),
+        2
+    );
+    // A tenant whose log is not open is read from disk (here: none, so no rows).
+    let other = TenantId::parse("globex").unwrap();
+    let none = count_logs(&layout, LogSource::Open(&logs), &other).await;
+    assert_eq!(none.unwrap(), 0);
+    assert!(logs.get_opened(&other).is_none(), "a query opens no log");
 }

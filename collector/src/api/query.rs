@@ -157,10 +157,14 @@ async fn start_query(
     let layout = Layout::new(&state.data_dir);
     let store_limits = state.limits.store_limits();
     let (tenant, sql, range) = (query.tenant.clone(), query.sql.clone(), query.range);
+    let logs = state.logs.clone();
     let mut task = state.pool.handle().spawn(
         async move {
+            // The daemon's open logs: no tenant log is re-read per query.
+            let source = audit_store::query::LogSource::Open(&logs);
             let mut stream =
-                audit_store::query::run(&layout, &tenant, range, &sql, store_limits).await?;
+                audit_store::query::run(&layout, source, &tenant, range, &sql, store_limits)
+                    .await?;
             let first = stream.next().await.transpose()?;
             Ok::<_, QueryError>((stream, first))
         }

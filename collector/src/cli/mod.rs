@@ -120,9 +120,13 @@ fn parse_log_format(s: &str) -> Result<LogFormat, String> {
 
 #[derive(Debug, Args)]
 pub struct QueryArgs {
-    /// Data directory of the daemon.
-    #[arg(long, value_name = "DIR", default_value = "./data")]
-    pub data_dir: PathBuf,
+    /// Data directory of the daemon [default: the config's storage.data_dir, else ./data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// The daemon's config file: its data directory and query limits (memory, SQL
+    /// length) apply [default: the built-in defaults].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// The tenant whose tables the query sees; no other tenant's data is reachable.
     #[arg(long, value_name = "ID")]
     pub tenant: String,
@@ -176,20 +180,36 @@ impl QueryArgs {
 pub async fn query(args: &QueryArgs, stdout: &mut (dyn Write + Send)) -> anyhow::Result<usize> {
     let tenant = TenantId::parse(&args.tenant)
         .with_context(|| format!("invalid --tenant {:?}", args.tenant))?;
-    let layout = Layout::new(&args.data_dir);
+    let config = match &args.config {
+        Some(file) => Config::load(file)?,
+        None => Config::default(),
+    };
+    let data_dir = match (&args.data_dir, &args.config) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(_)) => config.storage.data_dir.clone(),
+        (None, None) => PathBuf::from("./data"),
+    };
+    let layout = Layout::new(&data_dir);
     if !layout.audit_dir().is_dir() {
         bail!(
-            "{} holds no audit store (no audit/ directory); check --data-dir",
-            args.data_dir.display()
+            "{} holds no audit store (no audit/ directory); check --data-dir or --config",
+            data_dir.display()
         );
     }
     let range = args.time_range(Utc::now())?;
-    let limits = crate::config::Config::default().query;
+    let limits = config.query;
     use audit_store::TenantId;
     use audit_store::layout::Layout;
     use audit_store::query::format::write_stream;
-    let stream =
-        audit_store::query::run(&layout, &tenant, range, &args.sql, limits.store_limits()).await?;
+    let stream = audit_store::query::run(
+        &layout,
+        audit_store::query::LogSource::Disk,
+        &tenant,
+        range,
+        &args.sql,
+        limits.store_limits(),
+    )
+    .await?;
     let rows = match &args.output {
         Some(path) => {
             let file = std::fs::File::create(path)
