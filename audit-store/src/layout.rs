@@ -56,6 +56,19 @@ impl Layout {
             .join(format!("date={}", date.format("%Y-%m-%d")))
     }
 
+    /// Whether the data directory's filesystem ignores case in names (macOS's default APFS,
+    /// Windows, ext4 directories with casefold): then `tenant=acme` and `tenant=ACME` would be one
+    /// directory. Found by creating a probe file and looking for it under another case.
+    pub fn ignores_case(&self) -> std::io::Result<bool> {
+        let name = format!(".tenantscope-Case-Probe-{}", std::process::id());
+        let probe = self.data_dir.join(&name);
+        std::fs::write(&probe, b"")?;
+        let other = self.data_dir.join(name.to_ascii_lowercase());
+        let ignores = std::fs::symlink_metadata(&other).is_ok();
+        std::fs::remove_file(&probe)?;
+        Ok(ignores)
+    }
+
     /// The date partitions present for one tenant's table, oldest first.
     pub fn list_dates(&self, tenant: &TenantId, table: Table) -> std::io::Result<Vec<NaiveDate>> {
         let mut dates = Vec::new();
@@ -200,5 +213,21 @@ mod tests {
         let tmp = temporary_name("x.parquet");
         assert!(tmp.starts_with('.'));
         assert!(!tmp.ends_with(PARQUET_EXTENSION));
+    }
+
+    /// Linux's filesystems keep case; the probe says so and leaves nothing behind. (A
+    /// case-insensitive one cannot be mounted by an unprivileged test; what the daemon does on
+    /// one is `tenancy`'s `on_a_store_ignoring_case_…` test.)
+    #[test]
+    fn a_case_keeping_data_directory_is_told_apart_and_the_probe_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        assert!(!layout.ignores_case().unwrap());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(
+            Layout::new(dir.path().join("missing"))
+                .ignores_case()
+                .is_err()
+        );
     }
 }

@@ -32,7 +32,7 @@ use crate::telemetry::Catalog;
 use crate::telemetry::series::SeriesStore;
 use crate::tenancy::limits::Quotas;
 use crate::tenancy::reload::{ReloadOutcome, Reloader};
-use crate::tenancy::{Authenticator, Directory, Tenants};
+use crate::tenancy::{Authenticator, CaseFold, Directory, Tenants};
 use serve::{Listeners, Serving, serve_api, serve_grpc, serve_http, serve_metrics, stopped};
 
 /// A started daemon.
@@ -91,7 +91,7 @@ pub async fn start_from(config: Config, path: Option<PathBuf>) -> anyhow::Result
     let open_files = raise_open_files_limit();
     warn_if_too_few_files(open_files, config.listen.connections.max_connections);
     let catalog = Catalog::with_tenant_labels(config.metrics.max_tenant_labels);
-    let (auth, reloader) = tenancy(&config, path, &catalog)?;
+    let (auth, reloader) = tenancy(&config, &layout, path, &catalog)?;
     let listeners = Listeners::bind(&config).await?;
     let (grpc_addr, http_addr, metrics_addr, api_addr) = listeners.addresses()?;
     let core = Core::start(&config, &layout, &catalog, &auth)?;
@@ -204,10 +204,25 @@ fn open_data_dir(config: &Config) -> anyhow::Result<(Layout, std::fs::File)> {
 /// reloads it.
 fn tenancy(
     config: &Config,
+    layout: &Layout,
     path: Option<PathBuf>,
     catalog: &Catalog,
 ) -> anyhow::Result<(Arc<Authenticator>, Option<Arc<Reloader>>)> {
-    let directory = Directory::build(config).context("invalid tenant configuration")?;
+    let mut directory = Directory::build(config).context("invalid tenant configuration")?;
+    let cannot = |what: &str| format!("cannot {what} in {}", layout.data_dir().display());
+    if layout
+        .ignores_case()
+        .with_context(|| cannot("probe case"))?
+    {
+        let stored = layout
+            .list_tenants()
+            .with_context(|| cannot("list tenants"))?;
+        tracing::info!(
+            tenants = stored.len(),
+            "the data directory ignores case: tenant ids differing only in case are refused"
+        );
+        directory.fold_case(Arc::new(CaseFold::new(stored)));
+    }
     let auth = Arc::new(Authenticator::new(
         Tenants::new(directory),
         config.auth.max_failures_per_minute,

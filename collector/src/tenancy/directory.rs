@@ -6,7 +6,7 @@
 //! neither the answer's timing nor its content tells which hash came close.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use audit_store::TenantId;
 use sha2::{Digest, Sha256};
@@ -45,6 +45,38 @@ pub struct Directory {
     keys: Vec<(KeyHash, Principal)>,
     tenants: HashMap<TenantId, Arc<TenantState>>,
     default: Arc<TenantState>,
+    /// On a store that ignores case: every tenant id seen, so that no two ids that differ only
+    /// in case ever share a directory. Kept across reloads ([`Tenants::replace`]).
+    case_fold: Option<Arc<CaseFold>>,
+}
+
+/// The tenant ids a case-insensitive store holds, by their lowercase form.
+#[derive(Debug, Default)]
+pub struct CaseFold {
+    seen: Mutex<HashMap<String, TenantId>>,
+}
+
+impl CaseFold {
+    /// Starts from the tenants already stored.
+    pub fn new(stored: impl IntoIterator<Item = TenantId>) -> Self {
+        let seen = stored
+            .into_iter()
+            .map(|t| (t.as_str().to_ascii_lowercase(), t))
+            .collect();
+        Self {
+            seen: Mutex::new(seen),
+        }
+    }
+
+    /// The id seen before that differs from `tenant` only in case; otherwise `tenant` is
+    /// recorded as the one holding its name.
+    fn twin_or_claim(&self, tenant: &TenantId) -> Option<TenantId> {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let held = seen
+            .entry(tenant.as_str().to_ascii_lowercase())
+            .or_insert_with(|| tenant.clone());
+        (held != tenant).then(|| held.clone())
+    }
 }
 
 impl Directory {
@@ -86,6 +118,7 @@ impl Directory {
                 policy: TenantPolicy::default(),
                 redactor: None,
             }),
+            case_fold: None,
         })
     }
 
@@ -117,16 +150,31 @@ impl Directory {
         self.tenants.get(tenant)
     }
 
-    /// The listed tenant whose id differs from `tenant`'s only in case, if any (a tenant listed
-    /// as itself has none).
-    pub fn case_twin(&self, tenant: &TenantId) -> Option<&TenantId> {
-        if self.tenants.contains_key(tenant) {
-            return None;
+    /// The tenant whose id differs from `tenant`'s only in case, if any: a listed one (on any
+    /// filesystem; a tenant listed as itself has none), and on a store that ignores case
+    /// ([`Directory::fold_case`]) also any tenant stored or seen before, listed or not.
+    pub fn case_twin(&self, tenant: &TenantId) -> Option<(TenantId, bool)> {
+        if !self.tenants.contains_key(tenant) {
+            let id = tenant.as_str();
+            let listed = self
+                .tenants
+                .keys()
+                .find(|t| t.as_str().eq_ignore_ascii_case(id));
+            if let Some(listed) = listed {
+                return Some((listed.clone(), true));
+            }
         }
-        let id = tenant.as_str();
-        self.tenants
-            .keys()
-            .find(|t| t.as_str().eq_ignore_ascii_case(id))
+        let fold = self.case_fold.as_ref()?;
+        fold.twin_or_claim(tenant).map(|seen| (seen, false))
+    }
+
+    /// Refuses, from now on, any tenant id that differs only in case from one in `fold` (the
+    /// store ignores case: both would be one directory).
+    pub fn fold_case(&mut self, fold: Arc<CaseFold>) {
+        for listed in self.tenants.keys() {
+            fold.twin_or_claim(listed);
+        }
+        self.case_fold = Some(fold);
     }
 
     /// The state of any tenant: a listed one's, or the default policy.
@@ -164,12 +212,16 @@ impl Tenants {
             .clone()
     }
 
-    /// Puts a new directory in force.
-    pub fn replace(&self, directory: Directory) {
-        *self
+    /// Puts a new directory in force (keeping the tenant ids a case-insensitive store has seen).
+    pub fn replace(&self, mut directory: Directory) {
+        let mut current = self
             .current
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(directory);
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(fold) = current.case_fold.clone() {
+            directory.fold_case(fold);
+        }
+        *current = Arc::new(directory);
     }
 }
 

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use audit_store::{TenantId, TenantIdError};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 
-pub use directory::{Directory, Principal, TenantState, Tenants};
+pub use directory::{CaseFold, Directory, Principal, TenantState, Tenants};
 
 /// A resource's tenant and that tenant's policy; `None` for a resource without records.
 pub type Resolved = Option<(TenantId, Arc<TenantState>)>;
@@ -61,9 +61,14 @@ pub enum TenancyError {
     NoQueryTenant,
     #[error("the resource attribute tenant.id must be a string value")]
     NotAString,
-    /// Would share a configured tenant's directory on a case-insensitive filesystem.
-    #[error("tenant {named:?} differs from the configured tenant {listed:?} only in case")]
-    CaseTwin { named: String, listed: String },
+    /// Would share a configured tenant's directory on a case-insensitive filesystem (or, on one,
+    /// any stored tenant's).
+    #[error("tenant {named:?} differs from the {which} tenant {listed:?} only in case")]
+    CaseTwin {
+        named: String,
+        listed: String,
+        which: &'static str,
+    },
     #[error(
         "resource attribute tenant.id {attribute:?} contradicts the X-Scope-OrgID header {header:?}"
     )]
@@ -216,10 +221,15 @@ impl Access {
     }
 
     fn check_enabled(&self, tenant: &TenantId) -> Result<(), TenancyError> {
-        if let Some(twin) = self.directory.case_twin(tenant) {
+        if let Some((twin, listed)) = self.directory.case_twin(tenant) {
             return Err(TenancyError::CaseTwin {
                 named: tenant.to_string(),
                 listed: twin.to_string(),
+                which: if listed {
+                    "configured"
+                } else {
+                    "stored (this data directory ignores case)"
+                },
             });
         }
         match self.directory.listed(tenant) {

@@ -262,3 +262,54 @@ fn a_tenant_differing_from_a_listed_one_only_in_case_is_refused() {
     assert_eq!(got.unwrap().0.as_str(), "acme");
     assert!(access.for_query(Some("aCme")).is_err());
 }
+
+/// On a data directory that ignores case, tenants that are not configured cannot be case twins
+/// either: the first id seen (or stored) holds the name, for ingest and queries, across reloads.
+#[test]
+fn on_a_store_ignoring_case_any_two_ids_differing_only_in_case_are_refused() {
+    let config = crate::config::parse("tenants:\n  acme: {}\n").unwrap();
+    let mut directory = Directory::build(&config).unwrap();
+    let stored = [TenantId::parse("Globex").unwrap()];
+    directory.fold_case(Arc::new(CaseFold::new(stored)));
+    let auth = Authenticator::new(Tenants::new(directory), 3);
+    let ingest = |tenant: &str| {
+        let access = auth.authenticate(None, None).unwrap();
+        access
+            .for_ingest(Some(tenant.as_bytes()))
+            .and_then(|rt| rt.resolve(&attrs(None)))
+            .map(|(t, _)| t.to_string())
+    };
+    assert_eq!(ingest("Globex").unwrap(), "Globex");
+    let error = ingest("globex").unwrap_err();
+    assert!(error.to_string().contains("stored"), "{error}");
+    assert_eq!(ingest("initech").unwrap(), "initech");
+    assert!(
+        ingest("INITECH").is_err(),
+        "the first id seen holds the name"
+    );
+    assert!(
+        ingest("ACME")
+            .unwrap_err()
+            .to_string()
+            .contains("configured")
+    );
+    let access = auth.authenticate(None, None).unwrap();
+    assert!(access.for_query(Some("iniTech")).is_err());
+    // A reload keeps what was seen.
+    auth.tenants().replace(Directory::build(&config).unwrap());
+    assert!(ingest("Initech").is_err());
+    assert_eq!(ingest("initech").unwrap(), "initech");
+}
+
+/// On a filesystem that keeps case, tenants that are not configured are told apart by case.
+#[test]
+fn without_case_folding_unlisted_ids_differing_in_case_are_two_tenants() {
+    let auth = authenticator("tenants:\n  acme: {}\n");
+    let access = auth.authenticate(None, None).unwrap();
+    for tenant in ["initech", "Initech"] {
+        let got = access
+            .for_ingest(Some(tenant.as_bytes()))
+            .and_then(|rt| rt.resolve(&attrs(None)));
+        assert_eq!(got.unwrap().0.as_str(), tenant);
+    }
+}
