@@ -217,3 +217,66 @@ async fn an_acknowledged_record_damaged_before_its_commit_is_reported_and_the_re
     assert_eq!(d.metric("tenantscope_wal_corrupt_records_total").await, 1.0);
     d.stop().await;
 }
+
+/// One OTLP/JSON log record for `tenant` (named in `X-Scope-OrgID`): the answer.
+async fn send_as(d: &Daemon, tenant: &str) -> (http::StatusCode, http::HeaderMap, Vec<u8>) {
+    let (status, headers, body) = crate::harness::post(
+        d.http,
+        "/v1/logs",
+        &[
+            ("content-type", "application/json"),
+            ("x-scope-orgid", tenant),
+        ],
+        crate::harness::fixture("logs.json"),
+    )
+    .await;
+    (status, headers, body.to_vec())
+}
+
+/// A log entry edited at rest to point outside its tenant: the daemon starts, sets that
+/// tenant's log aside, answers its ingest 503 + `Retry-After` and its queries with an error
+/// naming the damage, and serves every other tenant as before.
+#[tokio::test]
+async fn a_log_entry_pointing_outside_its_tenant_sets_that_tenant_aside_and_no_other() {
+    let mut d = Daemon::start().await;
+    for tenant in ["acme", "globex"] {
+        assert_eq!(send_as(&d, tenant).await.0, http::StatusCode::OK);
+    }
+    d.flush().await;
+    d.stop().await;
+    let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
+    let log = dir.path().join("audit/tenant=acme/_log.jsonl");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let forged = text.replace("signal=logs/date=", "../tenant=globex/signal=logs/date=");
+    assert_ne!(text, forged);
+    std::fs::write(&log, forged).unwrap();
+
+    let mut d = Daemon::start_in(dir, |_| {}).await;
+    // Another tenant: served, its earlier record still there.
+    assert_eq!(send_as(&d, "globex").await.0, http::StatusCode::OK);
+    assert_eq!(d.count("globex", "logs").await, 2);
+    // The tenant whose log is set aside: refused, retryable, named; nothing stored for it.
+    let (status, headers, body) = send_as(&d, "acme").await;
+    assert_eq!(status, http::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(headers.contains_key("retry-after"));
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert!(
+        body.contains("audit log of tenant acme") && body.contains("set aside"),
+        "{body}"
+    );
+    let reason = r#"tenantscope_ingest_requests_rejected_total{transport="http",signal="logs",reason="log_set_aside"}"#;
+    assert_eq!(d.metric(reason).await, 1.0);
+    // Its queries fail naming the damaged line, through the API and the CLI.
+    let sql = serde_json::json!({"sql": "SELECT count(*) FROM logs"});
+    let (status, _, body) =
+        crate::harness::api_query(&d, None, sql, &[("x-scope-orgid", "acme")]).await;
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_ne!(status, http::StatusCode::OK);
+    assert!(body.contains("is damaged"), "{body}");
+    let args = crate::harness::query_args(d.dir.path(), "acme", "SELECT 1", &[]);
+    let error = tenantscope::cli::query(&args, &mut Vec::new())
+        .await
+        .unwrap_err();
+    assert!(format!("{error:#}").contains("is damaged"), "{error:#}");
+    d.stop().await;
+}

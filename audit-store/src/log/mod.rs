@@ -33,7 +33,8 @@ pub mod retention;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 
 use crate::layout::Layout;
 use crate::{Table, TenantId};
@@ -69,6 +70,10 @@ pub enum LogError {
     Range(String),
     #[error("the log's stored hashes are unreadable: {0}")]
     Hashes(String),
+    /// Found damaged at start: set aside until an operator repairs it (see
+    /// [`AuditLogs::recover`]); nothing is committed for its tenant meanwhile.
+    #[error("the audit log of {tenant} is damaged and set aside until repaired: {reason}")]
+    SetAside { tenant: TenantId, reason: String },
 }
 
 /// Who appends to logs: the instance named in new logs' origins, and the checkpoint key.
@@ -258,6 +263,10 @@ pub struct AuditLogs {
     layout: Layout,
     identity: Identity,
     logs: Mutex<HashMap<TenantId, Arc<Mutex<TenantLog>>>>,
+    /// Logs found damaged at start, with why: never opened again by this process.
+    set_aside: RwLock<HashMap<TenantId, String>>,
+    /// Whether `set_aside` holds any (the check on every request reads only this).
+    any_set_aside: AtomicBool,
 }
 
 impl AuditLogs {
@@ -266,7 +275,18 @@ impl AuditLogs {
             layout,
             identity,
             logs: Mutex::new(HashMap::new()),
+            set_aside: RwLock::new(HashMap::new()),
+            any_set_aside: AtomicBool::new(false),
         }
+    }
+
+    /// Why the log of `tenant` was set aside at start, if it was.
+    pub fn set_aside(&self, tenant: &TenantId) -> Option<String> {
+        if !self.any_set_aside.load(Ordering::Relaxed) {
+            return None;
+        }
+        let set_aside = self.set_aside.read().unwrap_or_else(|e| e.into_inner());
+        set_aside.get(tenant).cloned()
     }
 
     pub fn layout(&self) -> &Layout {
@@ -279,6 +299,12 @@ impl AuditLogs {
 
     /// The log of `tenant`, opened (and repaired) on first use.
     pub fn get(&self, tenant: &TenantId) -> Result<Arc<Mutex<TenantLog>>, LogError> {
+        if let Some(reason) = self.set_aside(tenant) {
+            return Err(LogError::SetAside {
+                tenant: tenant.clone(),
+                reason,
+            });
+        }
         let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(log) = logs.get(tenant) {
             return Ok(log.clone());
@@ -307,7 +333,9 @@ impl AuditLogs {
     }
 
     /// Opens every tenant's log, repairs it and settles the files no entry names (see
-    /// [`recover`]). Run at start-up before anything is written.
+    /// [`recover`]). Run at start-up before anything is written. A log whose entries are
+    /// damaged (an edited line, a path outside its tenant) is set aside, named in the report,
+    /// instead of stopping the start: its tenant gets errors, every other tenant is served.
     pub fn recover(&self) -> Result<RecoveryReport, LogError> {
         let tenants = self.layout.list_tenants().map_err(|source| LogError::Io {
             path: self.layout.audit_dir(),
@@ -315,10 +343,26 @@ impl AuditLogs {
         })?;
         let mut report = RecoveryReport::default();
         for tenant in tenants {
-            let log = self.get(&tenant)?;
-            let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
-            report.migrated += migrate::migrate(&mut log)?;
-            recover::recover_tenant(&self.layout, &mut log, &mut report)?;
+            let recovered = self.get(&tenant).and_then(|log| {
+                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                report.migrated += migrate::migrate(&mut log)?;
+                recover::recover_tenant(&self.layout, &mut log, &mut report)
+            });
+            match recovered {
+                Ok(()) => {}
+                Err(damaged @ LogError::Damaged { .. }) => {
+                    let reason = damaged.to_string();
+                    self.logs
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&tenant);
+                    let mut set_aside = self.set_aside.write().unwrap_or_else(|e| e.into_inner());
+                    set_aside.insert(tenant.clone(), reason.clone());
+                    self.any_set_aside.store(true, Ordering::Relaxed);
+                    report.set_aside.push((tenant, reason));
+                }
+                Err(other) => return Err(other),
+            }
         }
         Ok(report)
     }

@@ -17,8 +17,8 @@ use sha2::{Digest, Sha256};
 
 use super::entry::EntryKind;
 use super::{LogError, TenantLog};
-use crate::Table;
 use crate::layout::{Layout, PARQUET_EXTENSION};
+use crate::{Table, TenantId};
 
 /// Where quarantined files go, under the data directory.
 pub const QUARANTINE_DIR: &str = "quarantine";
@@ -33,6 +33,8 @@ pub struct RecoveryReport {
     pub deletions_finished: usize,
     /// Files of a pre-audit-log `_manifest.jsonl` turned into entries ([`super::migrate`]).
     pub migrated: usize,
+    /// Tenants whose log is damaged, with why: set aside, not opened ([`super::AuditLogs`]).
+    pub set_aside: Vec<(TenantId, String)>,
 }
 
 pub(super) fn recover_tenant(

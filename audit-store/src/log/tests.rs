@@ -369,3 +369,38 @@ fn an_entry_naming_a_path_outside_its_tenant_is_refused_and_named() {
     std::fs::write(&log_path, good).unwrap();
     assert!(TenantLog::open(&layout, &tenant, identity()).is_ok());
 }
+
+/// At start, a damaged log is set aside, named in the report, and refused by `get` without
+/// being read again; the other tenants' logs open as usual.
+#[test]
+fn recovery_sets_a_damaged_log_aside_and_opens_the_others() {
+    use crate::test_support::{BASE, batch};
+    let (_dir, layout, _) = setup();
+    for name in ["acme", "globex"] {
+        let tenant = TenantId::parse(name).unwrap();
+        let mut log = TenantLog::open(&layout, &tenant, identity()).unwrap();
+        let rows = [(BASE, "r".to_owned())];
+        let batches = [batch(Table::Logs, name, &rows)];
+        let options = crate::writer::WriterOptions::default();
+        crate::writer::commit(&layout, &mut log, Table::Logs, &batches, 1..=1, &options).unwrap();
+    }
+    let acme = TenantId::parse("acme").unwrap();
+    let log_path = layout.tenant_dir(&acme).join(LOG_FILE);
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    std::fs::write(
+        &log_path,
+        text.replace("signal=logs/date=", "/etc/signal=logs/date="),
+    )
+    .unwrap();
+    let logs = AuditLogs::new(layout.clone(), identity());
+    let report = logs.recover().unwrap();
+    assert_eq!(report.set_aside.len(), 1);
+    assert_eq!(report.set_aside[0].0, acme);
+    assert!(report.set_aside[0].1.contains("is damaged"), "{report:?}");
+    assert!(logs.set_aside(&acme).is_some());
+    assert!(matches!(logs.get(&acme), Err(LogError::SetAside { .. })));
+    assert!(logs.get_opened(&acme).is_none());
+    let globex = TenantId::parse("globex").unwrap();
+    assert!(logs.set_aside(&globex).is_none());
+    assert_eq!(logs.get(&globex).unwrap().lock().unwrap().size(), 2);
+}

@@ -169,6 +169,7 @@ impl IngestError {
             IngestError::Tenancy(_) => "invalid_tenant",
             IngestError::RateLimited(_) => "rate_limited",
             IngestError::Pipeline(PipelineError::Store) => "store_failed",
+            IngestError::Pipeline(PipelineError::LogSetAside(_)) => "log_set_aside",
             IngestError::Pipeline(_) => "overloaded",
         }
     }

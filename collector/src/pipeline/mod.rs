@@ -48,6 +48,12 @@ pub enum PipelineError {
     ShuttingDown,
     #[error("writing the write-ahead log failed; retry later")]
     Store,
+    /// The tenant's audit log was found damaged at start and set aside: nothing can be committed
+    /// for it until an operator repairs it (`tenantscope verify` names the damage).
+    #[error(
+        "the audit log of tenant {0} was found damaged and is set aside until an operator repairs it; nothing is stored for this tenant until then (retry later)"
+    )]
+    LogSetAside(TenantId),
 }
 
 /// One write-ahead log record: rows of one tenant and table, as the log keeps them (an Arrow IPC
@@ -96,6 +102,8 @@ pub struct PipelineOptions {
 /// clone is dropped.
 #[derive(Clone)]
 pub struct Pipeline {
+    /// To refuse the tenants whose audit log was set aside at start.
+    logs: Arc<AuditLogs>,
     tx: mpsc::Sender<wal_thread::Request>,
     memtable: Arc<Memtable>,
     max_buffered_bytes: usize,
@@ -134,6 +142,9 @@ impl Pipeline {
     ) -> anyhow::Result<(Self, PipelineTask)> {
         let layout = logs.layout().clone();
         let recovered = logs.recover()?;
+        for (tenant, reason) in &recovered.set_aside {
+            tracing::error!(tenant = %tenant, reason = %reason, "audit log set aside: this tenant's requests are refused (503) until it is repaired");
+        }
         catalog
             .audit()
             .quarantined
@@ -163,10 +174,11 @@ impl Pipeline {
             memtable: memtable.clone(),
             wal,
             catalog: catalog.clone(),
-            logs,
+            logs: logs.clone(),
         };
         let task = tokio::spawn(flusher.run(flush_rx, wal_task));
         let pipeline = Self {
+            logs,
             tx,
             memtable,
             max_buffered_bytes: options.max_buffered_bytes,
@@ -193,6 +205,12 @@ impl Pipeline {
         let items: Vec<Record> = records.into_iter().filter(|r| r.rows > 0).collect();
         if items.is_empty() {
             return Ok(());
+        }
+        if let Some(r) = items
+            .iter()
+            .find(|r| self.logs.set_aside(&r.tenant).is_some())
+        {
+            return Err(PipelineError::LogSetAside(r.tenant.clone()));
         }
         if self.overloaded() {
             return Err(PipelineError::Overloaded);

@@ -104,7 +104,7 @@ pub const ALL_NAMES: [&str; 43] = [
 ];
 
 /// Why records or requests were refused: the metric label of an ingest error.
-pub const REJECT_REASONS: [&str; 18] = [
+pub const REJECT_REASONS: [&str; 19] = [
     "malformed",
     "unauthenticated",
     "auth_throttled",
@@ -119,6 +119,7 @@ pub const REJECT_REASONS: [&str; 18] = [
     "tenant_mismatch",
     "overloaded",
     "store_failed",
+    "log_set_aside",
     "metric_families",
     "timeout",
     "too_many_records",
