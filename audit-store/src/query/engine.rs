@@ -83,9 +83,9 @@ pub async fn run(
 pub enum LogSource<'a> {
     /// The tenant's log read from disk for this query (the offline commands).
     Disk,
-    /// The daemon's open logs, which its commits and retention keep current: no log is re-read
-    /// per query, so planning costs the same on a store's first day as on its thousandth. A
-    /// tenant whose log is not open is read from disk.
+    /// The daemon's open logs, which its commits and retention keep current: no log file is
+    /// parsed per query; the files are picked by a scan of the in-memory index. A tenant whose
+    /// log is not open is read from disk.
     Open(&'a AuditLogs),
 }
 
